@@ -1,0 +1,61 @@
+"""archibald: a Trio-first, structured-concurrency client for ESRI ArcGIS REST services.
+
+Everything public is importable from here; the submodules `archibald.auth`,
+`archibald.config` and `archibald.exceptions` group the same names by topic.
+"""
+
+from ._version import __version__ as __version__
+from .auth import ArcGISAuth as ArcGISAuth
+from .auth import IssuedToken as IssuedToken
+from .auth import NoAuth as NoAuth
+from .auth import RefreshingAuth as RefreshingAuth
+from .auth import TokenPlacement as TokenPlacement
+from .auth import TokenSource as TokenSource
+from .auth import TokenStatistics as TokenStatistics
+from .auth import UserTokenAuth as UserTokenAuth
+from .config import TokenPolicy as TokenPolicy
+from .exceptions import ArcGISError as ArcGISError
+from .exceptions import ArchieClientError as ArchieClientError
+from .exceptions import ArchieError as ArchieError
+from .exceptions import AuthNotActiveError as AuthNotActiveError
+from .exceptions import AuthorizationError as AuthorizationError
+from .exceptions import ConfigurationError as ConfigurationError
+from .exceptions import IncompleteResultError as IncompleteResultError
+from .exceptions import InvalidCredentialsError as InvalidCredentialsError
+from .exceptions import InvalidParameterError as InvalidParameterError
+from .exceptions import InvalidServiceURL as InvalidServiceURL
+from .exceptions import LayerCapabilityError as LayerCapabilityError
+from .exceptions import NotFoundError as NotFoundError
+from .exceptions import ServiceError as ServiceError
+from .exceptions import TokenExpiredError as TokenExpiredError
+from .exceptions import TokenMissingError as TokenMissingError
+from .exceptions import TokenRefreshError as TokenRefreshError
+
+__all__ = [
+    "ArcGISAuth",
+    "ArcGISError",
+    "ArchieClientError",
+    "ArchieError",
+    "AuthNotActiveError",
+    "AuthorizationError",
+    "ConfigurationError",
+    "IncompleteResultError",
+    "InvalidCredentialsError",
+    "InvalidParameterError",
+    "InvalidServiceURL",
+    "IssuedToken",
+    "LayerCapabilityError",
+    "NoAuth",
+    "NotFoundError",
+    "RefreshingAuth",
+    "ServiceError",
+    "TokenExpiredError",
+    "TokenMissingError",
+    "TokenPlacement",
+    "TokenPolicy",
+    "TokenRefreshError",
+    "TokenSource",
+    "TokenStatistics",
+    "UserTokenAuth",
+    "__version__",
+]

@@ -1,0 +1,88 @@
+"""Keeping secrets out of reprs, messages, logs and URLs.
+
+A password or token is held in a `Secret`, whose repr and str never show the value;
+only the code that must send it calls `Secret.reveal`. URLs that may carry a ``token``
+parameter pass through `redact_url` before they reach a message or a log record.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import attrs
+
+# Query parameters whose values are secrets in the ArcGIS REST API and OAuth2.
+SECRET_PARAMETERS = frozenset(
+    {"token", "password", "client_secret", "access_token", "refresh_token", "api_key", "apikey"}
+)
+
+_MASK = "********"
+
+
+@attrs.frozen(repr=False)
+class Secret:
+    """A string that must not be shown: its repr and str are a mask."""
+
+    _value: str
+
+    def reveal(self) -> str:
+        """Return the secret value, for the one place that sends it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({_MASK!r})"
+
+    def __str__(self) -> str:
+        return _MASK
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+def redact_url(url: object) -> str:
+    """Return *url* as a string with the values of secret query parameters masked."""
+    text = str(url)
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return text
+    if not parts.query:
+        return text
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if not any(key.lower() in SECRET_PARAMETERS for key, _ in pairs):
+        return text
+    cleaned = [(k, _MASK if k.lower() in SECRET_PARAMETERS else v) for k, v in pairs]
+    return urlunsplit(parts._replace(query=urlencode(cleaned, safe="*")))
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """Mask every occurrence of each (non-empty) secret in *text*.
+
+    Used on text that came from a server (an error page, a message) before it goes into
+    an exception, in case the server echoed what we sent.
+    """
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, _MASK)
+    return text
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether *host* names this machine (``localhost``, 127.0.0.0/8, ``::1``)."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_secure_url(url: str) -> bool:
+    """Whether a secret may travel to *url*: HTTPS, or plain HTTP to a loopback host."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    return parts.scheme == "http" and is_loopback_host(parts.hostname or "")

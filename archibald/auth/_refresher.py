@@ -1,0 +1,464 @@
+"""The one background refresher that every token-issuing auth shares.
+
+A kind of token is a `TokenSource`: how to fetch one token. `RefreshingAuth` owns the
+rest: an anyio task group opened by ``async with``, a refresher task that fetches a token,
+publishes it, sleeps until a lead time before expiry (on anyio's clock) and renews, with
+backoff after failures. Callers of `get_token` only read the published state or wait for
+the next publication; they never do I/O.
+
+State and its invariants:
+
+- ``_token`` is the newest token, served until it expires (also while a renewal runs).
+- ``_error`` is the failure of the newest attempt, cleared by the next success.
+- ``_changed`` is set and replaced on every publication, so a waiter on it always wakes.
+- ``_generation`` counts refresher runs; only the current run may publish, so a run that
+  `force_refresh` cancelled cannot publish a late result.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import math
+import time
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Self
+
+import anyio
+import attrs
+import httpx
+from anyio.abc import TaskGroup, TaskStatus
+
+from .._secrets import Secret
+from ..config import TokenPolicy
+from ..exceptions import (
+    AuthNotActiveError,
+    ConfigurationError,
+    InvalidCredentialsError,
+    TokenRefreshError,
+)
+from ._base import ArcGISAuth, TokenPlacement
+
+__all__ = ["IssuedToken", "RefreshingAuth", "TokenSource", "TokenStatistics"]
+
+logger = logging.getLogger("archibald.auth")
+
+
+@attrs.frozen(kw_only=True)
+class IssuedToken:
+    """One token as a `TokenSource` fetched it.
+
+    Attributes:
+        value: The token (never shown in a repr).
+        lifetime: Seconds the token stays valid, counted from when its request was sent.
+    """
+
+    value: str = attrs.field(repr=False)
+    lifetime: float = attrs.field()
+
+    @lifetime.validator
+    def _check_lifetime(self, attribute: attrs.Attribute[float], value: float) -> None:
+        if not value > 0 or not math.isfinite(value):
+            raise ValueError(f"a token lifetime must be a positive number, got {value!r}")
+
+
+def lifetime_from_expires(
+    expires_ms: object, requested: float, *, now: float | None = None
+) -> float:
+    """The lifetime in seconds of a token whose server said it ``expires`` at *expires_ms*.
+
+    ``expires`` is wall-clock epoch milliseconds, so it is read once, here, to learn the
+    lifetime the server granted (which may be shorter than requested: servers cap it).
+    When it is missing, in the past, or beyond the requested lifetime by more than a
+    minute (the two clocks disagree), the *requested* lifetime in seconds wins.
+    """
+    if isinstance(expires_ms, bool) or not isinstance(expires_ms, int | float):
+        return requested
+    wall = time.time() if now is None else now
+    lifetime = float(expires_ms) / 1000.0 - wall
+    if not math.isfinite(lifetime) or lifetime <= 0 or lifetime > requested + 60.0:
+        logger.debug(
+            "server's expires=%r disagrees with the requested %.0f s; using the request",
+            expires_ms,
+            requested,
+        )
+        return requested
+    return lifetime
+
+
+class TokenSource(abc.ABC):
+    """How to fetch one token: the only code a new kind of token needs.
+
+    `fetch` raises `TokenRefreshError` (``retryable=True`` for network trouble and server
+    errors, `InvalidCredentialsError` when the credentials are refused); the refresher of
+    `RefreshingAuth` does the scheduling, retrying and publishing.
+    """
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """A short description for messages and logs, such as ``user 'bob' at <url>``.
+
+        It must not contain a secret.
+        """
+
+    @abc.abstractmethod
+    async def fetch(self, http: httpx.AsyncClient) -> IssuedToken:
+        """Fetch one token using *http*."""
+
+
+@attrs.frozen(kw_only=True)
+class TokenStatistics:
+    """A snapshot of a token auth's state, from `RefreshingAuth.statistics`.
+
+    Attributes:
+        active: Whether the auth is inside its ``async with`` block.
+        fetches: Token requests sent since the auth was created.
+        failures: Token requests that failed.
+        forced_refreshes: Refreshes started by `RefreshingAuth.force_refresh`.
+        expires_in: Seconds until the current token lapses, or None without one.
+        last_error: The message of the newest failed attempt, if it has not been
+            followed by a success.
+    """
+
+    active: bool
+    fetches: int
+    failures: int
+    forced_refreshes: int
+    expires_in: float | None
+    last_error: str | None
+
+
+@attrs.frozen
+class _Token:
+    value: Secret
+    expires_at: float  # on anyio's clock
+
+
+class RefreshingAuth(ArcGISAuth):
+    """An auth whose token a background task renews before it expires.
+
+    Subclasses (such as `UserTokenAuth`) only provide a `TokenSource`.
+
+    ``async with auth:`` opens a task group and fetches the first token before the block's
+    body runs, so refused credentials raise `InvalidCredentialsError` right there. Inside
+    the block a refresher task renews the token ahead of expiry; `get_token` returns at
+    once while a valid token exists. Leaving the block stops the refresher and closes the
+    HTTP client the auth created.
+
+    Args:
+        source: How to fetch one token.
+        policy: When to renew and how to retry.
+        placement: Where requests carry the token.
+        referer: The ``Referer`` header requests carry, for referer-bound tokens.
+        http_client: The client for token requests; by default the auth creates one on
+            entry and closes it on exit. A client passed here is left open.
+    """
+
+    def __init__(
+        self,
+        source: TokenSource,
+        *,
+        policy: TokenPolicy | None = None,
+        placement: TokenPlacement = TokenPlacement.AUTHORIZATION,
+        referer: str | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        super().__init__(placement=placement, referer=referer)
+        if policy is None:
+            policy = TokenPolicy()
+        elif not isinstance(policy, TokenPolicy):
+            raise ConfigurationError(f"policy must be a TokenPolicy, got {policy!r}")
+        if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
+            raise ConfigurationError(
+                f"http_client must be an httpx.AsyncClient, got {type(http_client).__name__}"
+            )
+        self._source = source
+        self._policy = policy
+        self._own_http = http_client is None
+        self._http = http_client
+        self._stack: AsyncExitStack | None = None
+        self._task_group: TaskGroup | None = None
+        self._entered = False
+        self._active = False
+        self._token: _Token | None = None
+        self._error: TokenRefreshError | None = None
+        self._closed = False
+        # Events and cancel scopes belong to an event loop, so they are made on entry.
+        self._changed: anyio.Event | None = None
+        self._forced: anyio.Event | None = None
+        self._generation = 0
+        self._scope: anyio.CancelScope | None = None
+        self._fetches = 0
+        self._failures = 0
+        self._forced_refreshes = 0
+
+    @property
+    def policy(self) -> TokenPolicy:
+        """The renewal policy."""
+        return self._policy
+
+    # -- the public contract -------------------------------------------------------------
+
+    async def get_token(self) -> str:
+        """Return the current token, waiting only if none is valid yet.
+
+        Raises:
+            AuthNotActiveError: The auth is not inside its ``async with`` block, or left
+                it while this call waited.
+            InvalidCredentialsError: The server refused the credentials and the last
+                token has expired; `force_refresh` tries again.
+            TokenRefreshError: No valid token exists and the last attempt to fetch one
+                failed (the cause is chained). The refresher keeps retrying.
+        """
+        while True:
+            self._check_active()
+            token = self._token
+            if token is not None and anyio.current_time() < token.expires_at:
+                return token.value.reveal()
+            if self._error is not None:
+                raise self._error_for_caller()
+            assert self._changed is not None
+            await self._changed.wait()
+
+    async def force_refresh(self) -> None:
+        """Drop the current token and fetch a new one at once.
+
+        The refresher is cancelled and restarted. Concurrent calls share one fetch; each
+        returns when it has finished. Cancelling a caller cancels only its wait.
+
+        Raises:
+            AuthNotActiveError: The auth is not inside its ``async with`` block.
+            TokenRefreshError: The new fetch failed (the refresher keeps retrying unless
+                the credentials were refused).
+        """
+        self._check_active()
+        if self._forced is None:
+            self._forced = anyio.Event()
+            self._forced_refreshes += 1
+            logger.info("refreshing the token for %s now", self._source.describe())
+            self._token = None
+            self._error = None
+            self._restart()
+        done = self._forced
+        await done.wait()
+        await self.get_token()
+
+    def statistics(self) -> TokenStatistics:
+        """Return a snapshot of the auth's state and counters."""
+        expires_in = None
+        if self._token is not None:  # only inside the block, so within an event loop
+            expires_in = max(0.0, self._token.expires_at - anyio.current_time())
+        return TokenStatistics(
+            active=self._active,
+            fetches=self._fetches,
+            failures=self._failures,
+            forced_refreshes=self._forced_refreshes,
+            expires_in=expires_in,
+            last_error=str(self._error) if self._error is not None else None,
+        )
+
+    async def __aenter__(self) -> Self:
+        if self._entered:
+            raise ConfigurationError(
+                f"{self!r} is already active; enter it once and share it between clients"
+            )
+        self._entered = True
+        stack = AsyncExitStack()
+        try:
+            if self._own_http:
+                self._http = httpx.AsyncClient(timeout=self._policy.request_timeout)
+                stack.push_async_callback(_close_shielded, self._http)
+            self._task_group = await stack.enter_async_context(anyio.create_task_group())
+            scope = self._reset_state()
+            await self._task_group.start(self._refresher, scope, self._generation)
+        except BaseException:
+            if self._task_group is not None:
+                self._task_group.cancel_scope.cancel()
+            await stack.aclose()
+            self._entered = False
+            self._task_group = None
+            if self._own_http:
+                self._http = None
+            raise
+        self._stack = stack
+        self._active = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the refresher, wake every waiter with `AuthNotActiveError`, close the client.
+
+        The same as leaving the ``async with`` block (and must run in the task that
+        entered it). Does nothing if the auth is not active.
+        """
+        if not self._active or self._stack is None or self._task_group is None:
+            return
+        self._active = False
+        self._closed = True
+        self._token = None
+        self._notify()
+        self._task_group.cancel_scope.cancel()
+        stack, self._stack, self._task_group = self._stack, None, None
+        try:
+            await stack.aclose()
+        finally:
+            if self._own_http:
+                self._http = None
+            self._entered = False
+
+    def __repr__(self) -> str:
+        state = "active" if self._active else "inactive"
+        return f"{type(self).__name__}({self._source.describe()}, {state})"
+
+    # -- the refresher -------------------------------------------------------------------
+
+    async def _refresher(
+        self,
+        scope: anyio.CancelScope,
+        generation: int,
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Fetch, publish, sleep until the renewal time, repeat; back off after failures.
+
+        Started with ``task_status`` (by ``__aenter__``), the first fetch's failure is
+        raised instead of published, so it surfaces at ``async with``.
+        """
+        starting = task_status is not anyio.TASK_STATUS_IGNORED
+        attempt = 0
+        with scope:
+            while True:
+                sent_at = anyio.current_time()
+                try:
+                    issued = await self._fetch_one()
+                except TokenRefreshError as exc:
+                    attempt += 1
+                    if starting and (not exc.retryable or attempt >= self._policy.startup_attempts):
+                        raise
+                    if generation == self._generation:
+                        self._error = exc
+                        self._notify()
+                    if not exc.retryable:
+                        logger.error(
+                            "token refresh for %s failed and will not be retried until "
+                            "force_refresh(): %s",
+                            self._source.describe(),
+                            exc,
+                        )
+                        return
+                    delay = self._policy.retry_delay(attempt)
+                    logger.warning(
+                        "token refresh for %s failed (attempt %d), retrying in %.1f s: %s",
+                        self._source.describe(),
+                        attempt,
+                        delay,
+                        exc,
+                    )
+                    await anyio.sleep(delay)
+                    continue
+                attempt = 0
+                renew_at = sent_at + self._policy.renew_delay(issued.lifetime)
+                if generation == self._generation:
+                    self._token = _Token(Secret(issued.value), sent_at + issued.lifetime)
+                    self._error = None
+                    self._notify()
+                logger.info(
+                    "fetched a token for %s, valid for %.0f s; renewing in %.0f s",
+                    self._source.describe(),
+                    issued.lifetime,
+                    renew_at - anyio.current_time(),
+                )
+                if starting:
+                    starting = False
+                    task_status.started()
+                await anyio.sleep_until(renew_at)
+
+    async def _fetch_one(self) -> IssuedToken:
+        """Ask the source for one token; anything but `TokenRefreshError` becomes one."""
+        assert self._http is not None
+        self._fetches += 1
+        try:
+            return await self._source.fetch(self._http)
+        except TokenRefreshError:
+            self._failures += 1
+            raise
+        except Exception as exc:
+            self._failures += 1
+            raise TokenRefreshError(
+                f"fetching a token for {self._source.describe()} failed unexpectedly: "
+                f"{type(exc).__name__}",
+                retryable=False,
+            ) from exc
+
+    def _restart(self) -> None:
+        """Cancel the running refresher and start a fresh one, which fetches at once."""
+        assert self._task_group is not None
+        assert self._scope is not None
+        self._scope.cancel()
+        self._generation += 1
+        self._scope = anyio.CancelScope()
+        self._task_group.start_soon(self._refresher, self._scope, self._generation)
+
+    def _notify(self) -> None:
+        """Wake everyone waiting for a change of state."""
+        changed, self._changed = self._changed, anyio.Event()
+        if changed is not None:
+            changed.set()
+        forced, self._forced = self._forced, None
+        if forced is not None:
+            forced.set()
+
+    def _reset_state(self) -> anyio.CancelScope:
+        """Start afresh on entry; return the cancel scope of the first refresher run."""
+        self._token = None
+        self._error = None
+        self._forced = None
+        self._closed = False
+        self._changed = anyio.Event()
+        self._generation += 1
+        self._scope = anyio.CancelScope()
+        return self._scope
+
+    def _check_active(self) -> None:
+        if self._active:
+            return
+        if self._closed:
+            raise AuthNotActiveError(
+                f"{type(self).__name__} has left its `async with` block; tokens are only "
+                "available inside it"
+            )
+        raise AuthNotActiveError(
+            f"{type(self).__name__} is not active: use it inside `async with auth:` "
+            "(or hand it to ArchieClient, which enters it for you)"
+        )
+
+    def _error_for_caller(self) -> TokenRefreshError:
+        """A fresh exception for one caller, chained to the stored failure."""
+        cause = self._error
+        assert cause is not None
+        error: TokenRefreshError
+        if isinstance(cause, InvalidCredentialsError):
+            error = InvalidCredentialsError(str(cause))
+        else:
+            error = TokenRefreshError(
+                f"no valid token for {self._source.describe()}: "
+                f"the last attempt to fetch one failed: {cause}",
+                retryable=cause.retryable,
+            )
+        error.__cause__ = cause
+        error.__suppress_context__ = True
+        return error
+
+
+async def _close_shielded(http: httpx.AsyncClient) -> None:
+    """Close *http* even while being cancelled, so no connection is left open."""
+    with anyio.CancelScope(shield=True):
+        await http.aclose()

@@ -1,0 +1,153 @@
+"""One token request: send a form, read the answer, classify what went wrong.
+
+Token endpoints (generateToken, oauth2/token) answer refusals as HTTP 200 with an ArcGIS
+error envelope, so the body decides as much as the status does. Every failure becomes a
+`TokenRefreshError` whose ``retryable`` flag tells the refresher whether to try again;
+refused credentials become `InvalidCredentialsError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from .._secrets import is_secure_url, scrub
+from ..exceptions import ConfigurationError, InvalidCredentialsError, TokenRefreshError
+
+# Statuses after which the same request may well succeed later.
+_TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# Error-envelope codes that mean the credentials (or the request for them) were refused.
+_REFUSED_CODES = frozenset({400, 401, 403})
+# OAuth2 error names (RFC 6749 section 5.2) that mean the client itself was refused.
+_OAUTH_REFUSALS = frozenset(
+    {"invalid_client", "invalid_request", "invalid_grant", "unauthorized_client"}
+)
+_SNIPPET = 160
+
+
+def check_token_url(url: object, what: str) -> str:
+    """Return *url* normalised, or raise `ConfigurationError` if secrets may not go there."""
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigurationError(f"{what} must be a URL string, got {url!r}")
+    url = url.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"{what} must be an http(s) URL such as https://www.arcgis.com, got {url!r}"
+        )
+    if parts.query or parts.fragment:
+        raise ConfigurationError(f"{what} must not have a query string or fragment: {url!r}")
+    if not is_secure_url(url):
+        raise ConfigurationError(
+            f"{what} must use https:// (credentials would travel in clear text): {url!r}; "
+            "plain http is accepted for loopback addresses only"
+        )
+    return url
+
+
+async def post_token_form(
+    http: httpx.AsyncClient,
+    url: str,
+    form: Mapping[str, str],
+    *,
+    who: str,
+    secrets: Sequence[str],
+    refused_hint: str,
+) -> dict[str, Any]:
+    """POST *form* to the token endpoint *url*; return the JSON object it answered.
+
+    Args:
+        http: The client to send with.
+        url: The token endpoint (free of secrets).
+        form: The form fields, secrets included.
+        who: Whose token this is, for messages (no secret).
+        secrets: Values to mask in any server text quoted in a message.
+        refused_hint: What to check when the credentials are refused.
+    """
+    try:
+        response = await http.post(url, data=dict(form), headers={"Accept": "application/json"})
+    except httpx.TimeoutException as exc:
+        raise TokenRefreshError(
+            f"the token request for {who} to {url} timed out ({type(exc).__name__})"
+        ) from exc
+    except httpx.RequestError as exc:
+        raise TokenRefreshError(
+            f"could not reach {url} for a token for {who}: {type(exc).__name__}"
+        ) from exc
+
+    status = response.status_code
+    body = _json_object(response)
+    if body is not None and "error" in body:
+        raise _envelope_error(body["error"], status, url, who, secrets, refused_hint)
+    if status >= 400:
+        retryable = status in _TRANSIENT_STATUSES or status >= 500
+        hint = "" if retryable else "; check the token URL"
+        raise TokenRefreshError(
+            f"{url} answered HTTP {status} {response.reason_phrase} to the token request "
+            f"for {who}{hint}: {_snippet(response, secrets)}",
+            retryable=retryable,
+        )
+    if body is None:
+        raise TokenRefreshError(
+            f"{url} answered the token request for {who} with something other than a JSON "
+            f"object (HTTP {status}): {_snippet(response, secrets)}"
+        )
+    return body
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        data = response.json()
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _envelope_error(
+    error: object,
+    status: int,
+    url: str,
+    who: str,
+    secrets: Sequence[str],
+    refused_hint: str,
+) -> TokenRefreshError:
+    """Turn an ArcGIS (or OAuth2) error envelope into the matching exception."""
+    if not isinstance(error, dict):
+        # OAuth2 style: {"error": "invalid_client", "error_description": "..."}
+        error = {"error": str(error)}
+    code = error.get("code")
+    if isinstance(code, str) and code.isdigit():
+        code = int(code)
+    parts = [
+        str(error.get(key))
+        for key in ("message", "error", "error_description")
+        if error.get(key) not in (None, "")
+    ]
+    details = error.get("details")
+    if isinstance(details, list):
+        parts.extend(str(d) for d in details if d not in (None, ""))
+    text = scrub("; ".join(dict.fromkeys(parts)) or "no message", secrets)
+    label = f"error {code}" if isinstance(code, int) else "an error"
+    if isinstance(code, int) and (code == 429 or code >= 500):
+        return TokenRefreshError(f"{url} answered {label} to the token request for {who}: {text}")
+    if code in _REFUSED_CODES or error.get("error") in _OAUTH_REFUSALS:
+        return InvalidCredentialsError(
+            f"{url} refused the credentials of {who} ({label}: {text}); {refused_hint}"
+        )
+    return TokenRefreshError(
+        f"{url} answered {label} to the token request for {who}: {text}", retryable=False
+    )
+
+
+def _snippet(response: httpx.Response, secrets: Sequence[str]) -> str:
+    try:
+        text = response.text
+    except (UnicodeDecodeError, LookupError):
+        text = repr(response.content[:_SNIPPET])
+    text = " ".join(text.split())
+    if len(text) > _SNIPPET:
+        text = text[:_SNIPPET] + "…"
+    return scrub(text, secrets) or "(empty body)"

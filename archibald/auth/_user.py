@@ -1,0 +1,163 @@
+"""`UserTokenAuth`: tokens from a username and password, through generateToken."""
+
+from __future__ import annotations
+
+import attrs
+import httpx
+
+from .._secrets import Secret
+from ..config import TokenPolicy
+from ..exceptions import ConfigurationError, TokenRefreshError
+from ._base import TokenPlacement
+from ._refresher import IssuedToken, RefreshingAuth, TokenSource, lifetime_from_expires
+from ._token_http import check_token_url, post_token_form
+
+__all__ = ["UserTokenAuth"]
+
+DEFAULT_REFERER = "archibald"
+
+
+def generate_token_url(base_url: str) -> str:
+    """The portal's generateToken endpoint for a portal or ArcGIS Online *base_url*."""
+    if base_url.endswith("/sharing/rest"):
+        return base_url + "/generateToken"
+    if base_url.endswith("/sharing"):
+        return base_url + "/rest/generateToken"
+    return base_url + "/sharing/rest/generateToken"
+
+
+@attrs.frozen(kw_only=True)
+class _GenerateToken(TokenSource):
+    """POST username and password to generateToken; read ``token`` and ``expires``."""
+
+    url: str
+    username: str
+    password: Secret
+    expiration: int  # minutes
+    referer: str | None
+
+    def describe(self) -> str:
+        return f"user {self.username!r} at {self.url}"
+
+    async def fetch(self, http: httpx.AsyncClient) -> IssuedToken:
+        form = {
+            "username": self.username,
+            "password": self.password.reveal(),
+            "expiration": str(self.expiration),
+            "f": "json",
+        }
+        if self.referer is not None:
+            form |= {"client": "referer", "referer": self.referer}
+        else:
+            form["client"] = "requestip"
+        body = await post_token_form(
+            http,
+            self.url,
+            form,
+            who=f"user {self.username!r}",
+            secrets=[self.password.reveal()],
+            refused_hint="check the username (it is case-sensitive) and the password",
+        )
+        token = body.get("token")
+        if not isinstance(token, str) or not token:
+            raise TokenRefreshError(
+                f"{self.url} answered the token request for user {self.username!r} "
+                f"without a token (keys: {', '.join(sorted(body)) or 'none'})"
+            )
+        lifetime = lifetime_from_expires(body.get("expires"), self.expiration * 60.0)
+        return IssuedToken(value=token, lifetime=lifetime)
+
+
+class UserTokenAuth(RefreshingAuth):
+    """Tokens for a named user, from ArcGIS Online, a Portal, or a standalone ArcGIS Server.
+
+    POSTs the username and password to ``<base_url>/sharing/rest/generateToken`` (or to
+    *token_url*) and renews the token in the background before it expires.
+
+    ```python
+    async with UserTokenAuth("bob", password) as auth:
+        async with httpx.AsyncClient(auth=auth) as http:
+            ...
+    ```
+
+    Args:
+        username: The ArcGIS username (case-sensitive).
+        password: The password. It is never shown in a repr, a log or a message.
+        base_url: The portal: ``https://www.arcgis.com``, ``https://<org>.maps.arcgis.com``
+            or an Enterprise portal such as ``https://gis.example.com/portal``.
+        expiration: The token lifetime to ask for, in minutes. Servers may grant less;
+            the auth renews on the lifetime the server grants.
+        token_url: The generateToken endpoint, when it is not the portal's: for a
+            standalone ArcGIS Server, ``https://<host>/arcgis/tokens/generateToken``.
+        referer: The referer the token is bound to (``client=referer``); every authorized
+            request then carries it as its ``Referer`` header. None binds the token to
+            the caller's IP address instead (``client=requestip``).
+        placement: Where requests carry the token.
+        policy: When to renew and how to retry.
+        http_client: The client for token requests; by default one is made on entry.
+
+    Raises:
+        ConfigurationError: An argument is invalid, or a URL would send the password
+            over plain HTTP.
+    """
+
+    def __init__(
+        self,
+        username: str,
+        password: str,
+        base_url: str = "https://www.arcgis.com",
+        expiration: int = 60,
+        *,
+        token_url: str | None = None,
+        referer: str | None = DEFAULT_REFERER,
+        placement: TokenPlacement = TokenPlacement.AUTHORIZATION,
+        policy: TokenPolicy | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        if not isinstance(username, str) or not username:
+            raise ConfigurationError("username must be a non-empty string")
+        if not isinstance(password, str) or not password:
+            raise ConfigurationError(f"the password for user {username!r} must not be empty")
+        if isinstance(expiration, bool) or not isinstance(expiration, int) or expiration < 1:
+            raise ConfigurationError(
+                f"expiration is in whole minutes and must be at least 1, got {expiration!r}"
+            )
+        if referer is not None and (not isinstance(referer, str) or not referer):
+            raise ConfigurationError("referer must be a non-empty string, or None")
+        if token_url is None:
+            url = generate_token_url(check_token_url(base_url, "base_url"))
+        else:
+            url = check_token_url(token_url, "token_url")
+        super().__init__(
+            _GenerateToken(
+                url=url,
+                username=username,
+                password=Secret(password),
+                expiration=expiration,
+                referer=referer,
+            ),
+            policy=policy,
+            placement=placement,
+            referer=referer,
+            http_client=http_client,
+        )
+
+    @property
+    def username(self) -> str:
+        """The ArcGIS username."""
+        return self._user_source.username
+
+    @property
+    def token_url(self) -> str:
+        """The generateToken endpoint this auth posts to."""
+        return self._user_source.url
+
+    @property
+    def expiration(self) -> int:
+        """The requested token lifetime in minutes."""
+        return self._user_source.expiration
+
+    @property
+    def _user_source(self) -> _GenerateToken:
+        assert isinstance(self._source, _GenerateToken)
+        return self._source

@@ -1,0 +1,115 @@
+"""Policy objects: immutable, keyword-only, validated when built.
+
+Use `attrs.evolve` to derive a variant::
+
+    import attrs
+    from archibald.config import TokenPolicy
+
+    eager = attrs.evolve(TokenPolicy(), renew_before=600)
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import attrs
+
+from .exceptions import ConfigurationError
+
+__all__ = ["TokenPolicy"]
+
+
+def _at_least(minimum: float, *, strict: bool = False) -> Any:
+    """An attrs validator that raises `ConfigurationError` naming the field."""
+
+    def check(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+        ok = value > minimum if strict else value >= minimum
+        if not ok:
+            relation = ">" if strict else ">="
+            raise ConfigurationError(
+                f"{type(instance).__name__}.{attribute.name} must be {relation} {minimum}, "
+                f"got {value!r}"
+            )
+
+    return check
+
+
+def _at_most(maximum: float) -> Any:
+    def check(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+        if value > maximum:
+            raise ConfigurationError(
+                f"{type(instance).__name__}.{attribute.name} must be <= {maximum}, got {value!r}"
+            )
+
+    return check
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigurationError(f"expected a number of seconds, got {value!r}")
+    return float(value)
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigurationError(f"expected a whole number, got {value!r}")
+    return value
+
+
+@attrs.frozen(kw_only=True)
+class TokenPolicy:
+    """When a token is renewed, and how failed renewals are retried.
+
+    All durations are in seconds. The defaults suit ArcGIS Online and Enterprise tokens
+    of an hour or more.
+
+    Attributes:
+        renew_before: Renew this long before the token expires (the lead time).
+        min_renew_fraction: Never renew sooner than this fraction of the token's lifetime
+            after it was issued, so a short-lived token is renewed at most every half
+            lifetime by default instead of continuously.
+        retry_initial: The first wait after a failed renewal.
+        retry_max: The longest wait between two attempts.
+        retry_jitter: A random extra wait of up to this many seconds, so that many
+            clients do not retry in step.
+        startup_attempts: How many attempts entering ``async with auth:`` makes before it
+            gives up with `TokenRefreshError`. Refused credentials fail at once.
+        request_timeout: The HTTP timeout of one token request.
+    """
+
+    renew_before: float = attrs.field(default=300.0, converter=_number, validator=_at_least(0))
+    min_renew_fraction: float = attrs.field(
+        default=0.5, converter=_number, validator=[_at_least(0, strict=True), _at_most(1)]
+    )
+    retry_initial: float = attrs.field(
+        default=1.0, converter=_number, validator=_at_least(0, strict=True)
+    )
+    retry_max: float = attrs.field(default=60.0, converter=_number)
+    retry_jitter: float = attrs.field(default=1.0, converter=_number, validator=_at_least(0))
+    startup_attempts: int = attrs.field(default=3, converter=_count, validator=_at_least(1))
+    request_timeout: float = attrs.field(
+        default=30.0, converter=_number, validator=_at_least(0, strict=True)
+    )
+
+    @retry_max.validator
+    def _check_retry_max(self, attribute: attrs.Attribute[float], value: float) -> None:
+        if value < self.retry_initial:
+            raise ConfigurationError(
+                f"TokenPolicy.retry_max ({value!r}) must be >= retry_initial "
+                f"({self.retry_initial!r})"
+            )
+
+    def renew_delay(self, lifetime: float) -> float:
+        """Seconds after issue at which a token of *lifetime* seconds is renewed."""
+        return max(lifetime - self.renew_before, lifetime * self.min_renew_fraction)
+
+    def retry_delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number *attempt* (1 for the first failure).
+
+        Exponential backoff from `retry_initial`, doubling, capped at `retry_max`, plus
+        up to `retry_jitter` seconds of random jitter.
+        """
+        exponent = min(max(attempt - 1, 0), 62)
+        base = min(self.retry_max, self.retry_initial * 2.0**exponent)
+        return base + random.uniform(0.0, self.retry_jitter)

@@ -1,0 +1,46 @@
+"""Every async test runs on asyncio and on trio, both on a virtual clock.
+
+Trio gets its autojump `MockClock`; asyncio gets looptime's event loop, which also jumps
+to the next timer whenever every task is blocked. Hours of token life pass in
+milliseconds, and no test sleeps for real.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import looptime
+import pytest
+from trio.testing import MockClock
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+    """The backend and its virtual clock; a fresh clock for every test."""
+    if request.param == "trio":
+        return "trio", {"clock": MockClock(autojump_threshold=0)}
+    return "asyncio", {"loop_factory": looptime.new_event_loop}
+
+
+# A test that deadlocks fails instead of hanging: on the virtual clock this deadline comes
+# at once when nothing else can happen, and it lies beyond the longest simulated scenario.
+VIRTUAL_DEADLINE = 3 * 24 * 3600.0
+
+
+def _with_deadline(test: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(test)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with anyio.fail_after(VIRTUAL_DEADLINE):
+            return await test(*args, **kwargs)
+
+    return wrapper
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
+            item.obj = _with_deadline(item.obj)

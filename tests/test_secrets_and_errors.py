@@ -1,0 +1,173 @@
+"""Secrets stay masked; exceptions read well and keep their fields."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+import archibald
+from archibald._secrets import Secret, is_secure_url, redact_url
+from archibald.auth import UserTokenAuth
+from archibald.auth._refresher import lifetime_from_expires
+from archibald.exceptions import (
+    ArcGISError,
+    ArchieClientError,
+    ArchieError,
+    ConfigurationError,
+    InvalidCredentialsError,
+    TokenExpiredError,
+    TokenRefreshError,
+)
+
+
+def test_a_secret_never_shows_its_value() -> None:
+    """repr, str and f-strings of a Secret are a mask; reveal() gives the value."""
+    secret = Secret("hunter2")
+    assert "hunter2" not in repr(secret)
+    assert "hunter2" not in str(secret)
+    assert "hunter2" not in f"{secret}"
+    assert "hunter2" == secret.reveal()
+
+
+def test_redact_url_masks_tokens_and_keeps_the_rest() -> None:
+    """The token parameter is masked; other parameters and the path are kept."""
+    url = "https://h.example.com/arcgis/rest/services?f=json&token=abc123&where=1%3D1"
+    redacted = redact_url(url)
+    assert "abc123" not in redacted
+    assert redacted.startswith("https://h.example.com/arcgis/rest/services?")
+    assert "f=json" in redacted
+    assert "where=1%3D1" in redacted
+
+
+def test_only_https_or_loopback_is_secure() -> None:
+    """Secrets may go over https anywhere, and over plain http only to loopback."""
+    assert is_secure_url("https://www.arcgis.com/sharing/rest")
+    assert is_secure_url("http://127.0.0.1:8000/x")
+    assert is_secure_url("http://localhost/x")
+    assert is_secure_url("http://[::1]:9/x")
+    assert not is_secure_url("http://www.arcgis.com/sharing/rest")
+    assert not is_secure_url("ftp://127.0.0.1/x")
+
+
+def test_an_arcgis_error_keeps_its_envelope() -> None:
+    """code, message, details, messageCode and a token-free URL, all in the message."""
+    error = TokenExpiredError(
+        498,
+        "Invalid token.",
+        ["Invalid token."],
+        message_code="GWM_0003",
+        url="https://h.example.com/arcgis/rest/services?token=abc123",
+    )
+    assert (498, "Invalid token.", ["Invalid token."]) == (error.code, error.message, error.details)
+    assert "GWM_0003" == error.message_code
+    assert "abc123" not in str(error)
+    assert "abc123" not in (error.url or "")
+    assert "ArcGIS error 498 (GWM_0003): Invalid token. at https://h.example.com" in str(error)
+    assert isinstance(error, ArcGISError)
+    assert isinstance(error, ArchieError)
+
+
+def test_exceptions_survive_pickling() -> None:
+    """Errors cross process boundaries (multiprocessing, trio.to_thread) intact."""
+    error = pickle.loads(pickle.dumps(ArcGISError(400, "Bad", ["x"], url="https://h/x")))
+    assert (400, "Bad", ["x"], "https://h/x") == (
+        error.code,
+        error.message,
+        error.details,
+        error.url,
+    )
+    refused = pickle.loads(pickle.dumps(InvalidCredentialsError("no")))
+    assert (InvalidCredentialsError, "no", False) == (
+        type(refused),
+        str(refused),
+        refused.retryable,
+    )
+
+
+def test_the_hierarchy_is_as_documented() -> None:
+    """Refused credentials are a refresh error; a refresh error is a client error."""
+    assert issubclass(InvalidCredentialsError, TokenRefreshError)
+    assert issubclass(TokenRefreshError, ArchieClientError)
+    assert issubclass(ConfigurationError, ValueError)
+    assert not InvalidCredentialsError("x").retryable
+    assert TokenRefreshError("x").retryable
+
+
+@pytest.mark.parametrize(
+    ("offset", "expected"),
+    [
+        (1800.0, 1800.0),  # the server granted less than asked: believe it
+        (-60.0, 3600.0),  # already past: a clock is off, use the request
+        (3600.0 * 24, 3600.0),  # far beyond the request: a clock is off, use the request
+        (None, 3600.0),  # no expires at all
+    ],
+)
+def test_lifetime_from_expires(offset: float | None, expected: float) -> None:
+    """The server's expires is trusted only when it is plausible."""
+    now = 1_700_000_000.0
+    expires = None if offset is None else (now + offset) * 1000
+    assert expected == pytest.approx(lifetime_from_expires(expires, 3600.0, now=now))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"username": ""}, "username must be a non-empty string"),
+        ({"password": ""}, "password for user 'alice' must not be empty"),
+        ({"expiration": 0}, "at least 1"),
+        ({"expiration": 1.5}, "whole minutes"),
+        ({"base_url": "http://www.arcgis.com"}, "must use https://"),
+        ({"base_url": "www.arcgis.com"}, "http.s. URL"),
+        ({"token_url": "https://h.example.com/t?token=x"}, "query string"),
+        ({"referer": ""}, "referer must be"),
+    ],
+)
+def test_user_token_auth_refuses_bad_arguments(kwargs: dict[str, object], message: str) -> None:
+    """Bad arguments fail at construction with ConfigurationError, never echoing a password."""
+    args: dict[str, object] = {"username": "alice", "password": "pw-SECRET"} | kwargs
+    with pytest.raises(ConfigurationError, match=message) as info:
+        UserTokenAuth(**args)  # type: ignore[arg-type]
+    assert "pw-SECRET" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("base_url", "expected"),
+    [
+        ("https://www.arcgis.com", "https://www.arcgis.com/sharing/rest/generateToken"),
+        ("https://org.maps.arcgis.com/", "https://org.maps.arcgis.com/sharing/rest/generateToken"),
+        (
+            "https://gis.example.com/portal",
+            "https://gis.example.com/portal/sharing/rest/generateToken",
+        ),
+        (
+            "https://gis.example.com/portal/sharing/rest",
+            "https://gis.example.com/portal/sharing/rest/generateToken",
+        ),
+    ],
+)
+def test_the_token_url_follows_the_portal(base_url: str, expected: str) -> None:
+    """generateToken lives under <portal>/sharing/rest, however the portal URL is written."""
+    assert expected == UserTokenAuth("alice", "pw", base_url).token_url
+
+
+def test_the_standalone_server_token_url_is_used_as_given() -> None:
+    """token_url overrides the portal's endpoint (standalone ArcGIS Server)."""
+    url = "https://gis.example.com/arcgis/tokens/generateToken"
+    assert url == UserTokenAuth("alice", "pw", token_url=url).token_url
+
+
+def test_every_public_name_is_exported_from_the_top() -> None:
+    """The names in DESIGN.md are importable from archibald itself and from their modules."""
+    from archibald import auth, config, exceptions
+
+    for name in ["ArcGISAuth", "NoAuth", "UserTokenAuth", "TokenPlacement"]:
+        assert getattr(archibald, name) is getattr(auth, name)
+    assert archibald.TokenPolicy is config.TokenPolicy
+    for name in exceptions.__all__:
+        assert getattr(archibald, name) is getattr(exceptions, name)
+    assert set(archibald.__all__) == {n for n in dir(archibald) if not n.startswith("_")} - {
+        "auth",
+        "config",
+        "exceptions",
+    } | {"__version__"}

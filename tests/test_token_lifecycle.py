@@ -1,0 +1,410 @@
+"""The token lifecycle of UserTokenAuth: entry, background renewal, failures, exit."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterator
+
+import anyio
+import pytest
+
+from archibald.auth import UserTokenAuth
+from archibald.config import TokenPolicy
+from archibald.exceptions import (
+    AuthNotActiveError,
+    ConfigurationError,
+    InvalidCredentialsError,
+    TokenRefreshError,
+)
+
+from .fake_token_server import PASSWORD, TOKEN_URL, USERNAME, FakeTokenServer
+
+pytestmark = pytest.mark.anyio
+
+HOUR = 3600.0
+
+
+@pytest.fixture
+def server() -> FakeTokenServer:
+    return FakeTokenServer()
+
+
+@pytest.fixture(autouse=True)
+def no_secret_logged(server: FakeTokenServer, caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """After each scenario: no password or token in any log record, at any level."""
+    caplog.set_level(logging.DEBUG)
+    yield
+    for record in caplog.records:
+        text = record.getMessage()
+        for secret in server.secrets:
+            assert secret not in text, f"secret leaked in log record {record.name}"
+
+
+def make_auth(server: FakeTokenServer, **kwargs: object) -> UserTokenAuth:
+    return UserTokenAuth(
+        USERNAME,
+        PASSWORD,
+        token_url=TOKEN_URL,
+        http_client=server.client(),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def assert_no_secret(server: FakeTokenServer, *texts: str) -> None:
+    for text in texts:
+        for secret in server.secrets:
+            assert secret not in text
+
+
+async def test_entering_fetches_one_token_and_get_token_does_no_io(
+    server: FakeTokenServer,
+) -> None:
+    """Entering fetches exactly one token; 10,000 get_token() calls send nothing."""
+    async with make_auth(server) as auth:
+        assert 1 == len(server.requests)
+        start = anyio.current_time()
+        tokens = {await auth.get_token() for _ in range(10_000)}
+        assert {"tok-SECRET-1"} == tokens
+        assert 1 == len(server.requests)
+        assert start == anyio.current_time()
+        assert 1 == auth.statistics().fetches
+
+
+async def test_token_request_is_a_referer_bound_post(server: FakeTokenServer) -> None:
+    """generateToken gets f=json, client=referer and the expiration in minutes."""
+    async with make_auth(server, expiration=90):
+        pass
+    form = server.requests[0].form
+    assert {
+        "username": USERNAME,
+        "password": PASSWORD,
+        "client": "referer",
+        "referer": "archibald",
+        "expiration": "90",
+        "f": "json",
+    } == form
+
+
+async def test_without_referer_the_token_is_bound_to_the_ip(server: FakeTokenServer) -> None:
+    """referer=None asks for client=requestip and sends no referer."""
+    async with make_auth(server, referer=None):
+        pass
+    assert "requestip" == server.requests[0].form["client"]
+    assert "referer" not in server.requests[0].form
+
+
+async def test_a_day_of_hourly_tokens_renews_ahead_of_expiry_without_waiting(
+    server: FakeTokenServer,
+) -> None:
+    """24 h of 60-minute tokens: one request per 55 minutes, each before the last lapses."""
+    server.latency = 2.0  # each renewal takes a while; callers must not notice
+    waits: list[float] = []
+    async with make_auth(server) as auth:
+        entered = anyio.current_time()
+        while anyio.current_time() - entered < 24 * HOUR:
+            before = anyio.current_time()
+            token = await auth.get_token()
+            waits.append(anyio.current_time() - before)
+            assert server.valid_at(token, anyio.current_time())
+            await anyio.sleep(30)
+    assert 1 + int(24 * HOUR // 3300) == len(server.requests)  # 27: entry + 26 renewals
+    assert {0.0} == set(waits)
+    for previous, renewal in zip(server.issued, server.requests[1:], strict=False):
+        assert renewal.at < previous.expires_at
+        assert renewal.at - previous.issued_at == pytest.approx(3300 - 2.0, abs=1.0)
+
+
+async def test_a_short_token_is_renewed_every_half_lifetime(server: FakeTokenServer) -> None:
+    """A server capping tokens at 4 minutes: renewal every 2 minutes, not continuously."""
+    server.max_expiration = 4
+    async with make_auth(server):
+        await anyio.sleep(HOUR)
+    gaps = {round(b.at - a.at) for a, b in itertools.pairwise(server.requests)}
+    assert {120} == gaps
+
+
+async def test_expires_in_the_past_falls_back_to_the_requested_lifetime(
+    server: FakeTokenServer,
+) -> None:
+    """A server clock far off (expires already past): the requested 60 minutes wins."""
+    server.expires_offset = -3 * HOUR
+    async with make_auth(server) as auth:
+        assert auth.statistics().expires_in == pytest.approx(HOUR)
+        await anyio.sleep(3299)
+        assert 1 == len(server.requests)
+        await anyio.sleep(2)
+        assert 2 == len(server.requests)
+
+
+async def test_expires_far_beyond_the_request_falls_back_to_it(server: FakeTokenServer) -> None:
+    """expires a week away for a 60-minute request (clock skew): renew after 55 minutes."""
+    server.expires_offset = 7 * 24 * HOUR
+    async with make_auth(server):
+        await anyio.sleep(3301)
+        assert 2 == len(server.requests)
+
+
+async def test_concurrent_force_refresh_calls_share_one_fetch(server: FakeTokenServer) -> None:
+    """100 concurrent force_refresh() calls: one token request; all then see the new token."""
+    server.latency = 1.0
+    seen: list[str] = []
+
+    async def refresh_then_read() -> None:
+        await auth.force_refresh()
+        seen.append(await auth.get_token())
+
+    async with make_auth(server) as auth:
+        async with anyio.create_task_group() as tg:
+            for _ in range(100):
+                tg.start_soon(refresh_then_read)
+        assert 2 == len(server.requests)
+        assert ["tok-SECRET-2"] * 100 == seen
+        assert 1 == auth.statistics().forced_refreshes
+
+
+async def test_force_refresh_drops_the_old_token_and_wakes_every_waiter(
+    server: FakeTokenServer,
+) -> None:
+    """Waiters during a forced refresh get the new token, never the dropped one."""
+    server.latency = 5.0
+    seen: list[str] = []
+
+    async def read() -> None:
+        seen.append(await auth.get_token())
+
+    async with make_auth(server) as auth:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(auth.force_refresh)
+            await anyio.sleep(1)  # the forced fetch is under way
+            for _ in range(50):
+                tg.start_soon(read)
+        assert ["tok-SECRET-2"] * 50 == seen
+
+
+async def test_a_cancelled_caller_cancels_nothing_else(server: FakeTokenServer) -> None:
+    """Cancelling one waiter leaves the forced fetch and the other waiters alone."""
+    server.latency = 10.0
+    seen: list[str] = []
+
+    async def impatient() -> None:
+        with anyio.move_on_after(1):
+            await auth.force_refresh()
+
+    async def patient() -> None:
+        seen.append(await auth.get_token())
+
+    async with make_auth(server) as auth:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(impatient)
+            await anyio.sleep(0.5)
+            tg.start_soon(patient)
+        assert ["tok-SECRET-2"] == seen
+        assert 2 == len(server.requests)
+
+
+async def test_refused_credentials_fail_at_entry(server: FakeTokenServer) -> None:
+    """HTTP 200 + error 400: InvalidCredentialsError at `async with`, bare, no retry."""
+    server.mode = "refuse"
+    auth = make_auth(server)
+    with pytest.raises(InvalidCredentialsError) as info:
+        async with auth:
+            pytest.fail("the block must not run")
+    message = str(info.value)
+    assert TOKEN_URL in message
+    assert repr(USERNAME) in message
+    assert "Invalid username or password" in message
+    assert_no_secret(server, message, repr(info.value), repr(auth))
+    assert 1 == len(server.requests)
+    assert not auth.statistics().active
+
+
+async def test_refused_credentials_during_renewal_surface_after_expiry(
+    server: FakeTokenServer,
+) -> None:
+    """Password changed mid-run: old token served, then InvalidCredentialsError, no loop."""
+    async with make_auth(server) as auth:
+        server.mode = "refuse"
+        await anyio.sleep(3400)  # renewal at 3300 s was refused; the token is still valid
+        assert "tok-SECRET-1" == await auth.get_token()
+        await anyio.sleep(300)  # past expiry
+        with pytest.raises(InvalidCredentialsError) as info:
+            await auth.get_token()
+        assert 2 == len(server.requests)  # refused once, never retried
+        server.mode = "ok"
+        await auth.force_refresh()
+        assert "tok-SECRET-2" == await auth.get_token()
+    assert_no_secret(server, str(info.value), str(info.value.__cause__))
+
+
+async def test_transient_startup_failures_are_retried(server: FakeTokenServer) -> None:
+    """A 503 at entry is retried with backoff; entry succeeds once the endpoint answers."""
+    server.mode = "unavailable"
+
+    async def recover() -> None:
+        await anyio.sleep(0.5)
+        server.mode = "ok"
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(recover)
+        async with make_auth(server) as auth:
+            assert "tok-SECRET-1" == await auth.get_token()
+    assert 2 == len(server.requests)
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("down", "could not reach"),
+        ("unavailable", "HTTP 503"),
+        ("html", "Gateway hiccup"),
+        ("no-token", "without a token"),
+    ],
+)
+async def test_entry_gives_up_after_the_startup_attempts(
+    server: FakeTokenServer, mode: str, expected: str
+) -> None:
+    """Endpoint broken at entry: TokenRefreshError after startup_attempts, saying why."""
+    server.mode = mode  # type: ignore[assignment]
+    auth = make_auth(server, policy=TokenPolicy(startup_attempts=3))
+    with pytest.raises(TokenRefreshError) as info:
+        async with auth:
+            pass
+    assert type(info.value) is TokenRefreshError
+    assert expected in str(info.value)
+    assert TOKEN_URL in str(info.value)
+    assert 3 == len(server.requests)
+
+
+async def test_a_missing_endpoint_is_not_retried(server: FakeTokenServer) -> None:
+    """HTTP 404 from the token URL: one attempt, an error that says to check the URL."""
+    server.mode = "not-found"
+    with pytest.raises(TokenRefreshError, match="check the token URL"):
+        async with make_auth(server):
+            pass
+    assert 1 == len(server.requests)
+
+
+async def test_outage_serves_the_old_token_then_fails_fast_then_recovers(
+    server: FakeTokenServer,
+) -> None:
+    """Endpoint down after the first token: old token until expiry, then a prompt error,
+    then tokens again once the endpoint is back, without re-entering."""
+    async with make_auth(server) as auth:
+        server.mode = "down"
+        await anyio.sleep(56 * 60)  # the renewal at 55 minutes has failed at least once
+        assert "tok-SECRET-1" == await auth.get_token()
+        failed = len(server.requests)
+        assert failed >= 3  # retrying with backoff
+        await anyio.sleep(5 * 60)  # the token has lapsed
+        before = anyio.current_time()
+        with pytest.raises(TokenRefreshError) as info:
+            await auth.get_token()
+        assert before == anyio.current_time()  # raised at once, not after a wait
+        assert isinstance(info.value.__cause__, TokenRefreshError)
+        assert "could not reach" in str(info.value)
+        retries = [s.at for s in server.requests[1:]]
+        gaps = [b - a for a, b in itertools.pairwise(retries)]
+        assert gaps[0] < 3  # 1 s backoff + jitter (+ no latency)
+        assert 32 <= gaps[5] < 34  # doubling: 1, 2, 4, 8, 16, 32
+        assert max(gaps) <= 61  # capped at 60 s + up to 1 s of jitter
+        server.mode = "ok"
+        await anyio.sleep(62)  # the next retry succeeds
+        token = await auth.get_token()
+        assert server.valid_at(token, anyio.current_time())
+        assert auth.statistics().last_error is None
+    assert_no_secret(server, str(info.value), str(info.value.__cause__))
+
+
+async def test_leaving_the_block_wakes_waiters_with_a_clear_error(
+    server: FakeTokenServer,
+) -> None:
+    """Waiters in other tasks when the block ends: AuthNotActiveError, nothing left running."""
+    server.latency = 100.0
+    errors: list[BaseException] = []
+
+    async def waiter() -> None:
+        try:
+            await auth.get_token()
+        except AuthNotActiveError as exc:
+            errors.append(exc)
+
+    async def forcer() -> None:
+        try:
+            await auth.force_refresh()
+        except AuthNotActiveError as exc:
+            errors.append(exc)
+
+    auth = make_auth(server)
+    async with anyio.create_task_group() as tg:
+        server.latency = 0.0
+        async with auth:
+            server.latency = 100.0
+            tg.start_soon(forcer)
+            await anyio.sleep(1)
+            for _ in range(5):
+                tg.start_soon(waiter)
+            await anyio.sleep(1)
+    assert 6 == len(errors)
+    assert all("async with" in str(e) for e in errors)
+    assert not auth.statistics().active
+
+
+async def test_use_outside_the_block_is_a_clear_error(server: FakeTokenServer) -> None:
+    """Before entering and after leaving, get_token and force_refresh say to use async with."""
+    auth = make_auth(server)
+    with pytest.raises(AuthNotActiveError, match="async with"):
+        await auth.get_token()
+    with pytest.raises(AuthNotActiveError, match="async with"):
+        await auth.force_refresh()
+    async with auth:
+        pass
+    with pytest.raises(AuthNotActiveError, match="async with"):
+        await auth.get_token()
+    assert 1 == len(server.requests)
+
+
+async def test_entering_an_active_auth_is_a_clear_error(server: FakeTokenServer) -> None:
+    """A second `async with` on an active auth fails; the first one is unharmed."""
+    async with make_auth(server) as auth:
+        with pytest.raises(ConfigurationError, match="already active"):
+            async with auth:
+                pass
+        assert "tok-SECRET-1" == await auth.get_token()
+
+
+async def test_an_auth_can_be_entered_again_after_leaving(server: FakeTokenServer) -> None:
+    """Leaving and entering again fetches a fresh token."""
+    auth = make_auth(server)
+    async with auth:
+        assert "tok-SECRET-1" == await auth.get_token()
+    async with auth:
+        assert "tok-SECRET-2" == await auth.get_token()
+
+
+async def test_the_auth_closes_the_http_client_it_made(server: FakeTokenServer) -> None:
+    """Without http_client, the auth's own client is closed on exit (and no warning)."""
+    auth = UserTokenAuth(USERNAME, PASSWORD, token_url="http://127.0.0.1:9/generateToken")
+    with pytest.raises(TokenRefreshError, match="could not reach"):
+        async with auth:
+            pass
+    assert auth._http is None
+
+
+async def test_a_given_http_client_is_left_open(server: FakeTokenServer) -> None:
+    """A client passed as http_client is the caller's: still usable after the block."""
+    http = server.client()
+    async with UserTokenAuth(USERNAME, PASSWORD, token_url=TOKEN_URL, http_client=http):
+        pass
+    assert not http.is_closed
+    await http.aclose()
+
+
+async def test_reprs_show_no_secret(server: FakeTokenServer) -> None:
+    """repr() of the auth and its statistics name the user and URL, never a secret."""
+    auth = make_auth(server)
+    async with auth:
+        texts = [repr(auth), str(auth), repr(auth.statistics()), repr(auth._source)]
+    assert_no_secret(server, *texts)
+    assert USERNAME in repr(auth)
+    assert TOKEN_URL in repr(auth)
