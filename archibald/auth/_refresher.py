@@ -347,17 +347,11 @@ class RefreshingAuth(ArcGISAuth):
                         self._error = exc
                         self._notify()
                     if not exc.retryable:
-                        logger.error(
-                            "token refresh for %s failed and will not be retried until "
-                            "force_refresh(): %s",
-                            self._source.describe(),
-                            exc,
-                        )
+                        logger.error("token refresh stopped until force_refresh(): %s", exc)
                         return
                     delay = self._policy.retry_delay(attempt)
                     logger.warning(
-                        "token refresh for %s failed (attempt %d), retrying in %.1f s: %s",
-                        self._source.describe(),
+                        "token refresh failed (attempt %d), retrying in %.1f s: %s",
                         attempt,
                         delay,
                         exc,
