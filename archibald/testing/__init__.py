@@ -1,0 +1,30 @@
+"""An in-memory ArcGIS REST emulator for tests, demos and benchmarks.
+
+```python
+from archibald.testing import FakeArcGIS
+
+fake = FakeArcGIS()
+fake.add_user("alice", "wonderland")
+layer = fake.add_feature_layer("Parcels", count=10_001, max_record_count=1000, secured=True)
+```
+"""
+
+from ._adaptors import ArcGISTransport as ArcGISTransport
+from ._data import GENERATED_FIELDS as GENERATED_FIELDS
+from ._data import FakeLayer as FakeLayer
+from ._data import FakeService as FakeService
+from ._data import generate_features as generate_features
+from ._emulator import FakeArcGIS as FakeArcGIS
+from ._emulator import FakeStatistics as FakeStatistics
+from ._emulator import Faults as Faults
+
+__all__ = [
+    "GENERATED_FIELDS",
+    "ArcGISTransport",
+    "FakeArcGIS",
+    "FakeLayer",
+    "FakeService",
+    "FakeStatistics",
+    "Faults",
+    "generate_features",
+]

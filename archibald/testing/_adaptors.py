@@ -1,0 +1,146 @@
+"""Putting FakeArcGIS on the wire: an httpx transport, an ASGI app, a loopback server."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx
+import sniffio
+
+from ._emulator import FakeArcGIS, Request, Response, parse_params
+
+__all__ = ["ArcGISTransport", "asgi_app", "serve"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class ArcGISTransport(httpx.AsyncBaseTransport):
+    """An httpx transport answered by a FakeArcGIS, in process: no sockets, no threads."""
+
+    def __init__(self, fake: FakeArcGIS) -> None:
+        self.fake = fake
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = await request.aread()
+        url = request.url
+        origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
+        emulated = Request(
+            method=request.method,
+            path=url.path,
+            params=parse_params(url.query, body, request.headers.get("content-type", "")),
+            headers={k.lower(): v for k, v in request.headers.items()},
+            origin=origin,
+        )
+        answer = await self.fake.respond(emulated)
+        if answer.drop:
+            raise httpx.RemoteProtocolError(
+                "Server disconnected without sending a response.", request=request
+            )
+        return httpx.Response(answer.status, headers=answer.headers, content=answer.body)
+
+
+def asgi_app(fake: FakeArcGIS) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """An ASGI application answered by *fake* (for hypercorn, or httpx.ASGITransport)."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        host = headers.get("host") or "{}:{}".format(*scope["server"])
+        emulated = Request(
+            method=scope["method"],
+            path=scope["path"],
+            params=parse_params(
+                scope["query_string"], b"".join(chunks), headers.get("content-type", "")
+            ),
+            headers=headers,
+            origin=f"{scope['scheme']}://{host}",
+        )
+        answer = await fake.respond(emulated)
+        await _send(send, answer)
+
+    return app
+
+
+async def _send(send: Send, answer: Response) -> None:
+    if answer.drop:
+        # Promise a body, send half of nothing, and fail: the server cuts the connection.
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", b"1000")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b'{"features":[', "more_body": True})
+        raise _DroppedConnection("FakeArcGIS dropped this connection on purpose")
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers.items()]
+    headers.append((b"content-length", str(len(answer.body)).encode()))
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body})
+
+
+class _DroppedConnection(Exception):
+    """Raised inside the ASGI app to make the server cut a connection."""
+
+
+@asynccontextmanager
+async def serve(fake: FakeArcGIS) -> AsyncIterator[str]:
+    """Serve *fake* over HTTP on 127.0.0.1 (a free port); yield its origin URL."""
+    try:
+        from hypercorn.config import Config
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise RuntimeError(
+            "FakeArcGIS.serve() needs hypercorn: pip install 'archibald[server]'"
+        ) from exc
+    import logging
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.listen(128)  # connections queue up until hypercorn accepts them
+    config = Config()
+    config.bind = [f"fd://{listener.detach()}"]  # hypercorn owns the socket from here
+    config.accesslog = None
+    config.errorlog = logging.getLogger("archibald.testing.server")
+    config.graceful_timeout = 1.0
+    app = asgi_app(fake)
+    stop = anyio.Event()
+    if sniffio.current_async_library() == "trio":
+        from hypercorn.trio import serve as hypercorn_serve
+    else:
+        from hypercorn.asyncio import serve as hypercorn_serve  # type: ignore[assignment]
+
+    origin = f"http://127.0.0.1:{port}"
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_run, hypercorn_serve, app, config, stop)
+        try:
+            yield origin
+        finally:
+            stop.set()
+
+
+async def _run(serve_fn: Any, app: Any, config: Any, stop: anyio.Event) -> None:
+    await serve_fn(app, config, shutdown_trigger=stop.wait, mode="asgi")

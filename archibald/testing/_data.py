@@ -1,0 +1,385 @@
+"""Services, layers and their features, for FakeArcGIS.
+
+A `FakeLayer` holds its features by object id, in ascending order, and answers queries:
+it filters with the where subset, sorts, pages, counts, lists ids, computes statistics
+and applies edits. Generated layers are deterministic: the same seed gives the same
+features on every run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+import attrs
+
+from ._where import compile_where
+
+__all__ = ["FakeLayer", "FakeService", "generate_features"]
+
+GeometryKind = Literal["point", "polyline", "polygon"]
+
+GEOMETRY_TYPES: dict[str, str] = {
+    "point": "esriGeometryPoint",
+    "multipoint": "esriGeometryMultipoint",
+    "polyline": "esriGeometryPolyline",
+    "polygon": "esriGeometryPolygon",
+}
+
+WGS84 = {"wkid": 4326, "latestWkid": 4326}
+
+GENERATED_FIELDS: list[dict[str, Any]] = [
+    {"name": "OBJECTID", "type": "esriFieldTypeOID", "alias": "OBJECTID"},
+    {"name": "GlobalID", "type": "esriFieldTypeGlobalID", "alias": "GlobalID", "length": 38},
+    {"name": "NAME", "type": "esriFieldTypeString", "alias": "Name", "length": 64},
+    {"name": "CATEGORY", "type": "esriFieldTypeString", "alias": "Category", "length": 16},
+    {"name": "POPULATION", "type": "esriFieldTypeInteger", "alias": "Population"},
+    {"name": "AREA", "type": "esriFieldTypeDouble", "alias": "Area"},
+    {"name": "CREATED", "type": "esriFieldTypeDate", "alias": "Created", "length": 8},
+]
+
+_CATEGORIES = ["park", "school", "library", "hospital", "museum", None]
+_WORDS = ["North", "South", "East", "West", "Old", "New", "Upper", "Lower", "Green", "Stone"]
+_PLACES = ["Park", "Road", "Square", "Hill", "Bridge", "Field", "Market", "Gate"]
+# A box around San Francisco, in WGS84.
+_WEST, _SOUTH, _EAST, _NORTH = -122.52, 37.70, -122.35, 37.83
+_EPOCH_2020 = int(dt.datetime(2020, 1, 1, tzinfo=dt.UTC).timestamp() * 1000)
+_FIVE_YEARS_MS = 5 * 365 * 24 * 3600 * 1000
+
+
+def generate_features(
+    count: int, *, geometry: GeometryKind | None = "point", seed: int = 0, first_oid: int = 1
+) -> list[dict[str, Any]]:
+    """Make *count* deterministic features with the fields of `GENERATED_FIELDS`.
+
+    Every tenth polygon has a hole; some CATEGORY values are NULL.
+    """
+    rng = random.Random(seed)
+    features = []
+    for oid in range(first_oid, first_oid + count):
+        attributes = {
+            "OBJECTID": oid,
+            "GlobalID": "{" + str(uuid.UUID(int=rng.getrandbits(128), version=4)).upper() + "}",
+            "NAME": f"{rng.choice(_WORDS)} {rng.choice(_PLACES)} {oid}",
+            "CATEGORY": rng.choice(_CATEGORIES),
+            "POPULATION": rng.randrange(0, 100_000),
+            "AREA": round(rng.uniform(10.0, 5000.0), 3),
+            "CREATED": _EPOCH_2020 + rng.randrange(0, _FIVE_YEARS_MS),
+        }
+        feature: dict[str, Any] = {"attributes": attributes}
+        if geometry is not None:
+            x = round(rng.uniform(_WEST, _EAST), 6)
+            y = round(rng.uniform(_SOUTH, _NORTH), 6)
+            feature["geometry"] = _make_geometry(geometry, x, y, hole=oid % 10 == 0)
+        features.append(feature)
+    return features
+
+
+def _make_geometry(kind: GeometryKind, x: float, y: float, *, hole: bool) -> dict[str, Any]:
+    d = 0.001
+    if kind == "point":
+        return {"x": x, "y": y}
+    if kind == "polyline":
+        return {"paths": [[[x, y], [x + d, y + d], [x + 2 * d, y]]]}
+    # Esri rings: outer clockwise, holes counter-clockwise.
+    outer = [[x, y], [x, y + d], [x + d, y + d], [x + d, y], [x, y]]
+    rings = [outer]
+    if hole:
+        q = d / 4
+        rings.append(
+            [
+                [x + q, y + q],
+                [x + 3 * q, y + q],
+                [x + 3 * q, y + 3 * q],
+                [x + q, y + 3 * q],
+                [x + q, y + q],
+            ]
+        )
+    return {"rings": rings}
+
+
+@attrs.define(eq=False)
+class FakeLayer:
+    """One layer (or table) of a FakeArcGIS service, with its features.
+
+    Its attributes are switches a test may flip at any time: for example
+    ``layer.supports_pagination = False`` makes the layer refuse ``resultOffset`` as old
+    servers do, and ``layer.max_record_count = 500`` lowers the page size.
+
+    Attributes:
+        id: The layer id in its service.
+        name: The layer name.
+        fields: Esri field definitions (``name``, ``type``, ``alias``...).
+        object_id_field: The name of the object-id field.
+        geometry_type: ``esriGeometryPoint`` and so on, or None for a table.
+        max_record_count: The most features one query returns.
+        supports_pagination: Whether ``resultOffset``/``resultRecordCount`` work.
+        supports_statistics: Whether ``outStatistics`` works.
+        supports_order_by: Whether ``orderByFields`` works.
+        capabilities: The advertised capabilities, such as ``"Query"`` or
+            ``"Create,Delete,Query,Update,Editing"``.
+        spatial_reference: The layer's spatial reference.
+        url: The layer's path below the site root, set when it is added.
+    """
+
+    id: int
+    name: str
+    fields: list[dict[str, Any]]
+    object_id_field: str
+    geometry_type: str | None
+    max_record_count: int = 1000
+    supports_pagination: bool = True
+    supports_statistics: bool = True
+    supports_order_by: bool = True
+    capabilities: str = "Query"
+    spatial_reference: dict[str, Any] = attrs.Factory(lambda: dict(WGS84))
+    url: str = ""
+    _rows: dict[int, dict[str, Any]] = attrs.field(factory=dict, repr=False)
+    _version: int = attrs.field(default=0, repr=False)
+    _matches: dict[tuple[Any, ...], list[int]] = attrs.field(factory=dict, repr=False)
+
+    @property
+    def features(self) -> list[dict[str, Any]]:
+        """The layer's features in object-id order (copies: edit through apply_edits)."""
+        return [_copy(row) for row in self._rows.values()]
+
+    @property
+    def object_ids(self) -> list[int]:
+        """Every object id, ascending."""
+        return list(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def load(self, features: Iterable[Mapping[str, Any]]) -> None:
+        """Add *features*; each must carry its object id among its attributes."""
+        for feature in features:
+            attributes = dict(feature.get("attributes") or {})
+            oid = attributes.get(self.object_id_field)
+            if not isinstance(oid, int) or isinstance(oid, bool):
+                raise ValueError(f"feature without an integer {self.object_id_field}: {feature!r}")
+            row: dict[str, Any] = {"attributes": attributes}
+            if feature.get("geometry") is not None:
+                row["geometry"] = feature["geometry"]
+            self._rows[oid] = row
+        self._rows = dict(sorted(self._rows.items()))
+        self._changed()
+
+    def field_names(self) -> dict[str, str]:
+        return {f["name"]: f["name"] for f in self.fields}
+
+    def matching_ids(
+        self, where: str, object_ids: Sequence[int] | None, order_by: str
+    ) -> list[int]:
+        """Object ids that match, in the requested order (cached until the next edit)."""
+        key = (where, tuple(object_ids) if object_ids is not None else None, order_by)
+        cached = self._matches.get(key)
+        if cached is not None:
+            return cached
+        if object_ids is not None:
+            wanted = set(object_ids)
+            candidates = [oid for oid in self._rows if oid in wanted]
+        else:
+            candidates = list(self._rows)
+        if where.strip().replace(" ", "") not in ("", "1=1"):
+            test = compile_where(where, self.field_names())
+            candidates = [oid for oid in candidates if test(self._rows[oid]["attributes"])]
+        if order_by:
+            candidates = self._sorted(candidates, order_by)
+        if len(self._matches) > 64:
+            self._matches.clear()
+        self._matches[key] = candidates
+        return candidates
+
+    def _sorted(self, oids: list[int], order_by: str) -> list[int]:
+        names = {f["name"].upper(): f["name"] for f in self.fields}
+        keys = []
+        for part in order_by.split(","):
+            words = part.split()
+            if not words:
+                continue
+            name = names.get(words[0].upper())
+            if name is None:
+                raise ValueError(f"orderByFields names an unknown field {words[0]!r}")
+            descending = len(words) > 1 and words[1].upper() == "DESC"
+            keys.append((name, descending))
+        result = list(oids)
+        for name, descending in reversed(keys):  # stable sorts, last key first
+
+            def key(oid: int, name: str = name) -> tuple[int, Any]:
+                return _sort_key(self._rows[oid]["attributes"].get(name))
+
+            result.sort(key=key, reverse=descending)
+        return result
+
+    def row(self, oid: int) -> dict[str, Any]:
+        return self._rows[oid]
+
+    def next_object_id(self) -> int:
+        return (max(self._rows) + 1) if self._rows else 1
+
+    def apply_edits(
+        self,
+        adds: Sequence[Mapping[str, Any]],
+        updates: Sequence[Mapping[str, Any]],
+        deletes: Sequence[int],
+        *,
+        rollback_on_failure: bool,
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Apply edits as applyEdits does; return the per-item results."""
+        staged = {oid: _copy(row) for oid, row in self._rows.items()}
+        known = {f["name"] for f in self.fields}
+        results: dict[str, list[dict[str, Any]]] = {
+            "addResults": [],
+            "updateResults": [],
+            "deleteResults": [],
+        }
+        next_oid = self.next_object_id()
+        for feature in adds:
+            attributes = dict(feature.get("attributes") or {})
+            unknown = sorted(set(attributes) - known)
+            if unknown:
+                results["addResults"].append(
+                    _failure(None, 1000, f"Attribute column not found: {unknown[0]}")
+                )
+                continue
+            attributes[self.object_id_field] = next_oid
+            row: dict[str, Any] = {"attributes": attributes}
+            if feature.get("geometry") is not None:
+                row["geometry"] = feature["geometry"]
+            staged[next_oid] = row
+            results["addResults"].append({"objectId": next_oid, "success": True})
+            next_oid += 1
+        for feature in updates:
+            attributes = dict(feature.get("attributes") or {})
+            oid = attributes.get(self.object_id_field)
+            if oid not in staged:
+                results["updateResults"].append(_failure(oid, 1019, "Object is missing."))
+                continue
+            unknown = sorted(set(attributes) - known)
+            if unknown:
+                results["updateResults"].append(
+                    _failure(oid, 1000, f"Attribute column not found: {unknown[0]}")
+                )
+                continue
+            staged[oid]["attributes"].update(attributes)
+            if feature.get("geometry") is not None:
+                staged[oid]["geometry"] = feature["geometry"]
+            results["updateResults"].append({"objectId": oid, "success": True})
+        for oid in deletes:
+            if staged.pop(oid, None) is None:
+                results["deleteResults"].append(_failure(oid, 1019, "Object is missing."))
+            else:
+                results["deleteResults"].append({"objectId": oid, "success": True})
+        failed = any(not r["success"] for rs in results.values() for r in rs)
+        if failed and rollback_on_failure:
+            for items in results.values():
+                for item in items:
+                    if item["success"]:
+                        item["success"] = False
+                        item["error"] = {"code": 1025, "description": "Operation rolled back."}
+            return results
+        self._rows = dict(sorted(staged.items()))
+        self._changed()
+        return results
+
+    def _changed(self) -> None:
+        self._version += 1
+        self._matches.clear()
+
+    def extent(self) -> dict[str, Any]:
+        xs: list[float] = []
+        ys: list[float] = []
+        for row in self._rows.values():
+            for x, y in _coordinates(row.get("geometry")):
+                xs.append(x)
+                ys.append(y)
+        if not xs:
+            return {
+                "xmin": None,
+                "ymin": None,
+                "xmax": None,
+                "ymax": None,
+                "spatialReference": self.spatial_reference,
+            }
+        return {
+            "xmin": min(xs),
+            "ymin": min(ys),
+            "xmax": max(xs),
+            "ymax": max(ys),
+            "spatialReference": self.spatial_reference,
+        }
+
+
+@attrs.define(eq=False)
+class FakeService:
+    """A FeatureServer or MapServer of FakeArcGIS.
+
+    Attributes:
+        name: The service name, with its folder if any (``"Folder/Name"``).
+        kind: ``"FeatureServer"`` or ``"MapServer"``.
+        secured: Whether requests need a token (499 without one).
+        layers: The service's layers by id.
+    """
+
+    name: str
+    kind: Literal["FeatureServer", "MapServer"]
+    secured: bool = False
+    layers: dict[int, FakeLayer] = attrs.Factory(dict)
+
+
+def _failure(oid: int | None, code: int, description: str) -> dict[str, Any]:
+    return {"objectId": oid, "success": False, "error": {"code": code, "description": description}}
+
+
+def _copy(row: Mapping[str, Any]) -> dict[str, Any]:
+    copy: dict[str, Any] = {"attributes": dict(row["attributes"])}
+    if "geometry" in row:
+        copy["geometry"] = row["geometry"]
+    return copy
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    # NULLs first, as most databases sort them ascending.
+    return (0, 0) if value is None else (1, value)
+
+
+def _coordinates(geometry: Mapping[str, Any] | None) -> Iterable[tuple[float, float]]:
+    if not geometry:
+        return
+    if "x" in geometry and geometry["x"] is not None:
+        yield geometry["x"], geometry["y"]
+    for key in ("points",):
+        for point in geometry.get(key, ()):
+            yield point[0], point[1]
+    for key in ("paths", "rings"):
+        for part in geometry.get(key, ()):
+            for point in part:
+                yield point[0], point[1]
+
+
+def web_mercator(geometry: Mapping[str, Any]) -> dict[str, Any]:
+    """Project a WGS84 Esri geometry to Web Mercator (wkid 102100 / 3857)."""
+
+    def project(point: Sequence[float]) -> list[float]:
+        x = point[0] * 20037508.342789244 / 180.0
+        lat = max(min(point[1], 89.9), -89.9)
+        y = math.log(math.tan((90.0 + lat) * math.pi / 360.0)) * 6378137.0
+        return [round(x, 3), round(y, 3), *point[2:]]
+
+    if "x" in geometry:
+        if geometry["x"] is None:
+            return dict(geometry)
+        x, y = project([geometry["x"], geometry["y"]])
+        return {**geometry, "x": x, "y": y}
+    result = dict(geometry)
+    if "points" in geometry:
+        result["points"] = [project(p) for p in geometry["points"]]
+    for key in ("paths", "rings"):
+        if key in geometry:
+            result[key] = [[project(p) for p in part] for part in geometry[key]]
+    return result

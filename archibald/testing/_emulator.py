@@ -1,0 +1,1054 @@
+"""FakeArcGIS: an in-memory ArcGIS REST emulator.
+
+One object holds the state (users, apps, tokens, services, layers, faults, counters) and
+one coroutine, ``FakeArcGIS.respond``, answers a request. Two thin adaptors put it on the
+wire: an httpx transport (in process, no sockets) and an ASGI app (served on loopback by
+hypercorn). Its clock is anyio's, so on Trio's MockClock a token's hour passes at once.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Literal
+from urllib.parse import parse_qsl
+
+import anyio
+import attrs
+import httpx
+
+from .._geojson import esri_feature_to_geojson
+from ._data import (
+    GENERATED_FIELDS,
+    GEOMETRY_TYPES,
+    FakeLayer,
+    FakeService,
+    GeometryKind,
+    generate_features,
+    web_mercator,
+)
+from ._where import WhereError
+
+__all__ = ["FakeArcGIS", "FakeStatistics", "Faults"]
+
+ErrorStyle = Literal["body", "http"]
+
+CURRENT_VERSION = 11.3
+_FORM = "application/x-www-form-urlencoded"
+_JSON_FORMATS = ("json", "pjson")
+_WEB_MERCATOR = (102100, 102113, 3857, 900913)
+
+
+@attrs.define(eq=False)
+class Request:
+    """A request as the emulator sees it: parameters from the query string and form."""
+
+    method: str
+    path: str
+    params: dict[str, str]
+    headers: dict[str, str]  # lower-case names
+    origin: str  # scheme://host[:port]
+
+
+@attrs.define(eq=False)
+class Response:
+    """What the emulator answers; ``drop`` means: cut the connection instead."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = attrs.Factory(dict)
+    drop: bool = False
+
+
+_Handler = Callable[[Request], Awaitable[Response]]
+
+
+@attrs.frozen(kw_only=True)
+class FakeStatistics:
+    """A snapshot of what a FakeArcGIS has served.
+
+    Attributes:
+        requests: Requests per endpoint (``generateToken``, ``oauth2/token``, ``info``,
+            ``catalog``, ``service``, ``layer``, ``query``, ``applyEdits``, ``unknown``).
+        tokens_issued: Tokens handed out by generateToken and oauth2/token.
+        rejected_498: Requests answered 498 (invalid or expired token).
+        rejected_499: Requests answered 499 (token required).
+        faults_injected: Requests that a fault switch altered.
+    """
+
+    requests: Mapping[str, int]
+    tokens_issued: int
+    rejected_498: int
+    rejected_499: int
+    faults_injected: int
+
+    @property
+    def total_requests(self) -> int:
+        """All requests, whatever the endpoint."""
+        return sum(self.requests.values())
+
+
+@attrs.define(eq=False)
+class _Scripted:
+    kind: str  # an endpoint name, or "*" for any
+    action: Literal["status", "drop", "html", "malformed"]
+    times: int
+    status: int = 503
+    retry_after: float | None = None
+
+
+@attrs.define(eq=False)
+class Faults:
+    """Switches that make a FakeArcGIS misbehave as real servers and proxies do.
+
+    Endpoint names are those of `FakeStatistics.requests`; ``"*"`` means any.
+
+    Attributes:
+        latency: Seconds to wait before answering, per endpoint (``"*"`` for all).
+        page_cap: Return at most this many features per query, whatever
+            ``maxRecordCount`` says (a server that caps pages below what it advertises).
+        ignore_result_offset: Answer every page as if ``resultOffset`` were 0.
+        token_outage: Token endpoints answer 503.
+        refuse_credentials: Token endpoints refuse every credential.
+    """
+
+    latency: dict[str, float] = attrs.Factory(dict)
+    page_cap: int | None = None
+    ignore_result_offset: bool = False
+    token_outage: bool = False
+    refuse_credentials: bool = False
+    _scripted: list[_Scripted] = attrs.Factory(list)
+
+    def fail_next(
+        self,
+        endpoint: str = "*",
+        *,
+        status: int = 503,
+        times: int = 1,
+        retry_after: float | None = None,
+    ) -> None:
+        """Answer the next *times* requests to *endpoint* with HTTP *status*.
+
+        With *retry_after*, the answer carries a ``Retry-After`` header (seconds).
+        """
+        self._scripted.append(_Scripted(endpoint, "status", times, status, retry_after))
+
+    def drop_next(self, endpoint: str = "*", *, times: int = 1) -> None:
+        """Cut the connection of the next *times* requests to *endpoint* mid-answer."""
+        self._scripted.append(_Scripted(endpoint, "drop", times))
+
+    def html_next(self, endpoint: str = "*", *, times: int = 1, status: int = 502) -> None:
+        """Answer the next *times* requests with a proxy's HTML error page."""
+        self._scripted.append(_Scripted(endpoint, "html", times, status))
+
+    def malformed_next(self, endpoint: str = "*", *, times: int = 1) -> None:
+        """Answer the next *times* requests with truncated JSON (HTTP 200)."""
+        self._scripted.append(_Scripted(endpoint, "malformed", times))
+
+    def clear(self) -> None:
+        """Turn every fault off."""
+        self.latency.clear()
+        self.page_cap = None
+        self.ignore_result_offset = False
+        self.token_outage = False
+        self.refuse_credentials = False
+        self._scripted.clear()
+
+    def _take(self, endpoint: str) -> _Scripted | None:
+        for scripted in self._scripted:
+            if scripted.kind in ("*", endpoint):
+                scripted.times -= 1
+                if scripted.times <= 0:
+                    self._scripted.remove(scripted)
+                return scripted
+        return None
+
+
+@attrs.define(eq=False)
+class _Token:
+    value: str
+    subject: str
+    expires_at: float  # anyio clock
+    referer: str | None
+    scope: str  # "portal", "server" or "apikey"
+
+
+class FakeArcGIS:
+    """An in-memory ArcGIS Online/Enterprise emulator for tests, demos and benchmarks.
+
+    It emulates a portal (``/sharing/rest``: generateToken, oauth2/token, info) and an
+    ArcGIS Server site (``/<site>/rest/info``, ``/<site>/tokens/generateToken``, the
+    services catalog, FeatureServer and MapServer metadata, layer query and applyEdits),
+    on one origin.
+
+    ```python
+    fake = FakeArcGIS()
+    fake.add_user("alice", "wonderland")
+    fake.add_feature_layer("Parcels", count=10_001, secured=True)
+    async with fake.client() as http:  # in process: no sockets
+        ...
+    async with fake.serve() as origin:  # real HTTP on 127.0.0.1
+        ...
+    ```
+
+    Args:
+        origin: The scheme and host of the in-process emulator.
+        site: The ArcGIS Server site name (the first path segment of its URLs).
+        error_style: ``"body"`` answers errors as real servers do, HTTP 200 with an
+            ``{"error": ...}`` body; ``"http"`` also sets the HTTP status to the error
+            code, as some proxies do.
+        max_token_minutes: The longest token lifetime granted; longer requests are
+            silently capped, as real servers do.
+        seed: Seeds token values and generated data, so runs are repeatable.
+    """
+
+    def __init__(
+        self,
+        *,
+        origin: str = "https://arcgis.example.com",
+        site: str = "arcgis",
+        error_style: ErrorStyle = "body",
+        max_token_minutes: int = 20160,
+        seed: int = 0,
+    ) -> None:
+        if error_style not in ("body", "http"):
+            raise ValueError(f"error_style must be 'body' or 'http', got {error_style!r}")
+        self.origin = origin.rstrip("/")
+        self.site = site.strip("/")
+        self.error_style: ErrorStyle = error_style
+        self.max_token_minutes = max_token_minutes
+        self.faults = Faults()
+        self.services: dict[str, FakeService] = {}
+        self._users: dict[str, str] = {}
+        self._apps: dict[str, str] = {}
+        self._tokens: dict[str, _Token] = {}
+        self._rng = random.Random(seed)
+        self._seed = seed
+        self._requests: collections.Counter[str] = collections.Counter()
+        self._tokens_issued = 0
+        self._rejected_498 = 0
+        self._rejected_499 = 0
+        self._faults_injected = 0
+
+    # -- URLs --------------------------------------------------------------------------
+
+    @property
+    def portal_url(self) -> str:
+        """The portal root, for ``UserTokenAuth(base_url=...)``."""
+        return self.origin
+
+    @property
+    def services_url(self) -> str:
+        """The services root: ``<origin>/<site>/rest/services``."""
+        return f"{self.origin}/{self.site}/rest/services"
+
+    @property
+    def token_url(self) -> str:
+        """The portal's generateToken endpoint."""
+        return f"{self.origin}/sharing/rest/generateToken"
+
+    @property
+    def server_token_url(self) -> str:
+        """The standalone server's generateToken endpoint."""
+        return f"{self.origin}/{self.site}/tokens/generateToken"
+
+    # -- set-up ------------------------------------------------------------------------
+
+    def add_user(self, username: str, password: str) -> None:
+        """Let *username* sign in with *password* through generateToken."""
+        self._users[username] = password
+
+    def add_app(self, client_id: str, client_secret: str) -> None:
+        """Let an app sign in through oauth2/token (client_credentials)."""
+        self._apps[client_id] = client_secret
+
+    def add_api_key(self, key: str) -> None:
+        """Accept *key* as a token (an API key) until it is revoked."""
+        self._tokens[key] = _Token(key, "apikey", float("inf"), None, "apikey")
+
+    def add_feature_layer(
+        self,
+        service: str,
+        *,
+        layer_id: int | None = None,
+        name: str | None = None,
+        count: int | None = None,
+        geometry: GeometryKind | None = "point",
+        features: Iterable[Mapping[str, Any]] | None = None,
+        fields: Sequence[Mapping[str, Any]] | None = None,
+        object_id_field: str = "OBJECTID",
+        max_record_count: int = 1000,
+        secured: bool = False,
+        editable: bool = True,
+        seed: int | None = None,
+    ) -> FakeLayer:
+        """Add a FeatureServer layer, generated (*count*) or from your *features*.
+
+        Args:
+            service: The service name, with its folder if any (``"Folder/Name"``).
+            layer_id: The layer id; by default the next free one.
+            name: The layer name; by default the service name.
+            count: Generate this many deterministic features (fields: `GENERATED_FIELDS`).
+            geometry: ``"point"``, ``"polyline"``, ``"polygon"``, or None for a table.
+            features: Your own features (Esri JSON, each with its object id) instead.
+            fields: Field definitions for *features*; by default the generated fields.
+            object_id_field: The object-id field of *features*.
+            max_record_count: The layer's ``maxRecordCount``.
+            secured: Whether the service needs a token.
+            editable: Whether the layer advertises Create, Update and Delete.
+            seed: Seed of the generated features (default: the emulator's seed).
+        """
+        return self._add_layer(
+            service, "FeatureServer", layer_id, name, count, geometry, features, fields,
+            object_id_field, max_record_count, secured, editable, seed,
+        )  # fmt: skip
+
+    def add_map_layer(
+        self,
+        service: str,
+        *,
+        layer_id: int | None = None,
+        name: str | None = None,
+        count: int | None = None,
+        geometry: GeometryKind | None = "point",
+        features: Iterable[Mapping[str, Any]] | None = None,
+        fields: Sequence[Mapping[str, Any]] | None = None,
+        object_id_field: str = "OBJECTID",
+        max_record_count: int = 1000,
+        secured: bool = False,
+        seed: int | None = None,
+    ) -> FakeLayer:
+        """Add a MapServer layer; the arguments are those of `add_feature_layer`."""
+        return self._add_layer(
+            service, "MapServer", layer_id, name, count, geometry, features, fields,
+            object_id_field, max_record_count, secured, False, seed,
+        )  # fmt: skip
+
+    def _add_layer(
+        self,
+        service_name: str,
+        kind: Literal["FeatureServer", "MapServer"],
+        layer_id: int | None,
+        name: str | None,
+        count: int | None,
+        geometry: GeometryKind | None,
+        features: Iterable[Mapping[str, Any]] | None,
+        fields: Sequence[Mapping[str, Any]] | None,
+        object_id_field: str,
+        max_record_count: int,
+        secured: bool,
+        editable: bool,
+        seed: int | None,
+    ) -> FakeLayer:
+        service_name = service_name.strip("/")
+        key = f"{service_name}/{kind}"
+        service = self.services.get(key)
+        if service is None:
+            service = self.services[key] = FakeService(service_name, kind, secured)
+        service.secured = service.secured or secured
+        if layer_id is None:
+            layer_id = max(service.layers, default=-1) + 1
+        if layer_id in service.layers:
+            raise ValueError(f"{key} already has a layer {layer_id}")
+        if (count is None) == (features is None):
+            raise ValueError("give either count (generated features) or features, not both")
+        if kind == "FeatureServer":
+            capabilities = "Create,Delete,Query,Update,Editing" if editable else "Query"
+        else:
+            capabilities = "Map,Query,Data"
+        layer = FakeLayer(
+            id=layer_id,
+            name=name or service_name.rsplit("/", 1)[-1],
+            fields=[dict(f) for f in (fields or GENERATED_FIELDS)],
+            object_id_field=object_id_field,
+            geometry_type=GEOMETRY_TYPES[geometry] if geometry else None,
+            max_record_count=max_record_count,
+            capabilities=capabilities,
+            url=f"/{self.site}/rest/services/{key}/{layer_id}",
+        )
+        if count is not None:
+            layer.load(
+                generate_features(
+                    count, geometry=geometry, seed=self._seed if seed is None else seed
+                )
+            )
+        else:
+            assert features is not None
+            layer.load(features)
+        service.layers[layer_id] = layer
+        return layer
+
+    def layer(self, service: str, layer_id: int = 0, kind: str = "FeatureServer") -> FakeLayer:
+        """The layer *layer_id* of *service*."""
+        return self.services[f"{service.strip('/')}/{kind}"].layers[layer_id]
+
+    # -- on the wire -------------------------------------------------------------------
+
+    def transport(self) -> httpx.AsyncBaseTransport:
+        """An httpx transport that this emulator answers in process (no sockets)."""
+        from ._adaptors import ArcGISTransport
+
+        return ArcGISTransport(self)
+
+    def client(self, **kwargs: Any) -> httpx.AsyncClient:
+        """An `httpx.AsyncClient` on `transport`, for ``http_client=`` arguments and tests."""
+        return httpx.AsyncClient(transport=self.transport(), **kwargs)
+
+    @property
+    def asgi_app(self) -> Callable[..., Awaitable[None]]:
+        """This emulator as an ASGI application."""
+        from ._adaptors import asgi_app
+
+        return asgi_app(self)
+
+    def serve(self) -> AbstractAsyncContextManager[str]:
+        """Serve over real HTTP on 127.0.0.1, on a free port, for the ``async with`` block.
+
+        Yields the origin (``http://127.0.0.1:<port>``); use it in place of `origin`,
+        for example ``f"{origin}/arcgis/rest/services"``. Needs hypercorn
+        (``pip install 'archibald[server]'``). Runs under Trio and asyncio.
+        """
+        from ._adaptors import serve
+
+        return serve(self)
+
+    # -- switches and counters ---------------------------------------------------------
+
+    def revoke_all_tokens(self) -> None:
+        """Invalidate every token issued so far (API keys included): the next use gets 498."""
+        self._tokens.clear()
+
+    def expire_token(self, token: str) -> None:
+        """Make one token expire now."""
+        record = self._tokens.get(token)
+        if record is not None:
+            record.expires_at = anyio.current_time()
+
+    def statistics(self) -> FakeStatistics:
+        """A snapshot of the counters."""
+        return FakeStatistics(
+            requests=dict(self._requests),
+            tokens_issued=self._tokens_issued,
+            rejected_498=self._rejected_498,
+            rejected_499=self._rejected_499,
+            faults_injected=self._faults_injected,
+        )
+
+    def reset_statistics(self) -> None:
+        """Set every counter back to zero."""
+        self._requests.clear()
+        self._tokens_issued = self._rejected_498 = self._rejected_499 = self._faults_injected = 0
+
+    # -- answering ---------------------------------------------------------------------
+
+    async def respond(self, request: Request) -> Response:
+        """Answer one request (the adaptors call this)."""
+        endpoint, handler = self._route(request.path)
+        self._requests[endpoint] += 1
+        latency = self.faults.latency.get(endpoint, self.faults.latency.get("*", 0.0))
+        if latency:
+            await anyio.sleep(latency)
+        scripted = self.faults._take(endpoint)
+        if scripted is not None:
+            self._faults_injected += 1
+            return _scripted_response(scripted)
+        if endpoint in ("generateToken", "oauth2/token") and self.faults.token_outage:
+            self._faults_injected += 1
+            return Response(503, b"Service Unavailable", {"content-type": "text/plain"})
+        fmt = request.params.get("f", "html").lower()
+        if fmt not in (*_JSON_FORMATS, "geojson", "pbf"):
+            return _html_page(request.path)
+        try:
+            return await handler(request)
+        except _Refusal as refusal:
+            return self._error(refusal.code, refusal.message, refusal.details, refusal.message_code)
+
+    def _route(self, path: str) -> tuple[str, _Handler]:
+        parts = [p for p in path.split("/") if p]
+        if parts[:2] == ["sharing", "rest"]:
+            rest = parts[2:]
+            if rest == ["generateToken"]:
+                return "generateToken", self._generate_token
+            if rest == ["oauth2", "token"]:
+                return "oauth2/token", self._oauth_token
+            if rest == ["info"]:
+                return "info", self._portal_info
+        elif parts[:1] == [self.site]:
+            rest = parts[1:]
+            if rest == ["rest", "info"]:
+                return "info", self._server_info
+            if rest == ["tokens", "generateToken"]:
+                return "generateToken", self._generate_token
+            if rest[:2] == ["rest", "services"]:
+                return self._route_services(rest[2:])
+        return "unknown", self._unknown
+
+    def _route_services(self, parts: list[str]) -> tuple[str, _Handler]:
+        for index, part in enumerate(parts):
+            if part in ("FeatureServer", "MapServer"):
+                key = "/".join(parts[: index + 1])
+                service = self.services.get(key)
+                tail = parts[index + 1 :]
+                if service is None:
+                    return "service", self._unknown
+                if not tail:
+                    return "service", functools.partial(self._service_info, service)
+                if tail == ["layers"]:
+                    return "service", functools.partial(self._all_layers, service)
+                layer = service.layers.get(int(tail[0])) if tail[0].isdigit() else None
+                if layer is None:
+                    return "layer", self._unknown
+                if len(tail) == 1:
+                    return "layer", functools.partial(self._layer_info, service, layer)
+                if tail[1:] == ["query"]:
+                    return "query", functools.partial(self._query, service, layer)
+                if tail[1:] == ["applyEdits"] and service.kind == "FeatureServer":
+                    return "applyEdits", functools.partial(self._apply_edits, service, layer)
+                return "unknown", self._unknown
+        return "catalog", functools.partial(self._catalog, "/".join(parts))
+
+    def _error(
+        self, code: int, message: str, details: Sequence[str] = (), message_code: str | None = None
+    ) -> Response:
+        if code == 498:
+            self._rejected_498 += 1
+        elif code == 499:
+            self._rejected_499 += 1
+        error: dict[str, Any] = {"code": code, "message": message, "details": list(details)}
+        if message_code:
+            error["messageCode"] = message_code
+        status = code if self.error_style == "http" and 400 <= code <= 599 else 200
+        return _json({"error": error}, status)
+
+    # -- tokens ------------------------------------------------------------------------
+
+    async def _generate_token(self, request: Request) -> Response:
+        if request.method != "POST":
+            raise _Refusal(400, "Unable to generate token.", ["generateToken requires POST."])
+        params = request.params
+        if "serverUrl" in params and "token" in params:
+            return self._exchange_token(request)
+        username, password = params.get("username", ""), params.get("password", "")
+        if not username or not password:
+            raise _Refusal(
+                400, "Unable to generate token.", ["'username' and 'password' must be specified."]
+            )
+        if self.faults.refuse_credentials or self._users.get(username) != password:
+            raise _Refusal(400, "Unable to generate token.", ["Invalid username or password."])
+        client = params.get("client", "requestip").lower()
+        referer = None
+        if client == "referer":
+            referer = params.get("referer")
+            if not referer:
+                raise _Refusal(400, "Unable to generate token.", ["'referer' must be specified."])
+        scope = "portal" if request.path.startswith("/sharing/") else "server"
+        minutes = self._minutes(params.get("expiration"), default=60)
+        token = self._issue(username, minutes * 60.0, referer, scope)
+        body = {"token": token, "expires": int((time.time() + minutes * 60) * 1000)}
+        if request.origin.startswith("https://"):
+            body["ssl"] = True
+        return _json(body)
+
+    def _exchange_token(self, request: Request) -> Response:
+        portal = self._valid_token(request.params["token"], request)
+        if portal is None or portal.scope != "portal":
+            raise _Refusal(498, "Invalid token.", ["Invalid token."])
+        minutes = self._minutes(request.params.get("expiration"), default=60)
+        remaining = portal.expires_at - anyio.current_time()
+        lifetime = min(minutes * 60.0, remaining)
+        token = self._issue(portal.subject, lifetime, portal.referer, "server")
+        return _json({"token": token, "expires": int((time.time() + lifetime) * 1000)})
+
+    async def _oauth_token(self, request: Request) -> Response:
+        params = request.params
+        if params.get("grant_type") != "client_credentials":
+            return _oauth_error("unsupported_grant_type", "Only client_credentials is supported.")
+        client_id = params.get("client_id", "")
+        if client_id not in self._apps or self.faults.refuse_credentials:
+            return _oauth_error("invalid_client_id", "Invalid client_id")
+        if self._apps[client_id] != params.get("client_secret"):
+            return _oauth_error("invalid_client", "Invalid client_secret")
+        minutes = self._minutes(params.get("expiration"), default=120)
+        token = self._issue(client_id, minutes * 60.0, None, "portal")
+        return _json({"access_token": token, "expires_in": minutes * 60})
+
+    def _minutes(self, value: str | None, *, default: int) -> int:
+        try:
+            minutes = int(value) if value else default
+        except ValueError as exc:
+            raise _Refusal(
+                400, "Unable to generate token.", ["'expiration' must be a number."]
+            ) from exc
+        return max(1, min(minutes, self.max_token_minutes))
+
+    def _issue(self, subject: str, lifetime: float, referer: str | None, scope: str) -> str:
+        value = f"fake-{scope}-{self._rng.getrandbits(96):024x}"
+        self._tokens[value] = _Token(
+            value, subject, anyio.current_time() + lifetime, referer, scope
+        )
+        self._tokens_issued += 1
+        return value
+
+    def _presented_token(self, request: Request) -> str | None:
+        for header in ("x-esri-authorization", "authorization"):
+            value = request.headers.get(header, "")
+            if value[:7].lower() == "bearer " and value[7:].strip():
+                return value[7:].strip()
+        return request.params.get("token") or None
+
+    def _valid_token(self, value: str, request: Request) -> _Token | None:
+        record = self._tokens.get(value)
+        if record is None or anyio.current_time() >= record.expires_at:
+            return None
+        if record.referer is not None and request.headers.get("referer") != record.referer:
+            return None
+        return record
+
+    def _authorize(self, request: Request, service: FakeService) -> None:
+        token = self._presented_token(request)
+        if token is None:
+            if service.secured:
+                raise _Refusal(499, "Token Required", ["Token Required"], "GWM_0003")
+            return
+        # As on ArcGIS Online, a bad token is refused even where none is needed.
+        if self._valid_token(token, request) is None:
+            raise _Refusal(498, "Invalid token.", ["Invalid token."])
+
+    # -- info and metadata -------------------------------------------------------------
+
+    async def _portal_info(self, request: Request) -> Response:
+        return _json(
+            {
+                "owningSystemUrl": request.origin,
+                "authInfo": {
+                    "isTokenBasedSecurity": True,
+                    "tokenServicesUrl": f"{request.origin}/sharing/rest/generateToken",
+                },
+            }
+        )
+
+    async def _server_info(self, request: Request) -> Response:
+        return _json(
+            {
+                "currentVersion": CURRENT_VERSION,
+                "fullVersion": "11.3.0",
+                "owningSystemUrl": request.origin,
+                "authInfo": {
+                    "isTokenBasedSecurity": True,
+                    "tokenServicesUrl": f"{request.origin}/{self.site}/tokens/generateToken",
+                    "shortLivedTokenValidity": 60,
+                },
+            }
+        )
+
+    async def _catalog(self, folder: str, request: Request) -> Response:
+        prefix = f"{folder}/" if folder else ""
+        folders = set()
+        services = []
+        for service in self.services.values():
+            if not service.name.startswith(prefix):
+                continue
+            rest = service.name[len(prefix) :]
+            if "/" in rest:
+                folders.add(rest.split("/", 1)[0])
+            else:
+                services.append({"name": service.name, "type": service.kind})
+        if folder and not folders and not services:
+            raise _Refusal(400, "Invalid URL", ["Invalid URL"])
+        return _json(
+            {"currentVersion": CURRENT_VERSION, "folders": sorted(folders), "services": services}
+        )
+
+    async def _service_info(self, service: FakeService, request: Request) -> Response:
+        self._authorize(request, service)
+        layers = list(service.layers.values())
+        extents = [layer.extent() for layer in layers if layer.geometry_type]
+        body: dict[str, Any] = {
+            "currentVersion": CURRENT_VERSION,
+            "serviceDescription": "",
+            "capabilities": layers[0].capabilities if layers else "Query",
+            "maxRecordCount": max((layer.max_record_count for layer in layers), default=1000),
+            "supportedQueryFormats": "JSON, geoJSON",
+            "spatialReference": layers[0].spatial_reference if layers else None,
+            "layers": [
+                {"id": layer.id, "name": layer.name, "geometryType": layer.geometry_type}
+                for layer in layers
+                if layer.geometry_type
+            ],
+            "tables": [
+                {"id": layer.id, "name": layer.name} for layer in layers if not layer.geometry_type
+            ],
+        }
+        if extents:
+            body["fullExtent"] = body["initialExtent"] = extents[0]
+        if service.kind == "MapServer":
+            body["mapName"] = service.name.rsplit("/", 1)[-1]
+        return _json(body)
+
+    async def _all_layers(self, service: FakeService, request: Request) -> Response:
+        self._authorize(request, service)
+        layers = [_layer_metadata(layer, service) for layer in service.layers.values()]
+        return _json(
+            {
+                "layers": [m for m in layers if m["geometryType"]],
+                "tables": [m for m in layers if not m["geometryType"]],
+            }
+        )
+
+    async def _layer_info(
+        self, service: FakeService, layer: FakeLayer, request: Request
+    ) -> Response:
+        self._authorize(request, service)
+        return _json(_layer_metadata(layer, service))
+
+    async def _unknown(self, request: Request) -> Response:
+        raise _Refusal(400, "Invalid URL", ["Invalid URL"])
+
+    # -- query -------------------------------------------------------------------------
+
+    async def _query(self, service: FakeService, layer: FakeLayer, request: Request) -> Response:
+        self._authorize(request, service)
+        params = request.params
+        fmt = params.get("f", "json").lower()
+        if fmt == "pbf":
+            raise _Refusal(
+                400, "Unable to complete operation.", ["f=pbf is not supported by FakeArcGIS."]
+            )
+        for spatial in ("geometry", "distance"):
+            if params.get(spatial):
+                raise _Refusal(
+                    400,
+                    "Unable to complete operation.",
+                    [f"'{spatial}' is not supported by FakeArcGIS."],
+                )
+        object_ids = _int_list(params.get("objectIds"), "objectIds")
+        order_by = params.get("orderByFields", "").strip()
+        if order_by and not layer.supports_order_by:
+            raise _Refusal(
+                400, "Unable to complete operation.", ["orderByFields is not supported."]
+            )
+        where = params.get("where", "").strip()
+        if not where and object_ids is None:
+            raise _Refusal(400, "Unable to complete operation.", ["'where' parameter is invalid"])
+        try:
+            oids = layer.matching_ids(where or "1=1", object_ids, order_by)
+        except WhereError as exc:
+            raise _Refusal(
+                400, "Unable to complete operation.", [f"'where' parameter is invalid: {exc}"]
+            ) from exc
+        except ValueError as exc:
+            raise _Refusal(400, "Unable to complete operation.", [str(exc)]) from exc
+
+        if _true(params.get("returnCountOnly")):
+            return _json({"count": len(oids)})
+        if _true(params.get("returnIdsOnly")):
+            return _json({"objectIdFieldName": layer.object_id_field, "objectIds": oids})
+        if params.get("outStatistics"):
+            return _json(self._statistics(layer, oids, params["outStatistics"]))
+
+        offset_text, count_text = params.get("resultOffset"), params.get("resultRecordCount")
+        if (offset_text or count_text) and not layer.supports_pagination:
+            raise _Refusal(400, "Unable to complete operation.", ["Pagination is not supported."])
+        offset = _int(offset_text, "resultOffset") or 0
+        if self.faults.ignore_result_offset and offset:
+            offset = 0
+            self._faults_injected += 1
+        limit = layer.max_record_count
+        requested = _int(count_text, "resultRecordCount")
+        if requested is not None and requested > 0:
+            limit = min(limit, requested)
+        if self.faults.page_cap is not None and self.faults.page_cap < limit:
+            limit = self.faults.page_cap
+            self._faults_injected += 1
+        page = oids[offset : offset + limit]
+        exceeded = offset + len(page) < len(oids)
+
+        out_fields = self._out_fields(layer, params.get("outFields"))
+        geometry = _true(params.get("returnGeometry", "true")) and layer.geometry_type is not None
+        out_sr = self._out_sr(layer, params.get("outSR"), fmt)
+        features = [self._feature(layer, oid, out_fields, geometry, out_sr) for oid in page]
+        if fmt == "geojson":
+            collection: dict[str, Any] = {
+                "type": "FeatureCollection",
+                "features": [esri_feature_to_geojson(f, layer.object_id_field) for f in features],
+            }
+            if exceeded:
+                collection["properties"] = {"exceededTransferLimit": True}
+            return _json(collection, content_type="application/geo+json")
+        fields_by_name = {f["name"]: f for f in layer.fields}
+        body: dict[str, Any] = {
+            "objectIdFieldName": layer.object_id_field,
+            "globalIdFieldName": next(
+                (f["name"] for f in layer.fields if f["type"] == "esriFieldTypeGlobalID"), ""
+            ),
+            "fields": [fields_by_name[name] for name in out_fields],
+            "features": features,
+            "exceededTransferLimit": exceeded,
+        }
+        if geometry:
+            body["geometryType"] = layer.geometry_type
+            body["spatialReference"] = out_sr or layer.spatial_reference
+        return _json(body)
+
+    def _out_fields(self, layer: FakeLayer, value: str | None) -> list[str]:
+        names = {f["name"].upper(): f["name"] for f in layer.fields}
+        if value is None or not value.strip():
+            return [layer.object_id_field]
+        wanted = [part.strip() for part in value.split(",") if part.strip()]
+        if "*" in wanted:
+            return [f["name"] for f in layer.fields]
+        result = []
+        for part in wanted:
+            name = names.get(part.upper())
+            if name is None:
+                raise _Refusal(400, "Unable to complete operation.", [f"Invalid field: {part}"])
+            result.append(name)
+        return result
+
+    def _out_sr(self, layer: FakeLayer, value: str | None, fmt: str) -> dict[str, Any] | None:
+        if fmt == "geojson" or not value:
+            return None
+        try:
+            wkid = int(json.loads(value)["wkid"]) if value.strip().startswith("{") else int(value)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise _Refusal(400, "Unable to complete operation.", ["Invalid outSR."]) from exc
+        if wkid == layer.spatial_reference.get("wkid"):
+            return None
+        if wkid in _WEB_MERCATOR and layer.spatial_reference.get("wkid") == 4326:
+            return {"wkid": 102100, "latestWkid": 3857}
+        raise _Refusal(
+            400, "Unable to complete operation.", [f"FakeArcGIS cannot project to wkid {wkid}."]
+        )
+
+    def _feature(
+        self,
+        layer: FakeLayer,
+        oid: int,
+        out_fields: list[str],
+        geometry: bool,
+        out_sr: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        row = layer.row(oid)
+        attributes = row["attributes"]
+        feature: dict[str, Any] = {
+            "attributes": {name: attributes.get(name) for name in out_fields}
+        }
+        if geometry and "geometry" in row:
+            feature["geometry"] = web_mercator(row["geometry"]) if out_sr else row["geometry"]
+        return feature
+
+    def _statistics(self, layer: FakeLayer, oids: list[int], spec: str) -> dict[str, Any]:
+        if not layer.supports_statistics:
+            raise _Refusal(400, "Unable to complete operation.", ["Statistics are not supported."])
+        try:
+            wanted = json.loads(spec)
+            assert isinstance(wanted, list)
+        except (ValueError, AssertionError) as exc:
+            raise _Refusal(
+                400, "Unable to complete operation.", ["'outStatistics' parameter is invalid"]
+            ) from exc
+        names = {f["name"].upper(): f["name"] for f in layer.fields}
+        attributes: dict[str, Any] = {}
+        fields = []
+        for item in wanted:
+            kind = str(item.get("statisticType", "")).lower()
+            field = names.get(str(item.get("onStatisticField", "")).upper())
+            if field is None or kind not in ("min", "max", "count", "sum", "avg"):
+                raise _Refusal(
+                    400, "Unable to complete operation.", ["'outStatistics' parameter is invalid"]
+                )
+            out_name = item.get("outStatisticFieldName") or f"{kind}_{field}"
+            values = [layer.row(oid)["attributes"].get(field) for oid in oids]
+            present = [v for v in values if v is not None]
+            result: Any
+            if kind == "count":
+                result = len(present)
+            elif not present:
+                result = None
+            elif kind == "min":
+                result = min(present)
+            elif kind == "max":
+                result = max(present)
+            elif kind == "sum":
+                result = sum(present)
+            else:
+                result = sum(present) / len(present)
+            attributes[out_name] = result
+            field_type = "esriFieldTypeInteger" if kind == "count" else "esriFieldTypeDouble"
+            fields.append({"name": out_name, "type": field_type, "alias": out_name})
+        return {"fields": fields, "features": [{"attributes": attributes}]}
+
+    # -- applyEdits --------------------------------------------------------------------
+
+    async def _apply_edits(
+        self, service: FakeService, layer: FakeLayer, request: Request
+    ) -> Response:
+        self._authorize(request, service)
+        if request.method != "POST":
+            raise _Refusal(400, "Unable to complete operation.", ["applyEdits requires POST."])
+        allowed = {c.strip().lower() for c in layer.capabilities.split(",")}
+        params = request.params
+        adds = _json_list(params.get("adds"), "adds")
+        updates = _json_list(params.get("updates"), "updates")
+        deletes_text = params.get("deletes", "").strip()
+        if deletes_text.startswith("["):
+            deletes = [int(v) for v in _json_list(deletes_text, "deletes")]
+        else:
+            deletes = _int_list(deletes_text, "deletes") or []
+        for name, items, capability in (
+            ("adds", adds, "create"),
+            ("updates", updates, "update"),
+            ("deletes", deletes, "delete"),
+        ):
+            if items and capability not in allowed:
+                raise _Refusal(
+                    400,
+                    "Unable to complete operation.",
+                    [f"This operation is not supported: {name}."],
+                )
+        rollback = params.get("rollbackOnFailure", "true").lower() != "false"
+        return _json(layer.apply_edits(adds, updates, deletes, rollback_on_failure=rollback))
+
+
+class _Refusal(Exception):
+    def __init__(
+        self, code: int, message: str, details: Sequence[str] = (), message_code: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = list(details)
+        self.message_code = message_code
+
+
+def _layer_metadata(layer: FakeLayer, service: FakeService) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "currentVersion": CURRENT_VERSION,
+        "id": layer.id,
+        "name": layer.name,
+        "type": "Feature Layer" if layer.geometry_type else "Table",
+        "geometryType": layer.geometry_type,
+        "objectIdField": layer.object_id_field,
+        "globalIdField": next(
+            (f["name"] for f in layer.fields if f["type"] == "esriFieldTypeGlobalID"), ""
+        ),
+        "fields": layer.fields,
+        "maxRecordCount": layer.max_record_count,
+        "standardMaxRecordCount": layer.max_record_count,
+        "capabilities": layer.capabilities,
+        "supportsStatistics": layer.supports_statistics,
+        "supportsAdvancedQueries": True,
+        "supportedQueryFormats": "JSON, geoJSON",
+        "advancedQueryCapabilities": {
+            "supportsPagination": layer.supports_pagination,
+            "supportsOrderBy": layer.supports_order_by,
+            "supportsStatistics": layer.supports_statistics,
+            "supportsReturningQueryExtent": False,
+            "supportsDistinct": False,
+        },
+        "hasAttachments": False,
+        "spatialReference": layer.spatial_reference,
+    }
+    if layer.geometry_type:
+        metadata["extent"] = layer.extent()
+    return metadata
+
+
+def _json(data: Any, status: int = 200, *, content_type: str = "application/json") -> Response:
+    body = json.dumps(data, separators=(",", ":")).encode()
+    return Response(status, body, {"content-type": f"{content_type}; charset=utf-8"})
+
+
+def _oauth_error(name: str, description: str) -> Response:
+    return _json(
+        {
+            "error": {
+                "code": 400,
+                "error": name,
+                "error_description": description,
+                "message": description,
+                "details": [],
+            }
+        }
+    )
+
+
+def _html_page(path: str) -> Response:
+    body = f"<html><head><title>ArcGIS REST</title></head><body><h1>{path}</h1></body></html>"
+    return Response(200, body.encode(), {"content-type": "text/html; charset=utf-8"})
+
+
+def _scripted_response(scripted: _Scripted) -> Response:
+    if scripted.action == "drop":
+        return Response(drop=True)
+    if scripted.action == "html":
+        page = (
+            f"<html><head><title>{scripted.status} Bad Gateway</title></head>"
+            "<body><center><h1>Bad Gateway</h1></center><hr><center>nginx</center></body></html>"
+        )
+        return Response(scripted.status, page.encode(), {"content-type": "text/html"})
+    if scripted.action == "malformed":
+        return Response(
+            200,
+            b'{"features": [{"attributes": {"OBJECTID": 1',
+            {"content-type": "application/json"},
+        )
+    headers = {"content-type": "text/plain"}
+    if scripted.retry_after is not None:
+        headers["retry-after"] = f"{scripted.retry_after:g}"
+    return Response(scripted.status, f"HTTP {scripted.status}".encode(), headers)
+
+
+def _true(value: str | None) -> bool:
+    return value is not None and value.strip().lower() == "true"
+
+
+def _int(value: str | None, name: str) -> int | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise _Refusal(
+            400, "Unable to complete operation.", [f"'{name}' parameter is invalid"]
+        ) from exc
+
+
+def _int_list(value: str | None, name: str) -> list[int] | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        return [int(part) for part in value.split(",") if part.strip()]
+    except ValueError as exc:
+        raise _Refusal(
+            400, "Unable to complete operation.", [f"'{name}' parameter is invalid"]
+        ) from exc
+
+
+def _json_list(value: str | None, name: str) -> list[Any]:
+    if value is None or not value.strip():
+        return []
+    try:
+        data = json.loads(value)
+    except ValueError as exc:
+        raise _Refusal(
+            400, "Unable to complete operation.", [f"'{name}' parameter is invalid"]
+        ) from exc
+    if not isinstance(data, list):
+        raise _Refusal(400, "Unable to complete operation.", [f"'{name}' parameter is invalid"])
+    return data
+
+
+def parse_params(query: bytes | str, body: bytes, content_type: str) -> dict[str, str]:
+    """Merge query-string and form-body parameters (the form wins)."""
+    if isinstance(query, bytes):
+        query = query.decode("latin-1")
+    params = dict(parse_qsl(query, keep_blank_values=True))
+    if body and content_type.split(";")[0].strip().lower() == _FORM:
+        params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    return params
