@@ -7,9 +7,10 @@ parameter pass through `redact_url` before they reach a message or a log record.
 
 from __future__ import annotations
 
+import html
 import ipaddress
 from collections.abc import Iterable
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 import attrs
 
@@ -64,8 +65,11 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     an exception, in case the server echoed what we sent.
     """
     for secret in secrets:
-        if secret:
-            text = text.replace(secret, _MASK)
+        if not secret:
+            continue
+        # Also the forms a server may echo: URL-encoded (form or path style), HTML-escaped.
+        for form in {secret, quote_plus(secret), quote(secret, safe=""), html.escape(secret)}:
+            text = text.replace(form, _MASK)
     return text
 
 

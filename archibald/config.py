@@ -69,19 +69,24 @@ class TokenPolicy:
         min_renew_fraction: Never renew sooner than this fraction of the token's lifetime
             after it was issued, so a short-lived token is renewed at most every half
             lifetime by default instead of continuously.
+        min_renew_interval: Never renew sooner than this many seconds after the last
+            token was issued, whatever the lifetime (a guard against a server whose clock
+            makes its tokens look nearly expired).
         retry_initial: The first wait after a failed renewal.
         retry_max: The longest wait between two attempts.
         retry_jitter: A random extra wait of up to this many seconds, so that many
             clients do not retry in step.
         startup_attempts: How many attempts entering ``async with auth:`` makes before it
             gives up with `TokenRefreshError`. Refused credentials fail at once.
-        request_timeout: The HTTP timeout of one token request.
+        request_timeout: The longest one token request may take, in all; also the HTTP
+            timeout of the client the auth creates.
     """
 
     renew_before: float = attrs.field(default=300.0, converter=_number, validator=_at_least(0))
     min_renew_fraction: float = attrs.field(
         default=0.5, converter=_number, validator=[_at_least(0, strict=True), _at_most(1)]
     )
+    min_renew_interval: float = attrs.field(default=10.0, converter=_number, validator=_at_least(0))
     retry_initial: float = attrs.field(
         default=1.0, converter=_number, validator=_at_least(0, strict=True)
     )
@@ -102,7 +107,11 @@ class TokenPolicy:
 
     def renew_delay(self, lifetime: float) -> float:
         """Seconds after issue at which a token of *lifetime* seconds is renewed."""
-        return max(lifetime - self.renew_before, lifetime * self.min_renew_fraction)
+        return max(
+            lifetime - self.renew_before,
+            lifetime * self.min_renew_fraction,
+            self.min_renew_interval,
+        )
 
     def retry_delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number *attempt* (1 for the first failure).

@@ -150,3 +150,23 @@ def test_placement_must_be_a_token_placement() -> None:
     """A string placement is refused with a hint."""
     with pytest.raises(ConfigurationError, match="TokenPlacement"):
         UserTokenAuth("alice", "pw", placement="header")  # type: ignore[arg-type]
+
+
+async def test_parameter_placement_leaves_other_bodies_alone(wire: respx.MockRouter) -> None:
+    """PARAMETER with a JSON body: the body is untouched, the token goes in the header."""
+    async with auth_for(TokenPlacement.PARAMETER) as auth:
+        request = await send(auth, "POST", QUERY_URL, content=b'{"a": 1}')
+    assert b'{"a": 1}' == request.content
+    assert f"Bearer {TOKEN}" == request.headers["X-Esri-Authorization"]
+
+
+async def test_parameter_placement_replaces_any_token_already_there(
+    wire: respx.MockRouter,
+) -> None:
+    """A stale token in the URL or the form (any case) is replaced: one token, in the body."""
+    async with auth_for(TokenPlacement.PARAMETER) as auth:
+        request = await send(
+            auth, "POST", f"{QUERY_URL}?token=OLD&f=json", data={"Token": "OLDER", "where": "1=1"}
+        )
+    assert f"{QUERY_URL}?f=json" == str(request.url)
+    assert {"where": ["1=1"], "token": [TOKEN]} == form(request)

@@ -64,3 +64,8 @@ def test_invalid_values_are_refused_clearly(kwargs: dict[str, object], message: 
     """Each invalid setting raises ConfigurationError naming the field."""
     with pytest.raises(ConfigurationError, match=message):
         TokenPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_renewal_is_never_more_frequent_than_the_minimum_interval() -> None:
+    """A token that looks nearly expired (clock skew) is renewed after 10 s, not at once."""
+    assert 10.0 == TokenPolicy().renew_delay(2.0)

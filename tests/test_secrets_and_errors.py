@@ -8,7 +8,7 @@ import types
 import pytest
 
 import archibald
-from archibald._secrets import Secret, is_secure_url, redact_url
+from archibald._secrets import Secret, is_secure_url, redact_url, scrub
 from archibald.auth import UserTokenAuth
 from archibald.auth._refresher import lifetime_from_expires
 from archibald.exceptions import (
@@ -173,3 +173,14 @@ def test_every_public_name_is_exported_from_the_top() -> None:
         if not name.startswith("_") and not isinstance(getattr(archibald, name), types.ModuleType)
     }
     assert set(archibald.__all__) == public | {"__version__"}
+
+
+def test_scrub_masks_echoed_forms_of_a_secret() -> None:
+    """A server echoing the password URL-encoded or HTML-escaped still shows no secret."""
+    secret = "p@ss word&<1>"
+    page = (
+        f"bad {secret} / p%40ss+word%26%3C1%3E / p%40ss%20word%26%3C1%3E / p@ss word&amp;&lt;1&gt;"
+    )
+    cleaned = scrub(page, [secret])
+    for form in ("p@ss", "p%40ss"):
+        assert form not in cleaned

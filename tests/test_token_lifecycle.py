@@ -7,11 +7,13 @@ import logging
 from collections.abc import Iterator
 
 import anyio
+import httpx
 import pytest
 
 from archibald.auth import UserTokenAuth
 from archibald.config import TokenPolicy
 from archibald.exceptions import (
+    ArchieClientError,
     AuthNotActiveError,
     ConfigurationError,
     InvalidCredentialsError,
@@ -408,3 +410,119 @@ async def test_reprs_show_no_secret(server: FakeTokenServer) -> None:
     assert_no_secret(server, *texts)
     assert USERNAME in repr(auth)
     assert TOKEN_URL in repr(auth)
+
+
+# -- regressions found in review -------------------------------------------------------
+
+
+async def test_a_hung_renewal_cannot_strand_waiters(server: FakeTokenServer) -> None:
+    """A renewal that never answers is cut at request_timeout; callers get an error."""
+    async with make_auth(server, policy=TokenPolicy(request_timeout=10)) as auth:
+        server.latency = 10 * 24 * HOUR
+        await anyio.sleep(HOUR + 1)  # expired; every renewal attempt has hung
+        with pytest.raises(TokenRefreshError, match="took longer than 10 s"):
+            await auth.get_token()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"error": "Service Unavailable"},
+        {"error": {"code": 400, "message": "busy"}},
+        {"error": "temporarily_unavailable"},
+    ],
+)
+async def test_a_busy_endpoint_with_a_json_body_is_retried(
+    server: FakeTokenServer, body: dict[str, object]
+) -> None:
+    """HTTP 503 with an error envelope is transient: renewal resumes when it recovers."""
+    busy = True
+    answer_ok = server.handle
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        if busy:
+            return httpx.Response(503, json=body)
+        return await answer_ok(request)
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handle))
+    busy = False
+    async with UserTokenAuth(USERNAME, PASSWORD, token_url=TOKEN_URL, http_client=http) as auth:
+        busy = True
+        await anyio.sleep(3400)  # the renewal at 3300 s failed
+        busy = False
+        await anyio.sleep(120)
+        assert "tok-SECRET-2" == await auth.get_token()
+
+
+async def test_a_fetch_finishing_at_exit_publishes_nothing(server: FakeTokenServer) -> None:
+    """A token arriving as the block ends is dropped: no secret outlives the block."""
+    errors: list[BaseException] = []
+
+    async def forcer() -> None:
+        try:
+            await auth.force_refresh()
+        except AuthNotActiveError as exc:
+            errors.append(exc)
+
+    auth = make_auth(server)
+    async with anyio.create_task_group() as tg:
+        async with auth:
+            server.latency = 1.0
+            tg.start_soon(forcer)
+            await anyio.sleep(1.0)  # the forced fetch answers as the block ends
+    assert 1 == len(errors)
+    assert auth._token is None
+    assert auth.statistics().expires_in is None
+
+
+async def test_aclose_from_another_task_is_refused(server: FakeTokenServer) -> None:
+    """aclose() from a task other than the one that entered: a clear error, state intact."""
+    errors: list[ArchieClientError] = []
+
+    async def close_elsewhere() -> None:
+        try:
+            await auth.aclose()
+        except ArchieClientError as exc:
+            errors.append(exc)
+
+    async with make_auth(server) as auth:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(close_elsewhere)
+        assert "task that entered" in str(errors[0])
+        assert "tok-SECRET-1" == await auth.get_token()
+    assert not auth.statistics().active
+
+
+async def test_late_reports_of_a_replaced_token_fetch_nothing(server: FakeTokenServer) -> None:
+    """force_refresh(rejected=old) after the token was replaced returns at once."""
+    async with make_auth(server) as auth:
+        old = await auth.get_token()
+        await auth.force_refresh(rejected=old)
+        for _ in range(10):
+            await auth.force_refresh(rejected=old)
+        assert "tok-SECRET-2" == await auth.get_token()
+        assert 2 == len(server.requests)
+        await auth.force_refresh(rejected="tok-SECRET-2")
+        assert 3 == len(server.requests)
+
+
+async def test_a_missing_endpoint_after_start_is_retried_slowly(server: FakeTokenServer) -> None:
+    """A 404 during renewal (a portal restarting) does not end renewal for good."""
+    async with make_auth(server) as auth:
+        server.mode = "not-found"
+        await anyio.sleep(3400)
+        server.mode = "ok"
+        await anyio.sleep(61)
+        assert "tok-SECRET-2" == await auth.get_token()
+
+
+async def test_a_failed_entry_can_be_retried(server: FakeTokenServer) -> None:
+    """After refused credentials at entry, the same auth can be entered again."""
+    server.mode = "refuse"
+    auth = make_auth(server)
+    with pytest.raises(InvalidCredentialsError):
+        async with auth:
+            pass
+    server.mode = "ok"
+    async with auth:
+        assert "tok-SECRET-1" == await auth.get_token()

@@ -53,6 +53,10 @@ class ArcGISAuth(httpx.Auth, abc.ABC):
     work the auth needs (token renewal) and leaving the block stops it. Inside the block,
     pass it to `httpx.AsyncClient(auth=auth)` or to archibald's client.
 
+    httpx follows redirects (when ``follow_redirects`` is on) without consulting the
+    auth, and strips only the ``Authorization`` header on a redirect to another host: with
+    the other placements, leave ``follow_redirects`` off.
+
     Args:
         placement: Where authorized requests carry the token.
         referer: The ``Referer`` header that every authorized request carries, for tokens
@@ -157,29 +161,33 @@ class ArcGISAuth(httpx.Auth, abc.ABC):
 
 
 def _with_form_token(request: httpx.Request, token: str) -> httpx.Request | None:
-    """A copy of *request* with ``token`` in a form body, or None if it has another body."""
+    """A copy of *request* with ``token`` in a form body, or None if it has another body.
+
+    Any ``token`` already in the URL or the form (in any letter case) is replaced, so the
+    request carries exactly one token, and never in its URL.
+    """
     content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
     try:
         body = request.content.decode("ascii")
     except (httpx.RequestNotRead, UnicodeDecodeError):
         return None  # a streamed or binary body: not a form we can extend
+    query = list(request.url.params.multi_items())
     if request.method == "GET" and not body:
-        fields = list(request.url.params.multi_items())
-        url = request.url.copy_with(query=None)
-    elif request.method == "POST" and content_type in (_FORM, ""):
+        fields, query = query, []
+    elif request.method == "POST" and (content_type == _FORM or (not body and not content_type)):
         fields = parse_qsl(body, keep_blank_values=True)
-        url = request.url
     else:
         return None
-    fields = [(k, v) for k, v in fields if k != "token"]
+    fields = [(k, v) for k, v in fields if k.lower() != "token"]
     fields.append(("token", token))
+    query = [(k, v) for k, v in query if k.lower() != "token"]
     headers = httpx.Headers(request.headers)
     for name in ("Content-Length", "Content-Type", "Transfer-Encoding"):
         headers.pop(name, None)
     headers["Content-Type"] = _FORM
     return httpx.Request(
         "POST",
-        url,
+        request.url.copy_with(query=urlencode(query).encode("ascii") if query else None),
         headers=headers,
         content=urlencode(fields).encode("ascii"),
         extensions=request.extensions,

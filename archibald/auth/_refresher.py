@@ -33,6 +33,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from .._secrets import Secret
 from ..config import TokenPolicy
 from ..exceptions import (
+    ArchieClientError,
     AuthNotActiveError,
     ConfigurationError,
     InvalidCredentialsError,
@@ -76,7 +77,10 @@ def lifetime_from_expires(
     if isinstance(expires_ms, bool) or not isinstance(expires_ms, int | float):
         return requested
     wall = time.time() if now is None else now
-    lifetime = float(expires_ms) / 1000.0 - wall
+    try:
+        lifetime = float(expires_ms) / 1000.0 - wall
+    except OverflowError:
+        lifetime = math.inf
     if not math.isfinite(lifetime) or lifetime <= 0 or lifetime > requested + 60.0:
         logger.debug(
             "server's expires=%r disagrees with the requested %.0f s; using the request",
@@ -174,10 +178,12 @@ class RefreshingAuth(ArcGISAuth):
                 f"http_client must be an httpx.AsyncClient, got {type(http_client).__name__}"
             )
         self._source = source
+        self._description = source.describe()  # sources are immutable: describe once
         self._policy = policy
         self._own_http = http_client is None
         self._http = http_client
         self._stack: AsyncExitStack | None = None
+        self._host_task: int | None = None
         self._task_group: TaskGroup | None = None
         self._entered = False
         self._active = False
@@ -221,11 +227,17 @@ class RefreshingAuth(ArcGISAuth):
             assert self._changed is not None
             await self._changed.wait()
 
-    async def force_refresh(self) -> None:
+    async def force_refresh(self, rejected: str | None = None) -> None:
         """Drop the current token and fetch a new one at once.
 
         The refresher is cancelled and restarted. Concurrent calls share one fetch; each
         returns when it has finished. Cancelling a caller cancels only its wait.
+
+        Args:
+            rejected: The token the server rejected, if known. When the auth already
+                holds a different, valid token (another caller's refresh replaced it),
+                nothing is fetched: many requests that saw the same token rejected cause
+                one refresh, however late they report it.
 
         Raises:
             AuthNotActiveError: The auth is not inside its ``async with`` block.
@@ -233,10 +245,19 @@ class RefreshingAuth(ArcGISAuth):
                 the credentials were refused).
         """
         self._check_active()
+        current = self._token
+        if (
+            rejected is not None
+            and self._forced is None
+            and current is not None
+            and current.value.reveal() != rejected
+            and anyio.current_time() < current.expires_at
+        ):
+            return
         if self._forced is None:
             self._forced = anyio.Event()
             self._forced_refreshes += 1
-            logger.info("refreshing the token for %s now", self._source.describe())
+            logger.info("refreshing the token for %s now", self._description)
             self._token = None
             self._error = None
             self._restart()
@@ -247,7 +268,7 @@ class RefreshingAuth(ArcGISAuth):
     def statistics(self) -> TokenStatistics:
         """Return a snapshot of the auth's state and counters."""
         expires_in = None
-        if self._token is not None:  # only inside the block, so within an event loop
+        if self._active and self._token is not None:  # inside the block: in an event loop
             expires_in = max(0.0, self._token.expires_at - anyio.current_time())
         return TokenStatistics(
             active=self._active,
@@ -264,6 +285,7 @@ class RefreshingAuth(ArcGISAuth):
                 f"{self!r} is already active; enter it once and share it between clients"
             )
         self._entered = True
+        self._host_task = anyio.get_current_task().id
         stack = AsyncExitStack()
         try:
             if self._own_http:
@@ -275,11 +297,13 @@ class RefreshingAuth(ArcGISAuth):
         except BaseException:
             if self._task_group is not None:
                 self._task_group.cancel_scope.cancel()
-            await stack.aclose()
-            self._entered = False
-            self._task_group = None
-            if self._own_http:
-                self._http = None
+            try:
+                await stack.aclose()
+            finally:
+                self._entered = False
+                self._task_group = None
+                if self._own_http:
+                    self._http = None
             raise
         self._stack = stack
         self._active = True
@@ -301,8 +325,14 @@ class RefreshingAuth(ArcGISAuth):
         """
         if not self._active or self._stack is None or self._task_group is None:
             return
+        if anyio.get_current_task().id != self._host_task:
+            raise ArchieClientError(
+                f"{type(self).__name__}.aclose() must run in the task that entered the auth; "
+                "leave its `async with` block instead"
+            )
         self._active = False
         self._closed = True
+        self._generation += 1  # a fetch finishing now must not publish
         self._token = None
         self._notify()
         self._task_group.cancel_scope.cancel()
@@ -316,7 +346,7 @@ class RefreshingAuth(ArcGISAuth):
 
     def __repr__(self) -> str:
         state = "active" if self._active else "inactive"
-        return f"{type(self).__name__}({self._source.describe()}, {state})"
+        return f"{type(self).__name__}({self._description}, {state})"
 
     # -- the refresher -------------------------------------------------------------------
 
@@ -346,11 +376,18 @@ class RefreshingAuth(ArcGISAuth):
                     if generation == self._generation:
                         self._error = exc
                         self._notify()
-                    if not exc.retryable:
+                    if isinstance(exc, InvalidCredentialsError):
                         logger.error("token refresh stopped until force_refresh(): %s", exc)
                         return
-                    delay = self._policy.retry_delay(attempt)
-                    logger.warning(
+                    if exc.retryable:
+                        delay = self._policy.retry_delay(attempt)
+                        log = logger.warning
+                    else:
+                        # Worked before, fails oddly now (a portal restarting answers 404):
+                        # keep trying, slowly, rather than give up on a long-running job.
+                        delay = self._policy.retry_max
+                        log = logger.error
+                    log(
                         "token refresh failed (attempt %d), retrying in %.1f s: %s",
                         attempt,
                         delay,
@@ -366,7 +403,7 @@ class RefreshingAuth(ArcGISAuth):
                     self._notify()
                 logger.info(
                     "fetched a token for %s, valid for %.0f s; renewing in %.0f s",
-                    self._source.describe(),
+                    self._description,
                     issued.lifetime,
                     renew_at - anyio.current_time(),
                 )
@@ -376,18 +413,29 @@ class RefreshingAuth(ArcGISAuth):
                 await anyio.sleep_until(renew_at)
 
     async def _fetch_one(self) -> IssuedToken:
-        """Ask the source for one token; anything but `TokenRefreshError` becomes one."""
+        """Ask the source for one token; anything but `TokenRefreshError` becomes one.
+
+        The whole fetch is bounded by the policy's ``request_timeout``, whatever the HTTP
+        client's own timeouts are, so a hung endpoint cannot strand the waiters.
+        """
         assert self._http is not None
         self._fetches += 1
+        limit = self._policy.request_timeout
         try:
-            return await self._source.fetch(self._http)
+            with anyio.fail_after(limit):
+                return await self._source.fetch(self._http)
+        except TimeoutError as exc:
+            self._failures += 1
+            raise TokenRefreshError(
+                f"fetching a token for {self._description} took longer than {limit:g} s"
+            ) from exc
         except TokenRefreshError:
             self._failures += 1
             raise
         except Exception as exc:
             self._failures += 1
             raise TokenRefreshError(
-                f"fetching a token for {self._source.describe()} failed unexpectedly: "
+                f"fetching a token for {self._description} failed unexpectedly: "
                 f"{type(exc).__name__}",
                 retryable=False,
             ) from exc
@@ -443,7 +491,7 @@ class RefreshingAuth(ArcGISAuth):
             error = InvalidCredentialsError(str(cause))
         else:
             error = TokenRefreshError(
-                f"no valid token for {self._source.describe()}: "
+                f"no valid token for {self._description}: "
                 f"the last attempt to fetch one failed: {cause}",
                 retryable=cause.retryable,
             )

@@ -25,6 +25,8 @@ _REFUSED_CODES = frozenset({400, 401, 403})
 _OAUTH_REFUSALS = frozenset(
     {"invalid_client", "invalid_request", "invalid_grant", "unauthorized_client"}
 )
+# OAuth2 error names that mean: try again later.
+_OAUTH_TRANSIENT = frozenset({"server_error", "temporarily_unavailable"})
 _SNIPPET = 160
 
 
@@ -80,15 +82,16 @@ async def post_token_form(
 
     status = response.status_code
     body = _json_object(response)
-    if body is not None and "error" in body:
-        raise _envelope_error(body["error"], status, url, who, secrets, refused_hint)
+    transient = status in _TRANSIENT_STATUSES or status >= 500
+    if body is not None and "error" in body and not transient:
+        raise _envelope_error(body["error"], url, who, secrets, refused_hint)
     if status >= 400:
-        retryable = status in _TRANSIENT_STATUSES or status >= 500
-        hint = "" if retryable else "; check the token URL"
+        # A busy or failing server is worth retrying whatever its body says.
+        hint = "" if transient else "; check the token URL"
         raise TokenRefreshError(
             f"{url} answered HTTP {status} {response.reason_phrase} to the token request "
             f"for {who}{hint}: {_snippet(response, secrets)}",
-            retryable=retryable,
+            retryable=transient,
         )
     if body is None:
         raise TokenRefreshError(
@@ -108,7 +111,6 @@ def _json_object(response: httpx.Response) -> dict[str, Any] | None:
 
 def _envelope_error(
     error: object,
-    status: int,
     url: str,
     who: str,
     secrets: Sequence[str],
@@ -131,7 +133,9 @@ def _envelope_error(
         parts.extend(str(d) for d in details if d not in (None, ""))
     text = scrub("; ".join(dict.fromkeys(parts)) or "no message", secrets)
     label = f"error {code}" if isinstance(code, int) else "an error"
-    if isinstance(code, int) and (code == 429 or code >= 500):
+    if (isinstance(code, int) and (code == 429 or code >= 500)) or error.get(
+        "error"
+    ) in _OAUTH_TRANSIENT:
         return TokenRefreshError(f"{url} answered {label} to the token request for {who}: {text}")
     if code in _REFUSED_CODES or error.get("error") in _OAUTH_REFUSALS:
         return InvalidCredentialsError(
