@@ -465,11 +465,10 @@ async def test_a_fetch_finishing_at_exit_publishes_nothing(server: FakeTokenServ
             errors.append(exc)
 
     auth = make_auth(server)
-    async with anyio.create_task_group() as tg:
-        async with auth:
-            server.latency = 1.0
-            tg.start_soon(forcer)
-            await anyio.sleep(1.0)  # the forced fetch answers as the block ends
+    async with anyio.create_task_group() as tg, auth:
+        server.latency = 1.0
+        tg.start_soon(forcer)
+        await anyio.sleep(1.0)  # the forced fetch answers as the block ends
     assert 1 == len(errors)
     assert auth._token is None
     assert auth.statistics().expires_in is None

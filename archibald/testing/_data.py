@@ -141,6 +141,7 @@ class FakeLayer:
     _rows: dict[int, dict[str, Any]] = attrs.field(factory=dict, repr=False)
     _version: int = attrs.field(default=0, repr=False)
     _matches: dict[tuple[Any, ...], list[int]] = attrs.field(factory=dict, repr=False)
+    _fragments: dict[tuple[Any, ...], dict[int, bytes]] = attrs.field(factory=dict, repr=False)
 
     @property
     def features(self) -> list[dict[str, Any]]:
@@ -287,9 +288,23 @@ class FakeLayer:
         self._changed()
         return results
 
+    def fragments(self, key: tuple[Any, ...]) -> dict[int, bytes]:
+        """A cache of encoded features for one output shape, emptied by every edit.
+
+        Serving a big layer page after page re-encodes the same features; keeping their
+        JSON keeps the emulator from being the bottleneck of a client benchmark.
+        """
+        cache = self._fragments.get(key)
+        if cache is None:
+            if len(self._fragments) >= 8:
+                self._fragments.clear()
+            cache = self._fragments[key] = {}
+        return cache
+
     def _changed(self) -> None:
         self._version += 1
         self._matches.clear()
+        self._fragments.clear()
 
     def extent(self) -> dict[str, Any]:
         xs: list[float] = []

@@ -771,8 +771,8 @@ class FakeArcGIS:
         out_fields = self._out_fields(layer, params.get("outFields"))
         geometry = _true(params.get("returnGeometry", "true")) and layer.geometry_type is not None
         out_sr = self._out_sr(layer, params.get("outSR"), fmt)
-        features = [self._feature(layer, oid, out_fields, geometry, out_sr) for oid in page]
         if fmt == "geojson":
+            features = [self._feature(layer, oid, out_fields, geometry, out_sr) for oid in page]
             collection: dict[str, Any] = {
                 "type": "FeatureCollection",
                 "features": [esri_feature_to_geojson(f, layer.object_id_field) for f in features],
@@ -787,13 +787,22 @@ class FakeArcGIS:
                 (f["name"] for f in layer.fields if f["type"] == "esriFieldTypeGlobalID"), ""
             ),
             "fields": [fields_by_name[name] for name in out_fields],
-            "features": features,
             "exceededTransferLimit": exceeded,
         }
         if geometry:
             body["geometryType"] = layer.geometry_type
             body["spatialReference"] = out_sr or layer.spatial_reference
-        return _json(body)
+        cache = layer.fragments((tuple(out_fields), geometry, out_sr is not None))
+        encoded = []
+        for oid in page:
+            fragment = cache.get(oid)
+            if fragment is None:
+                feature = self._feature(layer, oid, out_fields, geometry, out_sr)
+                fragment = cache[oid] = json.dumps(feature, separators=(",", ":")).encode()
+            encoded.append(fragment)
+        head = json.dumps(body, separators=(",", ":")).encode()
+        content = head[:-1] + b',"features":[' + b",".join(encoded) + b"]}"
+        return Response(200, content, {"content-type": "application/json; charset=utf-8"})
 
     def _out_fields(self, layer: FakeLayer, value: str | None) -> list[str]:
         names = {f["name"].upper(): f["name"] for f in layer.fields}
