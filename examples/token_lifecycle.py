@@ -1,9 +1,9 @@
-"""A day in the life of a background-renewed ArcGIS token, simulated offline in a moment.
+"""A day of crawling a secured ArcGIS layer with a background-renewed token, offline.
 
-Runs UserTokenAuth against an in-process generateToken endpoint (no network) on Trio's
-MockClock, which jumps ahead whenever every task is waiting: 24 hours of 60-minute
-tokens, a crawler asking for the token every minute, a burst of concurrent
-force_refresh() calls, and an outage of the token endpoint.
+Everything runs in process against archibald's ArcGIS emulator (FakeArcGIS), on Trio's
+MockClock, which jumps ahead whenever every task is waiting, so a simulated day takes a
+moment. Along the way: hourly tokens renewed in the background, a server that revokes
+every token, a burst of requests rejected at once, and an hour-long token outage.
 
     python examples/token_lifecycle.py
 """
@@ -18,78 +18,82 @@ import trio
 from trio.testing import MockClock
 
 from archibald import TokenRefreshError, UserTokenAuth
+from archibald.testing import FakeArcGIS
 
-TOKEN_URL = "https://portal.example.com/sharing/rest/generateToken"
-
-
-class TokenEndpoint:
-    """generateToken, in process: issues numbered tokens, can be switched off."""
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self.down = False
-
-    async def handle(self, request: httpx.Request) -> httpx.Response:
-        self.requests += 1
-        await trio.sleep(1.5)  # a slow token server: callers must not notice renewals
-        if self.down:
-            return httpx.Response(503, text="Service Unavailable")
-        expires_ms = int((time.time() + 3600) * 1000)
-        return httpx.Response(200, json={"token": f"t{self.requests}", "expires": expires_ms})
+HOUR = 3600
 
 
 def clock(seconds: float) -> str:
     seconds = int(seconds)
-    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}"
+
+
+async def count_features(http: httpx.AsyncClient, auth: UserTokenAuth, url: str) -> int:
+    """One query; on 498 (token rejected) refresh once and retry, as ArchieClient will."""
+    for _ in range(2):
+        token = await auth.get_token()
+        body = (
+            await http.get(url, params={"where": "1=1", "returnCountOnly": "true", "f": "json"})
+        ).json()
+        if "count" in body:
+            return int(body["count"])
+        if body["error"]["code"] != 498:
+            break
+        await auth.force_refresh(rejected=token)
+    raise RuntimeError(f"query failed: {body}")
 
 
 async def main() -> None:
-    endpoint = TokenEndpoint()
-    http = httpx.AsyncClient(transport=httpx.MockTransport(endpoint.handle))
-    auth = UserTokenAuth("demo", "not-a-real-password", token_url=TOKEN_URL, http_client=http)
+    fake = FakeArcGIS()
+    fake.add_user("crawler", "correct horse battery staple")
+    fake.add_feature_layer("Parcels", count=5_000, secured=True)
+    fake.faults.latency["generateToken"] = 1.5  # a slow token server: nobody should notice
+    url = f"{fake.services_url}/Parcels/FeatureServer/0/query"
+    auth = UserTokenAuth(
+        "crawler", "correct horse battery staple", fake.portal_url, http_client=fake.client()
+    )
     real_start = time.perf_counter()
 
-    async with http, auth:
+    async with auth, fake.client(auth=auth) as http:
         start = trio.current_time()
-        print(f"{clock(0)}  entered: first token fetched before the block ran")
-
-        calls, longest_wait, seen = 0, 0.0, {await auth.get_token()}
-        while trio.current_time() - start < 24 * 3600:
-            before = trio.current_time()
-            token = await auth.get_token()
-            longest_wait = max(longest_wait, trio.current_time() - before)
-            calls += 1
-            if token not in seen:
-                seen.add(token)
-                if len(seen) <= 4:
-                    print(f"{clock(trio.current_time() - start)}  crawler sees a renewed token")
-            await trio.sleep(60)
+        print(f"{clock(0)}  signed in; the first token was fetched before the block ran")
+        queries = 0
+        while trio.current_time() - start < 24 * HOUR:
+            assert await count_features(http, auth, url) == 5_000
+            queries += 1
+            if queries == 54:  # nine hours of queries
+                fake.revoke_all_tokens()
+                print(f"{clock(trio.current_time() - start)}  the server revokes every token")
+            await trio.sleep(600)
+        stats = fake.statistics()
         print(
-            f"24:00:00  a simulated day: {endpoint.requests} token requests, {calls:,} "
-            f"get_token() calls, longest wait {longest_wait:.3f} s"
+            f"24:00  {queries} queries over a simulated day, {stats.tokens_issued} tokens issued "
+            f"(1 + one renewal every 55 minutes + 1 after the revocation), "
+            f"{stats.rejected_498} request rejected"
         )
 
-        before = endpoint.requests
+        fake.revoke_all_tokens()
+        before = fake.statistics().tokens_issued
         async with trio.open_nursery() as nursery:
             for _ in range(100):
-                nursery.start_soon(auth.force_refresh)
-        sent = endpoint.requests - before
-        print(f"          100 concurrent force_refresh() calls: {sent} token request")
+                nursery.start_soon(count_features, http, auth, url)
+        issued = fake.statistics().tokens_issued - before
+        print(f"       100 concurrent queries meet a revoked token: {issued} new token for all")
 
-        endpoint.down = True
-        await trio.sleep(3600)
+        fake.faults.token_outage = True
+        await trio.sleep(HOUR)
         try:
             await auth.get_token()
         except TokenRefreshError as exc:
-            print(f"          endpoint down for an hour, token lapsed: {type(exc).__name__}")
-        endpoint.down = False
+            print(f"       the token endpoint is down for an hour: {type(exc).__name__}, at once")
+        fake.faults.token_outage = False
         await trio.sleep(61)
-        await auth.get_token()
-        print("          endpoint back: tokens flow again without re-entering")
+        assert await count_features(http, auth, url) == 5_000
+        print("       the endpoint is back: queries flow again, without signing in again")
 
     print(f"done in {time.perf_counter() - real_start:.2f} s of real time")
 
 
 if __name__ == "__main__":
-    logging.basicConfig(format="          log: %(message)s", level=logging.WARNING)
+    logging.basicConfig(format="       log: %(message)s", level=logging.ERROR)
     trio.run(main, clock=MockClock(autojump_threshold=0))
