@@ -1,9 +1,12 @@
 """archibald: a Trio-first, structured-concurrency client for ESRI ArcGIS REST services.
 
 Everything public is importable from here; the submodules `archibald.auth`,
-`archibald.config` and `archibald.exceptions` group the same names by topic.
+`archibald.config` and `archibald.exceptions` group the same names by topic, and
+`archibald.testing` holds the ArcGIS emulator.
 """
 
+from ._client import ArchieClient as ArchieClient
+from ._client import ClientStatistics as ClientStatistics
 from ._version import __version__ as __version__
 from .auth import ArcGISAuth as ArcGISAuth
 from .auth import IssuedToken as IssuedToken
@@ -13,6 +16,7 @@ from .auth import TokenPlacement as TokenPlacement
 from .auth import TokenSource as TokenSource
 from .auth import TokenStatistics as TokenStatistics
 from .auth import UserTokenAuth as UserTokenAuth
+from .config import RetryPolicy as RetryPolicy
 from .config import TokenPolicy as TokenPolicy
 from .exceptions import ArcGISError as ArcGISError
 from .exceptions import ArchieClientError as ArchieClientError
@@ -25,6 +29,7 @@ from .exceptions import InvalidCredentialsError as InvalidCredentialsError
 from .exceptions import InvalidParameterError as InvalidParameterError
 from .exceptions import InvalidServiceURL as InvalidServiceURL
 from .exceptions import LayerCapabilityError as LayerCapabilityError
+from .exceptions import NetworkError as NetworkError
 from .exceptions import NotFoundError as NotFoundError
 from .exceptions import ServiceError as ServiceError
 from .exceptions import TokenExpiredError as TokenExpiredError
@@ -33,6 +38,8 @@ from .exceptions import TokenRefreshError as TokenRefreshError
 
 __all__ = [
     "ArcGISAuth",
+    "ArchieClient",
+    "ClientStatistics",
     "ArcGISError",
     "ArchieClientError",
     "ArchieError",
@@ -45,9 +52,11 @@ __all__ = [
     "InvalidServiceURL",
     "IssuedToken",
     "LayerCapabilityError",
+    "NetworkError",
     "NoAuth",
     "NotFoundError",
     "RefreshingAuth",
+    "RetryPolicy",
     "ServiceError",
     "TokenExpiredError",
     "TokenMissingError",

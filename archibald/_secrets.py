@@ -90,3 +90,16 @@ def is_secure_url(url: str) -> bool:
     if parts.scheme == "https":
         return True
     return parts.scheme == "http" and is_loopback_host(parts.hostname or "")
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of *url*, lower-cased, default ports left out."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    if port is None or (scheme, port) in (("https", 443), ("http", 80)):
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"

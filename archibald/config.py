@@ -17,7 +17,7 @@ import attrs
 
 from .exceptions import ConfigurationError
 
-__all__ = ["TokenPolicy"]
+__all__ = ["RetryPolicy", "TokenPolicy"]
 
 
 def _at_least(minimum: float, *, strict: bool = False) -> Any:
@@ -122,3 +122,41 @@ class TokenPolicy:
         exponent = min(max(attempt - 1, 0), 62)
         base = min(self.retry_max, self.retry_initial * 2.0**exponent)
         return base + random.uniform(0.0, self.retry_jitter)
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How `ArchieClient` retries requests that failed for a passing reason.
+
+    Transient failures are network errors and timeouts, HTTP 429, 502, 503 and 504, and
+    ArcGIS error envelopes with those codes. Only requests that are safe to repeat are
+    retried (GET, and POSTs that only read, such as ``query``). A ``Retry-After`` header
+    is honoured as long as it fits in the budget.
+
+    Attributes:
+        attempts: The most times one request is sent, the first included.
+        base: The wait after the first failure; it doubles with each further one.
+        cap: The longest single wait (a ``Retry-After`` may ask for more).
+        budget: The most time one request may spend waiting between attempts.
+        jitter: Each wait is shortened by a random fraction of up to this much, so that
+            many clients do not retry in step (0 turns jitter off).
+    """
+
+    attempts: int = attrs.field(default=5, converter=_count, validator=_at_least(1))
+    base: float = attrs.field(default=0.5, converter=_number, validator=_at_least(0))
+    cap: float = attrs.field(default=30.0, converter=_number, validator=_at_least(0))
+    budget: float = attrs.field(default=120.0, converter=_number, validator=_at_least(0))
+    jitter: float = attrs.field(
+        default=0.5, converter=_number, validator=[_at_least(0), _at_most(1)]
+    )
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after failed attempt number *attempt* (1 for the first).
+
+        A server's *retry_after* wins over the computed backoff.
+        """
+        if retry_after is not None:
+            return max(0.0, retry_after)
+        exponent = min(max(attempt - 1, 0), 62)
+        full = min(self.cap, self.base * 2.0**exponent)
+        return full * (1.0 - random.uniform(0.0, self.jitter))

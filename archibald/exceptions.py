@@ -13,6 +13,7 @@
         ├── TokenRefreshError       no token could be obtained
         │   └── InvalidCredentialsError   the server refused the credentials
         ├── AuthNotActiveError      an auth was used outside its ``async with`` block
+        ├── NetworkError            the server could not be reached, or the connection broke
         ├── ConfigurationError      a setting is invalid
         ├── InvalidServiceURL       a URL is not an ArcGIS REST services URL
         ├── InvalidParameterError   a query parameter is invalid
@@ -45,6 +46,7 @@ __all__ = [
     "InvalidParameterError",
     "InvalidServiceURL",
     "LayerCapabilityError",
+    "NetworkError",
     "NotFoundError",
     "ServiceError",
     "TokenExpiredError",
@@ -179,6 +181,27 @@ class InvalidCredentialsError(TokenRefreshError):
 
 class AuthNotActiveError(ArchieClientError):
     """An auth was used before its ``async with`` block was entered, or after it was left."""
+
+
+class NetworkError(ArchieClientError):
+    """The server could not be reached, or the connection broke, even after retries.
+
+    The httpx error is chained as ``__cause__``.
+
+    Attributes:
+        url: The URL of the failed request, with any token removed.
+    """
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        super().__init__(message)
+        self.url = redact_url(url) if url is not None else None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_network_error, (str(self), self.url))
+
+
+def _rebuild_network_error(message: str, url: str | None) -> NetworkError:
+    return NetworkError(message, url=url)
 
 
 class ConfigurationError(ArchieClientError, ValueError):

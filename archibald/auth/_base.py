@@ -87,6 +87,24 @@ class ArcGISAuth(httpx.Auth, abc.ABC):
         """The ``Referer`` header authorized requests carry, if the token is bound to one."""
         return self._referer
 
+    @property
+    def is_active(self) -> bool:
+        """Whether the auth is ready for use (token auths: inside their ``async with``)."""
+        return True
+
+    @property
+    def can_refresh(self) -> bool:
+        """Whether `force_refresh` can replace a rejected token (a static key cannot)."""
+        return False
+
+    @property
+    def trusted_origins(self) -> frozenset[str]:
+        """Origins (``https://host[:port]``) that issued the token and may receive it.
+
+        archibald's client sends the token only to these and to origins the user trusts.
+        """
+        return frozenset()
+
     @abc.abstractmethod
     async def get_token(self) -> str:
         """Return a valid token, or ``""`` when requests need none.
@@ -96,8 +114,13 @@ class ArcGISAuth(httpx.Auth, abc.ABC):
         """
 
     @abc.abstractmethod
-    async def force_refresh(self) -> None:
-        """Replace the current token at once, for example after the server rejected it."""
+    async def force_refresh(self, rejected: str | None = None) -> None:
+        """Replace the current token at once, for example after the server rejected it.
+
+        Args:
+            rejected: The token the server rejected, if known; an auth may skip the
+                fetch when it already holds a different one.
+        """
 
     async def async_auth_flow(
         self, request: httpx.Request
@@ -208,7 +231,7 @@ class NoAuth(ArcGISAuth):
         """Return ``""``: public services need no token."""
         return ""
 
-    async def force_refresh(self) -> None:
+    async def force_refresh(self, rejected: str | None = None) -> None:
         """Do nothing: there is no token to replace."""
 
     def __repr__(self) -> str:

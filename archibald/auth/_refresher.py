@@ -110,6 +110,10 @@ class TokenSource(abc.ABC):
     async def fetch(self, http: httpx.AsyncClient) -> IssuedToken:
         """Fetch one token using *http*."""
 
+    def origins(self) -> frozenset[str]:
+        """Origins that issue these tokens, and so may receive them (by default none)."""
+        return frozenset()
+
 
 @attrs.frozen(kw_only=True)
 class TokenStatistics:
@@ -194,6 +198,7 @@ class RefreshingAuth(ArcGISAuth):
         self._changed: anyio.Event | None = None
         self._forced: anyio.Event | None = None
         self._generation = 0
+        self._fetching = False  # the current run is waiting for a token request
         self._scope: anyio.CancelScope | None = None
         self._fetches = 0
         self._failures = 0
@@ -203,6 +208,21 @@ class RefreshingAuth(ArcGISAuth):
     def policy(self) -> TokenPolicy:
         """The renewal policy."""
         return self._policy
+
+    @property
+    def is_active(self) -> bool:
+        """Whether the auth is inside its ``async with`` block."""
+        return self._active
+
+    @property
+    def can_refresh(self) -> bool:
+        """True: a rejected token can be replaced."""
+        return True
+
+    @property
+    def trusted_origins(self) -> frozenset[str]:
+        """The origins of the token endpoint (the portal or server that issues tokens)."""
+        return self._source.origins()
 
     # -- the public contract -------------------------------------------------------------
 
@@ -260,7 +280,9 @@ class RefreshingAuth(ArcGISAuth):
             logger.info("refreshing the token for %s now", self._description)
             self._token = None
             self._error = None
-            self._restart()
+            if not self._fetching:
+                self._restart()
+            # else: a renewal is already on its way; its token is the fresh one we need.
         done = self._forced
         await done.wait()
         await self.get_token()
@@ -367,9 +389,13 @@ class RefreshingAuth(ArcGISAuth):
         with scope:
             while True:
                 sent_at = anyio.current_time()
+                if generation == self._generation:
+                    self._fetching = True
                 try:
                     issued = await self._fetch_one()
                 except TokenRefreshError as exc:
+                    if generation == self._generation:
+                        self._fetching = False
                     attempt += 1
                     if starting and (not exc.retryable or attempt >= self._policy.startup_attempts):
                         raise
@@ -398,6 +424,7 @@ class RefreshingAuth(ArcGISAuth):
                 attempt = 0
                 renew_at = sent_at + self._policy.renew_delay(issued.lifetime)
                 if generation == self._generation:
+                    self._fetching = False
                     self._token = _Token(Secret(issued.value), sent_at + issued.lifetime)
                     self._error = None
                     self._notify()
@@ -446,6 +473,7 @@ class RefreshingAuth(ArcGISAuth):
         assert self._scope is not None
         self._scope.cancel()
         self._generation += 1
+        self._fetching = False
         self._scope = anyio.CancelScope()
         self._task_group.start_soon(self._refresher, self._scope, self._generation)
 

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from .._envelope import Envelope, read_envelope
 from .._secrets import is_secure_url, scrub
 from ..exceptions import ConfigurationError, InvalidCredentialsError, TokenRefreshError
 
@@ -83,8 +84,9 @@ async def post_token_form(
     status = response.status_code
     body = _json_object(response)
     transient = status in _TRANSIENT_STATUSES or status >= 500
-    if body is not None and "error" in body and not transient:
-        raise _envelope_error(body["error"], url, who, secrets, refused_hint)
+    envelope = read_envelope(body) if body is not None else None
+    if envelope is not None and not transient:
+        raise _envelope_error(envelope, url, who, secrets, refused_hint)
     if status >= 400:
         # A busy or failing server is worth retrying whatever its body says.
         hint = "" if transient else "; check the token URL"
@@ -110,34 +112,22 @@ def _json_object(response: httpx.Response) -> dict[str, Any] | None:
 
 
 def _envelope_error(
-    error: object,
+    envelope: Envelope,
     url: str,
     who: str,
     secrets: Sequence[str],
     refused_hint: str,
 ) -> TokenRefreshError:
-    """Turn an ArcGIS (or OAuth2) error envelope into the matching exception."""
-    if not isinstance(error, dict):
-        # OAuth2 style: {"error": "invalid_client", "error_description": "..."}
-        error = {"error": str(error)}
-    code = error.get("code")
-    if isinstance(code, str) and code.isdigit():
-        code = int(code)
-    parts = [
-        str(error.get(key))
-        for key in ("message", "error", "error_description")
-        if error.get(key) not in (None, "")
-    ]
-    details = error.get("details")
-    if isinstance(details, list):
-        parts.extend(str(d) for d in details if d not in (None, ""))
-    text = scrub("; ".join(dict.fromkeys(parts)) or "no message", secrets)
-    label = f"error {code}" if isinstance(code, int) else "an error"
-    if (isinstance(code, int) and (code == 429 or code >= 500)) or error.get(
-        "error"
-    ) in _OAUTH_TRANSIENT:
+    """Turn a token endpoint's error envelope into the matching exception."""
+    parts = [envelope.message, envelope.oauth_error or "", *envelope.details]
+    text = scrub("; ".join(dict.fromkeys(p for p in parts if p)), secrets)
+    code = envelope.code
+    label = f"error {code}" if code is not None else "an error"
+    if (code is not None and (code == 429 or code >= 500)) or (
+        envelope.oauth_error in _OAUTH_TRANSIENT
+    ):
         return TokenRefreshError(f"{url} answered {label} to the token request for {who}: {text}")
-    if code in _REFUSED_CODES or error.get("error") in _OAUTH_REFUSALS:
+    if code in _REFUSED_CODES or envelope.oauth_error in _OAUTH_REFUSALS:
         return InvalidCredentialsError(
             f"{url} refused the credentials of {who} ({label}: {text}); {refused_hint}"
         )

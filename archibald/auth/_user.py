@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 import httpx
 
-from .._secrets import Secret
+from .._secrets import Secret, origin_of
 from ..config import TokenPolicy
 from ..exceptions import ConfigurationError, TokenRefreshError
 from ._base import TokenPlacement
@@ -38,6 +38,9 @@ class _GenerateToken(TokenSource):
 
     def describe(self) -> str:
         return f"user {self.username!r} at {self.url}"
+
+    def origins(self) -> frozenset[str]:
+        return frozenset({origin_of(self.url)})
 
     async def fetch(self, http: httpx.AsyncClient) -> IssuedToken:
         form = {

@@ -1,0 +1,683 @@
+"""ArchieClient: ArcGIS-aware requests over one httpx client.
+
+One request goes through one loop, ``ArchieClient._request``, whose every turn sends one
+HTTP request and reads what came back:
+
+- a success ends the loop;
+- a rejected token (498 or 499, in the body or as the HTTP status) is refreshed once,
+  through ``force_refresh(rejected=token)``, which fetches at most one new token however
+  many requests report the same rejection;
+- a transient failure (network error, timeout, 429/502/503/504) of a request that is safe
+  to repeat waits (exponential backoff with jitter, or the server's ``Retry-After``) and
+  goes round again, within the `RetryPolicy`;
+- a redirect goes round again to the new URL, authorized only if that origin is trusted;
+- anything else becomes one typed exception.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Any, Literal, Self
+from urllib.parse import urlencode, urljoin, urlsplit
+
+import anyio
+import attrs
+import httpx
+
+from ._envelope import Envelope, arcgis_error, read_envelope
+from ._secrets import is_secure_url, origin_of, redact_url, scrub
+from ._version import __version__
+from .auth import ArcGISAuth, NoAuth
+from .config import RetryPolicy
+from .exceptions import (
+    ArchieError,
+    ConfigurationError,
+    InvalidParameterError,
+    InvalidServiceURL,
+    NetworkError,
+    ServiceError,
+)
+
+__all__ = ["ArchieClient", "ClientStatistics"]
+
+logger = logging.getLogger("archibald")
+
+# Operations that only read, so a POST of them may be repeated safely.
+READ_OPERATIONS = frozenset(
+    {
+        "query",
+        "queryRelatedRecords",
+        "queryAttachments",
+        "queryDomains",
+        "queryTopFeatures",
+        "queryAnalytic",
+        "queryBins",
+        "identify",
+        "find",
+        "export",
+        "generateRenderer",
+        "legend",
+        "layers",
+    }
+)
+TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS = 5
+_SNIPPET = 200
+
+Params = Mapping[str, Any]
+
+
+@attrs.frozen(kw_only=True)
+class ClientStatistics:
+    """A snapshot of what an `ArchieClient` has done.
+
+    Attributes:
+        requests: HTTP requests sent, retries included.
+        retries: Requests sent again after a transient failure.
+        token_rejections: Answers that rejected the token (498 or 499).
+        refreshes: Token refreshes this client asked its auth for.
+    """
+
+    requests: int
+    retries: int
+    token_rejections: int
+    refreshes: int
+
+
+@attrs.define
+class _Counters:
+    requests: int = 0
+    retries: int = 0
+    token_rejections: int = 0
+    refreshes: int = 0
+
+
+class ArchieClient:
+    """An async client for one ArcGIS REST services root.
+
+    ```python
+    async with ArchieClient("https://host/arcgis/rest/services", auth) as client:
+        layer = await client.get_json("Parcels/FeatureServer/0")
+    ```
+
+    Errors that ArcGIS reports inside HTTP 200 responses become typed exceptions; a
+    rejected token is refreshed once and the request retried; transient failures of
+    requests that are safe to repeat are retried with backoff. If *auth* is not active
+    yet, the client enters it and leaves it with its own block; an auth the caller
+    already entered is shared and left alone.
+
+    Args:
+        base_url: The services root, ending in ``rest/services``.
+        auth: How requests are authorized; `NoAuth` by default.
+        timeout: The HTTP timeout of one request, in seconds.
+        max_concurrent_requests: The most requests in flight at once, for this client.
+        retry: How transient failures are retried.
+        trusted_origins: More origins (``https://host``) that may receive the token,
+            besides the base URL's and the auth's own.
+        max_url_length: A GET longer than this is sent as a POST with a form body.
+        transport: An httpx transport to send with (for tests: `FakeArcGIS.transport`).
+        http_client: An httpx client of your own (proxies, certificates); it is left
+            open. Its redirects are handled by archibald, never by httpx.
+
+    Raises:
+        InvalidServiceURL: *base_url* is not a services root.
+        ConfigurationError: Another argument is invalid.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        auth: ArcGISAuth | None = None,
+        timeout: float = 60.0,
+        max_concurrent_requests: int = 20,
+        *,
+        retry: RetryPolicy | None = None,
+        trusted_origins: Iterable[str] = (),
+        max_url_length: int = 2000,
+        transport: httpx.AsyncBaseTransport | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._base_url = _check_base_url(base_url)
+        if auth is None:
+            auth = NoAuth()
+        if not isinstance(auth, ArcGISAuth):
+            raise ConfigurationError(
+                f"auth must be an archibald auth (NoAuth, UserTokenAuth, ...), got {auth!r}"
+            )
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise ConfigurationError(f"timeout must be a positive number of seconds: {timeout!r}")
+        if (
+            isinstance(max_concurrent_requests, bool)
+            or not isinstance(max_concurrent_requests, int)
+            or max_concurrent_requests < 1
+        ):
+            raise ConfigurationError(
+                f"max_concurrent_requests must be a whole number >= 1: {max_concurrent_requests!r}"
+            )
+        if transport is not None and http_client is not None:
+            raise ConfigurationError("give transport or http_client, not both")
+        self._auth = auth
+        self._timeout = float(timeout)
+        self._max_concurrent = max_concurrent_requests
+        self._retry = retry if retry is not None else RetryPolicy()
+        self._max_url_length = max_url_length
+        self._transport = transport
+        self._given_http = http_client
+        self._trusted = {origin_of(self._base_url), *auth.trusted_origins}
+        for origin in trusted_origins:
+            self._trusted.add(_check_origin(origin))
+        self._http: httpx.AsyncClient | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._stack: AsyncExitStack | None = None
+        self._counters = _Counters()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._stack is not None:
+            raise ConfigurationError(f"{self!r} is already open; use one `async with` at a time")
+        stack = AsyncExitStack()
+        async with AsyncExitStack() as unwind:
+            unwind.push_async_exit(stack)
+            if not self._auth.is_active:
+                await stack.enter_async_context(self._auth)
+            if self._given_http is not None:
+                self._http = self._given_http
+            else:
+                self._http = await stack.enter_async_context(
+                    httpx.AsyncClient(
+                        transport=self._transport,
+                        timeout=self._timeout,
+                        limits=httpx.Limits(max_connections=self._max_concurrent),
+                        headers={"User-Agent": f"archibald/{__version__}"},
+                    )
+                )
+            self._limiter = anyio.CapacityLimiter(self._max_concurrent)
+            unwind.pop_all()
+        self._stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client and leave the auth if this client entered it."""
+        stack, self._stack = self._stack, None
+        self._http = None
+        if stack is not None:
+            await stack.aclose()
+
+    # -- the public calls ----------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """The services root, without a trailing slash."""
+        return self._base_url
+
+    @property
+    def auth(self) -> ArcGISAuth:
+        """The auth that authorizes this client's requests."""
+        return self._auth
+
+    @property
+    def trusted_origins(self) -> frozenset[str]:
+        """The origins that receive the token."""
+        return frozenset(self._trusted)
+
+    def url_for(self, endpoint: str = "") -> str:
+        """The absolute URL of *endpoint* (a path below `base_url`)."""
+        if not isinstance(endpoint, str):
+            raise InvalidParameterError(f"endpoint must be a string path, got {endpoint!r}")
+        if urlsplit(endpoint).scheme:
+            raise InvalidParameterError(
+                f"endpoint {endpoint!r} is an absolute URL; pass it as url= instead"
+            )
+        endpoint = endpoint.strip("/")
+        return f"{self._base_url}/{endpoint}" if endpoint else self._base_url
+
+    async def get(
+        self, endpoint: str = "", *, url: str | None = None, params: Params | None = None
+    ) -> httpx.Response:
+        """GET *endpoint* (below `base_url`) or an absolute *url*; return the response.
+
+        Raises:
+            ArcGISError: The server answered with an error (a subclass names which).
+            NetworkError: The server could not be reached, even after retries.
+            TokenRefreshError: No token could be obtained.
+        """
+        response, _ = await self._request("GET", self._target(endpoint, url), params, None, None)
+        return response
+
+    async def post(
+        self,
+        endpoint: str = "",
+        *,
+        url: str | None = None,
+        params: Params | None = None,
+        data: Params | None = None,
+        files: Mapping[str, Any] | None = None,
+        idempotent: bool | None = None,
+    ) -> httpx.Response:
+        """POST a form (*data*, and *files* for uploads) to *endpoint* or *url*.
+
+        Args:
+            endpoint: A path below `base_url`.
+            url: An absolute URL instead.
+            params: Query-string parameters.
+            data: Form fields.
+            files: Files for a multipart upload.
+            idempotent: Whether the POST is safe to repeat after a transient failure.
+                By default only operations that read (``query`` and the like) are;
+                editing operations (``applyEdits``) are not retried unless you say so.
+
+        Raises:
+            ArcGISError: The server answered with an error (a subclass names which).
+            NetworkError: The server could not be reached, even after retries.
+            TokenRefreshError: No token could be obtained.
+        """
+        target = self._target(endpoint, url)
+        response, _ = await self._request("POST", target, params, data, files, idempotent)
+        return response
+
+    async def get_json(
+        self, endpoint: str = "", *, url: str | None = None, params: Params | None = None
+    ) -> dict[str, Any]:
+        """Like `get`, returning the decoded JSON object."""
+        _, body = await self._request("GET", self._target(endpoint, url), params, None, None)
+        return _object(body)
+
+    async def post_json(
+        self,
+        endpoint: str = "",
+        *,
+        url: str | None = None,
+        params: Params | None = None,
+        data: Params | None = None,
+        files: Mapping[str, Any] | None = None,
+        idempotent: bool | None = None,
+    ) -> dict[str, Any]:
+        """Like `post`, returning the decoded JSON object."""
+        target = self._target(endpoint, url)
+        _, body = await self._request("POST", target, params, data, files, idempotent)
+        return _object(body)
+
+    def statistics(self) -> ClientStatistics:
+        """A snapshot of the client's counters."""
+        c = self._counters
+        return ClientStatistics(
+            requests=c.requests,
+            retries=c.retries,
+            token_rejections=c.token_rejections,
+            refreshes=c.refreshes,
+        )
+
+    def __repr__(self) -> str:
+        state = "open" if self._stack is not None else "closed"
+        return f"ArchieClient({self._base_url!r}, auth={self._auth!r}, {state})"
+
+    # -- the one request loop ------------------------------------------------------------
+
+    def _target(self, endpoint: str, url: str | None) -> str:
+        if url is None:
+            return self.url_for(endpoint)
+        if endpoint:
+            raise InvalidParameterError("give an endpoint or url=, not both")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InvalidParameterError(f"url must be an absolute http(s) URL, got {url!r}")
+        return url
+
+    async def _request(
+        self,
+        method: Literal["GET", "POST"],
+        url: str,
+        params: Params | None,
+        data: Params | None,
+        files: Mapping[str, Any] | None,
+        idempotent: bool | None = None,
+    ) -> tuple[httpx.Response, Any]:
+        http, limiter = self._http, self._limiter
+        if http is None or limiter is None:
+            raise ConfigurationError(
+                "ArchieClient is not open: use it inside `async with ArchieClient(...) as client:`"
+            )
+        query = _encode(params)
+        form = _encode(data)
+        fmt = _enforce_format(query if method == "GET" else (form or query), url)
+        if method == "GET" and len(url) + 1 + len(urlencode(query)) > self._max_url_length:
+            # Too long for a URL: the same read as a POST with a form body.
+            method, form, query, idempotent = "POST", query, {}, True
+        safe = idempotent if idempotent is not None else _is_safe(method, url)
+        transient_failures = 0
+        waited = 0.0
+        refreshed = False
+        redirects = 0
+        while True:
+            trusted = origin_of(url) in self._trusted and is_secure_url(url)
+            token = await self._auth.get_token() if trusted else ""
+            request = http.build_request(
+                method, url, params=query or None, data=form or None, files=files
+            )
+            if token:
+                request = self._auth.authorize(request, token)
+            self._counters.requests += 1
+            attempt = transient_failures + 1
+            started = anyio.current_time()
+            try:
+                async with limiter:
+                    response = await http.send(request, follow_redirects=False)
+            except httpx.TransportError as exc:
+                logger.debug(
+                    "%s %s failed after %.3f s (attempt %d): %s",
+                    request.method,
+                    redact_url(request.url),
+                    anyio.current_time() - started,
+                    attempt,
+                    type(exc).__name__,
+                )
+                failure: ArchieError = NetworkError(
+                    f"{method} {redact_url(url)} failed: {_describe_transport_error(exc)}",
+                    url=url,
+                )
+                failure.__cause__ = exc
+                retry_after = None
+            else:
+                logger.debug(
+                    "%s %s -> %d in %.3f s (attempt %d)",
+                    request.method,
+                    redact_url(request.url),
+                    response.status_code,
+                    anyio.current_time() - started,
+                    attempt,
+                )
+                if response.status_code in _REDIRECTS and "location" in response.headers:
+                    redirects += 1
+                    if redirects > _MAX_REDIRECTS:
+                        raise ServiceError(
+                            response.status_code,
+                            f"more than {_MAX_REDIRECTS} redirects",
+                            raw_response=response,
+                            url=url,
+                        )
+                    url, method, query, form = _follow(response, method, query, form)
+                    continue
+                outcome = _classify(response, fmt, url, secrets=[token])
+                if isinstance(outcome, _Success):
+                    return response, outcome.body
+                if isinstance(outcome, _TokenRejected):
+                    self._counters.token_rejections += 1
+                    if not refreshed and trusted and self._auth.can_refresh:
+                        refreshed = True
+                        self._counters.refreshes += 1
+                        logger.info(
+                            "%s rejected the token (%s); refreshing it once and retrying",
+                            redact_url(url),
+                            outcome.envelope.code,
+                        )
+                        await self._auth.force_refresh(rejected=token or None)
+                        continue
+                    raise arcgis_error(
+                        outcome.envelope,
+                        url=url,
+                        response=response,
+                        secrets=[token],
+                        hint=self._rejection_hint(url, token, refreshed),
+                    )
+                if isinstance(outcome, _Failure):
+                    raise outcome.error
+                failure, retry_after = outcome.error, outcome.retry_after
+            transient_failures += 1
+            if safe and transient_failures < self._retry.attempts:
+                delay = self._retry.delay(transient_failures, retry_after)
+                if waited + delay <= self._retry.budget:
+                    logger.info(
+                        "%s %s failed (attempt %d), retrying in %.2f s: %s",
+                        method,
+                        redact_url(url),
+                        attempt,
+                        delay,
+                        failure,
+                    )
+                    self._counters.retries += 1
+                    await anyio.sleep(delay)
+                    waited += delay
+                    continue
+            raise failure
+
+    def _rejection_hint(self, url: str, token: str, refreshed: bool) -> str:
+        if not token:
+            if isinstance(self._auth, NoAuth):
+                return "this service needs a token: sign in with UserTokenAuth or another auth"
+            if not is_secure_url(url):
+                return "no token was sent: tokens travel over HTTPS only"
+            return (
+                f"no token was sent to {origin_of(url)}, which is not trusted; "
+                "add it to ArchieClient(trusted_origins=...) if it should get one"
+            )
+        if refreshed:
+            return (
+                "rejected again with a fresh token: the user may not have access, or the "
+                "token is bound to another referer or IP address"
+            )
+        return f"{type(self._auth).__name__} cannot replace a rejected token"
+
+
+@attrs.frozen
+class _Success:
+    body: Any
+
+
+@attrs.frozen
+class _TokenRejected:
+    envelope: Envelope
+
+
+@attrs.frozen
+class _Transient:
+    error: ArchieError
+    retry_after: float | None
+
+
+@attrs.frozen
+class _Failure:
+    error: ArchieError
+
+
+def _classify(
+    response: httpx.Response, fmt: str, url: str, *, secrets: list[str]
+) -> _Success | _TokenRejected | _Transient | _Failure:
+    """Decide what one response means."""
+    status = response.status_code
+    content_type = response.headers.get("content-type", "").lower()
+    body: Any = None
+    parsed = False
+    if fmt != "pbf" or "json" in content_type:
+        try:
+            body = json.loads(response.content)
+            parsed = True
+        except ValueError:
+            pass
+    envelope = read_envelope(body) if isinstance(body, dict) else None
+    code = envelope.code if envelope is not None else None
+    if code in (498, 499) or (envelope is None and status in (498, 499)):
+        if envelope is None or code not in (498, 499):
+            envelope = Envelope(status, "Invalid token." if status == 498 else "Token Required",
+                                (), None, None)  # fmt: skip
+        return _TokenRejected(envelope)
+    retry_after = _retry_after(response)
+    if status in TRANSIENT_STATUSES or code in TRANSIENT_STATUSES:
+        if envelope is not None:
+            error: ArchieError = arcgis_error(envelope, url=url, response=response, secrets=secrets)
+        else:
+            error = _http_error(response, url, secrets)
+        return _Transient(error, retry_after)
+    if envelope is not None:
+        return _Failure(arcgis_error(envelope, url=url, response=response, secrets=secrets))
+    if status >= 400:
+        return _Failure(_http_error(response, url, secrets))
+    if fmt == "pbf" and not parsed:
+        return _Success(response.content)
+    if not parsed:
+        error = ServiceError(
+            status,
+            f"expected JSON but got {content_type or 'no content type'} (HTTP {status}): "
+            f"{_snippet(response, secrets)}",
+            raw_response=response,
+            url=url,
+        )
+        if "json" in content_type:  # a torn JSON body: worth another try
+            return _Transient(error, None)
+        return _Failure(error)
+    return _Success(body)
+
+
+def _http_error(response: httpx.Response, url: str, secrets: list[str]) -> ServiceError:
+    return ServiceError(
+        response.status_code,
+        f"HTTP {response.status_code} {response.reason_phrase}: {_snippet(response, secrets)}",
+        raw_response=response,
+        url=url,
+    )
+
+
+def _snippet(response: httpx.Response, secrets: list[str]) -> str:
+    try:
+        text = response.text
+    except (UnicodeDecodeError, LookupError):
+        text = repr(response.content[:_SNIPPET])
+    text = " ".join(text.split())
+    if len(text) > _SNIPPET:
+        text = text[:_SNIPPET] + "…"
+    return scrub(text, secrets) or "(empty body)"
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - time.time())
+
+
+def _follow(
+    response: httpx.Response,
+    method: Literal["GET", "POST"],
+    query: dict[str, str],
+    form: dict[str, str],
+) -> tuple[str, Literal["GET", "POST"], dict[str, str], dict[str, str]]:
+    """Where a redirect leads: 303 (and 301/302 after a POST) become a GET, as browsers do."""
+    target = urljoin(str(response.request.url), response.headers["location"])
+    if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
+        return target, "GET", {}, {}
+    return target, method, {}, form
+
+
+def _describe_transport_error(exc: httpx.TransportError) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out ({type(exc).__name__})"
+    if isinstance(exc, httpx.ConnectError):
+        return "could not connect (ConnectError)"
+    return f"the connection broke ({type(exc).__name__})"
+
+
+def _encode(params: Params | None) -> dict[str, str]:
+    """ArcGIS parameter values: lists comma-joined, objects as JSON, booleans as words."""
+    if not params:
+        return {}
+    encoded = {}
+    for key, value in params.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            encoded[key] = "true" if value else "false"
+        elif isinstance(value, str):
+            encoded[key] = value
+        elif isinstance(value, int | float):
+            encoded[key] = str(value)
+        elif isinstance(value, list | tuple | set | frozenset) and all(
+            isinstance(v, str | int | float) and not isinstance(v, bool) for v in value
+        ):
+            encoded[key] = ",".join(str(v) for v in value)
+        else:
+            try:
+                encoded[key] = json.dumps(value, separators=(",", ":"))
+            except TypeError as exc:
+                raise InvalidParameterError(
+                    f"parameter {key!r} cannot be sent: {type(value).__name__} is not JSON"
+                ) from exc
+    return encoded
+
+
+def _enforce_format(fields: dict[str, str], url: str) -> str:
+    """Make ``f`` json unless geojson or pbf was asked for; return the format."""
+    fmt = fields.get("f", "").lower()
+    if fmt in ("geojson", "pbf", "pjson"):
+        return fmt
+    if "f=" not in urlsplit(url).query:
+        fields["f"] = "json"
+    return "json"
+
+
+def _is_safe(method: str, url: str) -> bool:
+    if method == "GET":
+        return True
+    operation = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
+    return operation in READ_OPERATIONS
+
+
+def _object(body: Any) -> dict[str, Any]:
+    if isinstance(body, dict):
+        return body
+    raise ServiceError(None, f"expected a JSON object, got {type(body).__name__}")
+
+
+def _check_base_url(base_url: object) -> str:
+    if not isinstance(base_url, str):
+        raise InvalidServiceURL(f"base_url must be a string, got {base_url!r}")
+    url = base_url.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidServiceURL(
+            f"base_url must be an http(s) URL ending in rest/services, got {base_url!r}"
+        )
+    if parts.query or parts.fragment:
+        raise InvalidServiceURL(f"base_url must not have a query string: {base_url!r}")
+    path = parts.path.rstrip("/")
+    if path.endswith("/rest/services"):
+        return url
+    if "/rest/services/" in path:
+        root = url[: url.index("/rest/services/") + len("/rest/services")]
+        hint = f"that is a service or layer URL; use base_url={root!r} and the rest as endpoint"
+    elif path.endswith("/rest") or path.endswith("/arcgis") or path == "":
+        hint = f"did you mean {url.removesuffix('/rest') + '/rest/services'!r}?"
+    else:
+        hint = "an ArcGIS services root looks like https://host/arcgis/rest/services"
+    raise InvalidServiceURL(f"base_url must end in rest/services: {base_url!r}; {hint}")
+
+
+def _check_origin(origin: object) -> str:
+    if not isinstance(origin, str):
+        raise ConfigurationError(f"trusted origins must be strings, got {origin!r}")
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"a trusted origin looks like https://host, got {origin!r}")
+    return origin_of(origin)

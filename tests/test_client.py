@@ -1,0 +1,483 @@
+"""ArchieClient: errors, one refresh per rejected token, safe retries, trust, limits."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+import respx
+
+from archibald import (
+    ArchieClient,
+    AuthorizationError,
+    ConfigurationError,
+    InvalidCredentialsError,
+    InvalidServiceURL,
+    NetworkError,
+    NoAuth,
+    NotFoundError,
+    RetryPolicy,
+    ServiceError,
+    TokenExpiredError,
+    TokenMissingError,
+    UserTokenAuth,
+)
+from archibald.testing import FakeArcGIS
+
+pytestmark = pytest.mark.anyio
+
+USER, PASSWORD = "alice", "wonderland-SECRET"
+WELLS = "Private/Wells/FeatureServer/0"
+PARCELS = "Parcels/FeatureServer/0"
+COUNT = {"where": "1=1", "returnCountOnly": True}
+
+
+class Recording(httpx.AsyncBaseTransport):
+    """Delegates to another transport; remembers requests and the most in flight at once."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.requests: list[httpx.Request] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            return await self.inner.handle_async_request(request)
+        finally:
+            self.in_flight -= 1
+
+
+@pytest.fixture
+def fake() -> FakeArcGIS:
+    fake = FakeArcGIS()
+    fake.add_user(USER, PASSWORD)
+    fake.add_feature_layer("Parcels", count=3000, max_record_count=1000)
+    fake.add_feature_layer("Private/Wells", count=50, secured=True)
+    return fake
+
+
+@pytest.fixture
+def wire(fake: FakeArcGIS) -> Recording:
+    return Recording(fake.transport())
+
+
+def make_client(fake: FakeArcGIS, wire: Recording, **kwargs: Any) -> ArchieClient:
+    auth = UserTokenAuth(USER, PASSWORD, fake.portal_url, http_client=fake.client())
+    return ArchieClient(fake.services_url, auth, transport=wire, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def no_token_logged(caplog: pytest.LogCaptureFixture, fake: FakeArcGIS) -> Iterator[None]:
+    """No password or issued token in any log record of any test here."""
+    caplog.set_level(logging.DEBUG)
+    yield
+    secrets = [PASSWORD, *fake._tokens]
+    for record in caplog.records:
+        for secret in secrets:
+            assert secret not in record.getMessage()
+
+
+async def test_a_query_on_a_secured_layer(fake: FakeArcGIS, wire: Recording) -> None:
+    """The client enters the auth, sends f=json and the token, and returns the JSON."""
+    async with make_client(fake, wire) as client:
+        body = await client.get_json(f"{WELLS}/query", params=COUNT)
+        response = await client.get(f"{WELLS}/query", params=COUNT)
+        assert client.auth.is_active
+    assert {"count": 50} == body
+    assert 50 == response.json()["count"]
+    assert "json" == wire.requests[0].url.params["f"]
+    assert "true" == wire.requests[0].url.params["returnCountOnly"]
+    assert not client.auth.is_active  # the client entered it, so it left it
+
+
+async def test_a_shared_auth_is_left_alone(fake: FakeArcGIS, wire: Recording) -> None:
+    """An auth the caller entered is used and left active; one token serves two clients."""
+    auth = UserTokenAuth(USER, PASSWORD, fake.portal_url, http_client=fake.client())
+    async with auth:
+        for _ in range(2):
+            async with ArchieClient(fake.services_url, auth, transport=wire) as client:
+                await client.get_json(f"{WELLS}/query", params=COUNT)
+        assert auth.is_active
+    assert 1 == fake.statistics().tokens_issued
+
+
+async def test_revoked_tokens_cost_one_token_request(fake: FakeArcGIS, wire: Recording) -> None:
+    """100 concurrent requests meet a revoked token: all succeed after one token request."""
+    fake.faults.latency["query"] = 1.0
+    results: list[dict[str, Any]] = []
+
+    async def count() -> None:
+        results.append(await client.get_json(f"{WELLS}/query", params=COUNT))
+
+    async with make_client(fake, wire) as client:
+        fake.revoke_all_tokens()
+        async with anyio.create_task_group() as tg:
+            for _ in range(100):
+                tg.start_soon(count)
+        stats = client.statistics()
+    assert [{"count": 50}] * 100 == results
+    assert 2 == fake.statistics().requests["generateToken"]  # entry + one refresh
+    assert 100 == stats.token_rejections
+    assert 0 == stats.retries
+
+
+async def test_a_renewal_under_way_serves_the_rejected_requests(
+    fake: FakeArcGIS, wire: Recording
+) -> None:
+    """Revoked while a scheduled renewal is in flight: the renewal's token serves everyone."""
+    fake.faults.latency["generateToken"] = 5.0
+    results: list[dict[str, Any]] = []
+
+    async def count() -> None:
+        results.append(await client.get_json(f"{WELLS}/query", params=COUNT))
+
+    start = anyio.current_time()
+    async with make_client(fake, wire) as client:
+        # The renewal leaves at 55 minutes and waits 5 s for its answer: revoke meanwhile.
+        await anyio.sleep_until(start + 3300 + 1)
+        fake.revoke_all_tokens()
+        async with anyio.create_task_group() as tg:
+            for _ in range(100):
+                tg.start_soon(count)
+    assert [{"count": 50}] * 100 == results
+    assert 2 == fake.statistics().requests["generateToken"]  # entry + the scheduled renewal
+
+
+async def test_late_rejections_reuse_the_new_token(fake: FakeArcGIS, wire: Recording) -> None:
+    """Requests rejected after the token was already replaced retry without a new fetch."""
+    fake.faults.latency["query"] = 10.0  # the server checks the token after the wait
+    results: list[dict[str, Any]] = []
+
+    async def count() -> None:
+        results.append(await client.get_json(f"{WELLS}/query", params=COUNT))
+
+    async with make_client(fake, wire) as client:
+        async with anyio.create_task_group() as tg:
+            for _ in range(50):
+                tg.start_soon(count)  # all carry the first token
+            await anyio.sleep(1)
+            fake.revoke_all_tokens()
+            await client.auth.force_refresh()  # the new token arrives before the rejections
+        stats = client.statistics()
+    assert [{"count": 50}] * 50 == results
+    assert 2 == fake.statistics().requests["generateToken"]
+    assert 50 == stats.token_rejections
+
+
+async def test_a_second_rejection_surfaces(fake: FakeArcGIS, wire: Recording) -> None:
+    """A token rejected again right after a refresh: TokenExpiredError, no loop."""
+    fake.add_feature_layer("Private/Wells", layer_id=1, count=1, secured=True)
+    async with make_client(fake, wire) as client:
+        original = fake._valid_token
+        fake._valid_token = lambda value, request: None  # type: ignore[method-assign]
+        with pytest.raises(TokenExpiredError) as info:
+            await client.get_json(f"{WELLS}/query", params=COUNT)
+        fake._valid_token = original  # type: ignore[method-assign]
+        stats = client.statistics()
+    assert "rejected again with a fresh token" in str(info.value)
+    assert (2, 1) == (stats.token_rejections, stats.refreshes)
+    assert 2 == fake.statistics().requests["generateToken"]
+
+
+async def test_refused_credentials_fail_at_entry(fake: FakeArcGIS, wire: Recording) -> None:
+    """Bad credentials: InvalidCredentialsError from `async with ArchieClient`, bare."""
+    auth = UserTokenAuth(USER, "wrong", fake.portal_url, http_client=fake.client())
+    with pytest.raises(InvalidCredentialsError):
+        async with ArchieClient(fake.services_url, auth, transport=wire):
+            pytest.fail("the block must not run")
+
+
+async def test_503_twice_then_success(fake: FakeArcGIS, wire: Recording) -> None:
+    """Two 503s, then data: the client retried twice and returns the data."""
+    fake.faults.fail_next("query", status=503, times=2)
+    async with make_client(fake, wire) as client:
+        body = await client.get_json(f"{PARCELS}/query", params=COUNT)
+        assert 2 == client.statistics().retries
+    assert {"count": 3000} == body
+    assert 3 == fake.statistics().requests["query"]
+
+
+async def test_retry_after_is_honoured(fake: FakeArcGIS, wire: Recording) -> None:
+    """429 with Retry-After: 2: the retry comes exactly two seconds later."""
+    fake.faults.fail_next("query", status=429, retry_after=2)
+    async with make_client(fake, wire) as client:
+        start = anyio.current_time()
+        await client.get_json(f"{PARCELS}/query", params=COUNT)
+        assert 2.0 == anyio.current_time() - start
+
+
+async def test_edits_are_not_retried(fake: FakeArcGIS, wire: Recording) -> None:
+    """An applyEdits POST that meets a 503 fails at once: it may have been applied."""
+    fake.faults.fail_next("applyEdits", status=503, times=1)
+    async with make_client(fake, wire) as client:
+        with pytest.raises(ServiceError) as info:
+            await client.post_json(f"{PARCELS}/applyEdits", data={"deletes": [1, 2]})
+        assert 0 == client.statistics().retries
+    assert 503 == info.value.code
+    assert 1 == fake.statistics().requests["applyEdits"]
+    assert 3000 == len(fake.layer("Parcels"))
+
+
+async def test_edits_are_retried_when_the_caller_says_so(fake: FakeArcGIS, wire: Recording) -> None:
+    """idempotent=True: the caller vouches that the POST may be repeated."""
+    fake.faults.fail_next("applyEdits", status=503, times=1)
+    async with make_client(fake, wire) as client:
+        body = await client.post_json(
+            f"{PARCELS}/applyEdits", data={"deletes": [1, 2]}, idempotent=True
+        )
+    assert [True, True] == [r["success"] for r in body["deleteResults"]]
+
+
+async def test_query_posts_are_retried(fake: FakeArcGIS, wire: Recording) -> None:
+    """A POST to query only reads, so it is retried like a GET."""
+    fake.faults.fail_next("query", status=502, times=1)
+    async with make_client(fake, wire) as client:
+        body = await client.post_json(f"{PARCELS}/query", data=COUNT)
+    assert {"count": 3000} == body
+
+
+async def test_dropped_connections_are_retried_then_reported(
+    fake: FakeArcGIS, wire: Recording
+) -> None:
+    """A dropped connection is retried; when every attempt fails: NetworkError."""
+    fake.faults.drop_next("query", times=1)
+    async with make_client(fake, wire, retry=RetryPolicy(attempts=3)) as client:
+        assert {"count": 3000} == await client.get_json(f"{PARCELS}/query", params=COUNT)
+        fake.faults.drop_next("query", times=3)
+        with pytest.raises(NetworkError, match="the connection broke") as info:
+            await client.get_json(f"{PARCELS}/query", params=COUNT)
+    assert isinstance(info.value.__cause__, httpx.RemoteProtocolError)
+    assert info.value.url is not None
+
+
+async def test_the_retry_budget_bounds_the_waiting(fake: FakeArcGIS, wire: Recording) -> None:
+    """A Retry-After beyond the budget is not waited for: the error comes at once."""
+    fake.faults.fail_next("query", status=503, retry_after=600)
+    async with make_client(fake, wire, retry=RetryPolicy(budget=60)) as client:
+        start = anyio.current_time()
+        with pytest.raises(ServiceError):
+            await client.get_json(f"{PARCELS}/query", params=COUNT)
+        assert start == anyio.current_time()
+
+
+async def test_a_long_query_goes_as_a_post(fake: FakeArcGIS, wire: Recording) -> None:
+    """A 3,000-character query is sent as a POST form and answers like the GET would."""
+    ids = ",".join(str(i) for i in range(1, 800))
+    where = f"OBJECTID IN ({ids})"
+    assert len(where) > 3000
+    async with make_client(fake, wire) as client:
+        body = await client.get_json(
+            f"{PARCELS}/query", params={"where": where, "returnCountOnly": True}
+        )
+    assert {"count": 799} == body
+    request = wire.requests[-1]
+    assert "POST" == request.method
+    assert len(str(request.url)) < 200
+    assert b"returnCountOnly=true" in request.content
+
+
+async def test_the_limiter_bounds_requests_in_flight(fake: FakeArcGIS, wire: Recording) -> None:
+    """max_concurrent_requests=5: never more than five requests on the wire at once."""
+    fake.faults.latency["query"] = 1.0
+
+    async def count() -> None:
+        await client.get_json(f"{PARCELS}/query", params=COUNT)
+
+    client = make_client(fake, wire, max_concurrent_requests=5)
+    async with client, anyio.create_task_group() as tg:
+        for _ in range(40):
+            tg.start_soon(count)
+    assert 5 == wire.most_in_flight
+
+
+async def test_geojson_is_left_as_asked(fake: FakeArcGIS, wire: Recording) -> None:
+    """f=geojson is kept; anything else becomes f=json."""
+    async with make_client(fake, wire) as client:
+        collection = await client.get_json(
+            f"{PARCELS}/query", params={"where": "OBJECTID < 3", "f": "geojson"}
+        )
+        await client.get_json(PARCELS, params={"f": "html"})
+    assert "FeatureCollection" == collection["type"]
+    assert "json" == wire.requests[-1].url.params["f"]
+
+
+async def test_one_debug_record_per_request_without_the_token(
+    fake: FakeArcGIS, wire: Recording, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each request logs method, URL, status, time and attempt at DEBUG; retries at INFO."""
+    fake.faults.fail_next("query", status=503)
+    async with make_client(fake, wire) as client:
+        await client.get_json(f"{WELLS}/query", params=COUNT)
+    records = [r for r in caplog.records if r.name == "archibald"]
+    debug = [r.getMessage() for r in records if r.levelno == logging.DEBUG]
+    info = [r.getMessage() for r in records if r.levelno == logging.INFO]
+    assert 2 == len(debug)
+    assert debug[0].startswith(f"GET {fake.services_url}/{WELLS}/query?")
+    assert "-> 503" in debug[0]
+    assert "(attempt 1)" in debug[0]
+    assert "-> 200" in debug[1]
+    assert "(attempt 2)" in debug[1]
+    assert 1 == len(info)
+    assert "retrying" in info[0]
+
+
+# -- error shapes (respx: the server answers exactly this) ------------------------------
+
+BASE = "https://gis.example.com/arcgis/rest/services"
+LAYER_QUERY = f"{BASE}/Roads/FeatureServer/0/query"
+
+
+def envelope(code: int, message: str, *details: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": list(details)}}
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected", "text"),
+    [
+        (httpx.Response(200, json=envelope(400, "Unable to complete operation.", "bad where")),
+         ServiceError, "ArcGIS error 400: Unable to complete operation. [bad where]"),
+        (httpx.Response(200, json=envelope(403, "You do not have permissions")),
+         AuthorizationError, "ArcGIS error 403: You do not have permissions"),
+        (httpx.Response(200, json=envelope(404, "Service not found")),
+         NotFoundError, "ArcGIS error 404: Service not found"),
+        (httpx.Response(200, json=envelope(498, "Invalid token.")),
+         TokenExpiredError, "ArcGIS error 498: Invalid token."),
+        (httpx.Response(200, json=envelope(499, "Token Required")),
+         TokenMissingError, "this service needs a token"),
+        (httpx.Response(200, json=envelope(500, "Error performing query operation")),
+         ServiceError, "ArcGIS error 500: Error performing query operation"),
+        (httpx.Response(498, text=""), TokenExpiredError, "ArcGIS error 498: Invalid token."),
+        (httpx.Response(502, html="<html><body><h1>502 Bad Gateway</h1>nginx</body></html>"),
+         ServiceError, "HTTP 502 Bad Gateway: <html><body><h1>502 Bad Gateway</h1>nginx"),
+        (httpx.Response(200, content=b'{"features": [{"attr',
+                        headers={"content-type": "application/json"}),
+         ServiceError, "expected JSON but got application/json (HTTP 200): {\"features\""),
+        (httpx.Response(200, html="<html>Sign in</html>"),
+         ServiceError, "expected JSON but got text/html"),
+    ],
+)  # fmt: skip
+async def test_each_error_shape_maps_to_one_exception(
+    answer: httpx.Response, expected: type[Exception], text: str
+) -> None:
+    """Every shape of failure becomes the documented exception, with a readable message."""
+    with respx.mock(assert_all_called=False) as router:
+        router.route(url__startswith=LAYER_QUERY).mock(return_value=answer)
+        async with ArchieClient(BASE, NoAuth(), retry=RetryPolicy(attempts=2)) as client:
+            with pytest.raises(expected) as info:
+                await client.get_json("Roads/FeatureServer/0/query", params={"where": "1=1"})
+    assert type(info.value) is expected
+    assert text in str(info.value)
+    assert LAYER_QUERY in str(info.value)
+
+
+async def test_an_error_keeps_its_envelope() -> None:
+    """code, message, details, messageCode and a token-free URL are on the exception."""
+    body = {
+        "error": {
+            "code": 499,
+            "message": "Token Required",
+            "messageCode": "GWM_0003",
+            "details": ["Token Required"],
+        }
+    }
+    with respx.mock() as router:
+        router.route(url__startswith=LAYER_QUERY).respond(json=body)
+        async with ArchieClient(BASE) as client:
+            with pytest.raises(TokenMissingError) as info:
+                await client.get(url=f"{LAYER_QUERY}?token=LEAKED", params={"where": "1=1"})
+    error = info.value
+    assert (499, "GWM_0003") == (error.code, error.message_code)
+    assert ["Token Required"] == error.details
+    assert error.raw_response is not None
+    assert "LEAKED" not in str(error)
+    assert "LEAKED" not in (error.url or "")
+
+
+# -- where the token goes -------------------------------------------------------------
+
+TOKEN_URL = "https://portal.example.com/sharing/rest/generateToken"
+
+
+@pytest.fixture
+def portal() -> Iterator[respx.MockRouter]:
+    with respx.mock(assert_all_called=False) as router:
+        router.post(TOKEN_URL).respond(json={"token": "tok-wire", "expires": 4102444800000})
+        router.route().respond(json={"ok": True})
+        yield router
+
+
+def wire_auth() -> UserTokenAuth:
+    return UserTokenAuth(USER, PASSWORD, "https://portal.example.com")
+
+
+async def test_the_token_stays_with_trusted_origins(portal: respx.MockRouter) -> None:
+    """Only the base URL's origin, the portal and added origins get the token, over HTTPS."""
+    async with ArchieClient(
+        BASE, wire_auth(), trusted_origins=["https://tiles.example.com"]
+    ) as client:
+        sent = {}
+        for url in (
+            f"{BASE}/Roads/FeatureServer/0",
+            "https://portal.example.com/sharing/rest/portals/self",
+            "https://tiles.example.com/arcgis/rest/services/Base/MapServer",
+            "https://elsewhere.example.net/arcgis/rest/services/Roads/FeatureServer/0",
+            "http://gis.example.com/arcgis/rest/services/Roads/FeatureServer/0",
+        ):
+            response = await client.get(url=url)
+            sent[url.split("/")[2] + url[:5]] = "Authorization" in response.request.headers
+    assert {
+        "gis.example.comhttps": True,
+        "portal.example.comhttps": True,
+        "tiles.example.comhttps": True,
+        "elsewhere.example.nethttps": False,
+        "gis.example.comhttp:": False,
+    } == sent
+
+
+async def test_a_redirect_to_another_origin_drops_the_token() -> None:
+    """Redirected elsewhere, the next hop carries no token (of any placement)."""
+    with respx.mock() as router:
+        router.post(TOKEN_URL).respond(json={"token": "tok-wire", "expires": 4102444800000})
+        router.get(url__startswith=f"{BASE}/Moved").respond(
+            307, headers={"Location": "https://elsewhere.example.net/data?f=json"}
+        )
+        landing = router.get(url__startswith="https://elsewhere.example.net/").respond(
+            json={"ok": True}
+        )
+        async with ArchieClient(BASE, wire_auth()) as client:
+            assert {"ok": True} == await client.get_json("Moved")
+    assert "Authorization" not in landing.calls.last.request.headers
+
+
+# -- construction ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("base_url", "hint"),
+    [
+        ("https://h.example.com/arcgis", "did you mean 'https://h.example.com/arcgis/rest/services'"),
+        ("https://h.example.com/arcgis/rest/services/Roads/FeatureServer/0", "use base_url='https://h.example.com/arcgis/rest/services'"),
+        ("ftp://h.example.com/arcgis/rest/services", "http(s) URL"),
+        ("https://h.example.com/portal/home", "looks like https://host/arcgis/rest/services"),
+    ],
+)  # fmt: skip
+def test_base_url_must_be_a_services_root(base_url: str, hint: str) -> None:
+    """A base URL that is not a services root is refused with a hint."""
+    with pytest.raises(InvalidServiceURL) as info:
+        ArchieClient(base_url)
+    assert hint in str(info.value)
+
+
+async def test_using_a_closed_client_is_a_clear_error() -> None:
+    """Calls outside `async with` say to use it."""
+    client = ArchieClient(BASE)
+    with pytest.raises(ConfigurationError, match="async with ArchieClient"):
+        await client.get("Roads/FeatureServer/0")
