@@ -35,12 +35,16 @@ def esri_geometry_to_geojson(geometry: Mapping[str, Any] | None) -> dict[str, An
     if "points" in geometry:
         return {"type": "MultiPoint", "coordinates": [list(p) for p in geometry["points"]]}
     if "paths" in geometry:
-        paths = [[list(p) for p in path] for path in geometry["paths"]]
+        paths = [[list(p) for p in path] for path in geometry["paths"] if path]
+        if not paths:
+            return None
         if len(paths) == 1:
             return {"type": "LineString", "coordinates": paths[0]}
         return {"type": "MultiLineString", "coordinates": paths}
     if "rings" in geometry:
         polygons = _polygons(geometry["rings"])
+        if not polygons:
+            return None
         if len(polygons) == 1:
             return {"type": "Polygon", "coordinates": polygons[0]}
         return {"type": "MultiPolygon", "coordinates": polygons}
@@ -82,8 +86,8 @@ def _polygons(rings: Sequence[Ring]) -> list[list[list[list[float]]]]:
     closed = [_closed([list(p) for p in ring]) for ring in rings if len(ring) >= 3]
     outers = [ring for ring in closed if _signed_area(ring) < 0]
     holes = [ring for ring in closed if _signed_area(ring) >= 0]
-    if not outers:  # wrongly wound data: take every ring as an outer ring
-        outers, holes = holes, []
+    if not outers:  # wrongly wound data: every ring is an outer ring, already CCW
+        return [[ring] for ring in holes]
     polygons: list[list[list[list[float]]]] = [[ring[::-1]] for ring in outers]  # to CCW
     for hole in holes:
         owners = [i for i, outer in enumerate(outers) if _contains(outer, hole[0])]

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from archibald.auth import TokenPlacement, UserTokenAuth
-from archibald.testing import FakeArcGIS
+from archibald.testing import FakeArcGIS, FakeLayer
 
 pytestmark = pytest.mark.anyio
 
@@ -371,7 +371,10 @@ async def test_apply_edits_reports_each_item(fake: FakeArcGIS) -> None:
         deletes="2,3",
         rollbackOnFailure="false",
     )
-    assert [{"objectId": 10_002, "success": True}] == result["addResults"]
+    (added,) = result["addResults"]
+    assert (10_002, True) == (added["objectId"], added["success"])
+    assert added["globalId"] == layer.row(10_002)["attributes"]["GlobalID"]
+    assert added["globalId"].startswith("{")
     assert [True, False] == [r["success"] for r in result["updateResults"]]
     assert 1019 == result["updateResults"][1]["error"]["code"]
     assert [True, True] == [r["success"] for r in result["deleteResults"]]
@@ -446,3 +449,216 @@ async def test_users_own_features(fake: FakeArcGIS) -> None:
         outFields="*",
     )
     assert [{"attributes": {"FID": 20, "LABEL": "item 20"}}] == body["features"]
+
+
+# -- bad input never crashes the emulator (found in review) ------------------------------
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "[1]",
+        "[null]",
+        "{}",
+        "[]",
+        "not json",
+        '[{"statisticType": "sum", "onStatisticField": "NAME"}]',
+        '[{"statisticType": "median", "onStatisticField": "AREA"}]',
+    ],
+)
+async def test_bad_statistics_are_arcgis_errors(fake: FakeArcGIS, spec: str) -> None:
+    """Every malformed outStatistics is an error 400, never a crash."""
+    _, body = await call(fake, f"{LAYER}/query", where="1=1", outStatistics=spec)
+    assert 400 == body["error"]["code"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("adds", "[1]"),
+        ("adds", "[null]"),
+        ("adds", '[{"attributes": [1]}]'),
+        ("adds", '[{"attributes": {"POPULATION": "lots"}}]'),
+        ("adds", '[{"attributes": {}, "geometry": "junk"}]'),
+        ("adds", '[{"attributes": {}, "geometry": {"paths": [[[0, 0], [1, 1]]]}}]'),
+        ("updates", '[{"attributes": {"OBJECTID": true, "NAME": "x"}}]'),
+        ("updates", '[{"attributes": {"OBJECTID": [1]}}]'),
+        ("deletes", "[1.5]"),
+        ("deletes", '["a"]'),
+        ("deletes", "[[1]]"),
+    ],
+)
+async def test_bad_edits_fail_alone_and_change_nothing(
+    fake: FakeArcGIS, field: str, value: str
+) -> None:
+    """Each malformed edit is a failed item with code 1000; the layer is untouched."""
+    layer = fake.layer("Parcels")
+    before = layer.features[:3]
+    _, body = await call(fake, f"{LAYER}/applyEdits", method="POST", **{field: value})
+    (item,) = body[
+        {"adds": "addResults", "updates": "updateResults", "deletes": "deleteResults"}[field]
+    ]
+    assert item["success"] is False
+    assert 1000 == item["error"]["code"]
+    assert 10_001 == len(layer)
+    assert before == layer.features[:3]
+    _, meta = await call(fake, LAYER)  # the layer still answers
+    assert "extent" in meta
+
+
+async def test_long_and_deep_where_clauses(fake: FakeArcGIS) -> None:
+    """2,000 ORs work; absurd nesting is an error 400, not a RecursionError."""
+    fake.add_feature_layer("Small", count=20)
+    small = "/arcgis/rest/services/Small/FeatureServer/0/query"
+    many = " OR ".join(f"OBJECTID = {i}" for i in range(5, 2005))
+    _, body = await call(fake, small, method="POST", where=many, returnCountOnly="true")
+    assert {"count": 16} == body
+    deep = "(" * 3000 + "OBJECTID = 1" + ")" * 3000
+    _, body = await call(fake, small, method="POST", where=deep)
+    assert 400 == body["error"]["code"]
+
+
+@pytest.mark.parametrize("where", ["OBJECTID = 1 AND 5", "OBJECTID", "'a'", "(POP)"])
+async def test_a_where_must_test_something(fake: FakeArcGIS, where: str) -> None:
+    """A where clause that is a value rather than a condition is refused."""
+    _, body = await call(fake, f"{LAYER}/query", where=where)
+    assert 400 == body["error"]["code"]
+
+
+async def test_negative_offsets_are_refused(fake: FakeArcGIS) -> None:
+    """resultOffset=-5 would make a naive pager loop forever: error 400."""
+    _, body = await call(fake, f"{LAYER}/query", where="1=1", resultOffset=-5)
+    assert 400 == body["error"]["code"]
+
+
+async def test_strange_layer_ids_are_invalid_urls(fake: FakeArcGIS) -> None:
+    """A layer id of superscript digits is an unknown URL, not a crash."""
+    _, body = await call(fake, "/arcgis/rest/services/Parcels/FeatureServer/²")
+    assert 400 == body["error"]["code"]
+
+
+def test_own_features_need_their_fields() -> None:
+    """Features whose object-id field is not among the fields are refused when added."""
+    with pytest.raises(ValueError, match="pass fields="):
+        FakeArcGIS().add_feature_layer(
+            "B", features=[{"attributes": {"FID": 1}}], object_id_field="FID"
+        )
+
+
+async def test_an_emulator_bug_is_a_500_envelope(
+    fake: FakeArcGIS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected exception inside the emulator answers error 500 (and is logged)."""
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(FakeLayer, "matching_ids", broken)
+    _, body = await call(fake, f"{LAYER}/query", where="1=1")
+    assert 500 == body["error"]["code"]
+    assert ["RuntimeError: boom"] == body["error"]["details"]
+
+
+# -- more ways to misbehave ------------------------------------------------------------
+
+
+async def test_unordered_rows_and_an_absent_flag(fake: FakeArcGIS) -> None:
+    """unordered scrambles rows without orderByFields; omit_false_transfer_limit drops
+    the flag from the last page. Paging still yields every row once."""
+    fake.faults.unordered = True
+    fake.faults.omit_false_transfer_limit = True
+    seen: list[int] = []
+    offset = 0
+    while True:
+        _, body = await call(fake, f"{LAYER}/query", where="1=1", resultOffset=offset)
+        seen += [f["attributes"]["OBJECTID"] for f in body["features"]]
+        offset += len(body["features"])
+        if not body.get("exceededTransferLimit"):
+            assert "exceededTransferLimit" not in body
+            break
+    assert seen != sorted(seen)
+    assert list(range(1, 10_002)) == sorted(seen)
+
+
+async def test_long_urls_can_be_refused(fake: FakeArcGIS) -> None:
+    """max_url_length: a GET with a longer URL gets HTTP 414; a POST is fine."""
+    fake.faults.max_url_length = 2000
+    ids = ",".join(str(i) for i in range(1, 800))
+    async with fake.client() as http:
+        url = f"{fake.origin}{LAYER}/query"
+        too_long = await http.get(url, params={"objectIds": ids, "f": "json"})
+        posted = await http.post(
+            url, data={"objectIds": ids, "f": "json", "returnCountOnly": "true"}
+        )
+    assert 414 == too_long.status_code
+    assert {"count": 799} == posted.json()
+
+
+async def test_object_ids_beyond_a_page_are_cut_silently(fake: FakeArcGIS) -> None:
+    """More objectIds than maxRecordCount: the page is cut, and nothing says so."""
+    ids = ",".join(str(i) for i in range(1, 1501))
+    _, body = await call(fake, f"{LAYER}/query", method="POST", objectIds=ids)
+    assert 1000 == len(body["features"])
+    assert body["exceededTransferLimit"] is False
+
+
+async def test_unsupported_parameters_are_refused(fake: FakeArcGIS) -> None:
+    """A parameter the emulator does not implement is refused, not silently ignored."""
+    _, body = await call(fake, f"{LAYER}/query", where="1=1", groupByFieldsForStatistics="NAME")
+    assert (
+        "'groupByFieldsForStatistics' is not supported by FakeArcGIS." in body["error"]["details"]
+    )
+
+
+async def test_a_standalone_server_wants_its_own_tokens() -> None:
+    """federated=False: portal tokens are refused; the server's own tokens work."""
+    fake = FakeArcGIS(federated=False)
+    fake.add_user(USER, PASSWORD)
+    fake.add_feature_layer("Private/Wells", count=5, secured=True)
+    portal_token = await get_token(fake)
+    _, refused = await call(fake, f"{WELLS}/query", where="1=1", token=portal_token)
+    _, own = await call(
+        fake, "/arcgis/tokens/generateToken", method="POST", username=USER, password=PASSWORD
+    )
+    _, served = await call(fake, f"{WELLS}/query", where="1=1", token=own["token"])
+    _, info = await call(fake, "/arcgis/rest/info")
+    assert 498 == refused["error"]["code"]
+    assert 5 == len(served["features"])
+    assert "owningSystemUrl" not in info
+
+
+async def test_the_catalog_shows_secured_services_to_the_signed_in(fake: FakeArcGIS) -> None:
+    """Anonymous callers see public services only; a bad token is refused."""
+    token = await get_token(fake)
+    _, anonymous = await call(fake, "/arcgis/rest/services/Private")
+    _, signed_in = await call(fake, "/arcgis/rest/services/Private", token=token)
+    _, bad = await call(fake, "/arcgis/rest/services", token="nope")
+    assert [] == anonymous["services"]
+    assert [{"name": "Private/Wells", "type": "FeatureServer"}] == signed_in["services"]
+    assert 498 == bad["error"]["code"]
+
+
+async def test_multipart_geometries_as_geojson(fake: FakeArcGIS) -> None:
+    """Generated two-part lines and polygons come out as MultiLineString and MultiPolygon."""
+    fake.add_feature_layer("Lines", count=15, geometry="polyline")
+    fake.add_feature_layer("Areas", count=15, geometry="polygon")
+    kinds = {}
+    for name in ("Lines", "Areas"):
+        async with fake.client() as http:
+            response = await http.get(
+                f"{fake.services_url}/{name}/FeatureServer/0/query",
+                params={"objectIds": "1,15", "f": "geojson"},
+            )
+        kinds[name] = [f["geometry"]["type"] for f in response.json()["features"]]
+    assert {
+        "Lines": ["LineString", "MultiLineString"],
+        "Areas": ["Polygon", "MultiPolygon"],
+    } == kinds
+
+
+def test_scripted_faults_check_their_arguments(fake: FakeArcGIS) -> None:
+    """A misspelled endpoint or times=0 is an error, not a fault that never fires."""
+    with pytest.raises(ValueError, match="unknown endpoint 'querry'"):
+        fake.faults.fail_next("querry")
+    with pytest.raises(ValueError, match="at least 1"):
+        fake.faults.drop_next("query", times=0)

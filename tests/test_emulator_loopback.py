@@ -73,3 +73,10 @@ async def test_rest_info_names_the_loopback_origin(fake: FakeArcGIS) -> None:
     async with fake.serve() as origin, httpx.AsyncClient() as http:
         info = (await http.get(f"{origin}/arcgis/rest/info", params={"f": "json"})).json()
     assert f"{origin}/arcgis/tokens/generateToken" == info["authInfo"]["tokenServicesUrl"]
+
+
+async def test_errors_in_the_block_come_out_unwrapped(fake: FakeArcGIS) -> None:
+    """An exception raised inside `async with fake.serve()` is not an ExceptionGroup."""
+    with pytest.raises(KeyError):
+        async with fake.serve():
+            raise KeyError("mine")

@@ -65,3 +65,14 @@ def test_where_errors_say_what_is_wrong(where: str, message: str) -> None:
     """A clause outside the subset raises WhereError saying what is wrong."""
     with pytest.raises(WhereError, match=message):
         compile_where(where, FIELDS)
+
+
+def test_geojson_rings_wound_the_wrong_way_stay_valid() -> None:
+    """All rings counter-clockwise (wrongly wound Esri data): exteriors stay CCW."""
+    from archibald._geojson import esri_geometry_to_geojson
+
+    ccw = [[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]
+    geometry = esri_geometry_to_geojson({"rings": [ccw]})
+    assert {"type": "Polygon", "coordinates": [ccw]} == geometry
+    assert esri_geometry_to_geojson({"rings": []}) is None
+    assert esri_geometry_to_geojson({"paths": []}) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -37,6 +38,7 @@ class ArcGISTransport(httpx.AsyncBaseTransport):
             params=parse_params(url.query, body, request.headers.get("content-type", "")),
             headers={k.lower(): v for k, v in request.headers.items()},
             origin=origin,
+            url=str(url),
         )
         answer = await self.fake.respond(emulated)
         if answer.drop:
@@ -68,6 +70,7 @@ def asgi_app(fake: FakeArcGIS) -> Callable[[Scope, Receive, Send], Awaitable[Non
                 break
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         host = headers.get("host") or "{}:{}".format(*scope["server"])
+        query = scope["query_string"].decode("latin-1")
         emulated = Request(
             method=scope["method"],
             path=scope["path"],
@@ -76,6 +79,7 @@ def asgi_app(fake: FakeArcGIS) -> Callable[[Scope, Receive, Send], Awaitable[Non
             ),
             headers=headers,
             origin=f"{scope['scheme']}://{host}",
+            url=f"{scope['scheme']}://{host}{scope['path']}" + (f"?{query}" if query else ""),
         )
         answer = await fake.respond(emulated)
         await _send(send, answer)
@@ -105,6 +109,13 @@ class _DroppedConnection(Exception):
     """Raised inside the ASGI app to make the server cut a connection."""
 
 
+class _QuietDrops(logging.Filter):
+    """Keep connections dropped on purpose out of the server's error log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], _DroppedConnection))
+
+
 @asynccontextmanager
 async def serve(fake: FakeArcGIS) -> AsyncIterator[str]:
     """Serve *fake* over HTTP on 127.0.0.1 (a free port); yield its origin URL."""
@@ -114,8 +125,6 @@ async def serve(fake: FakeArcGIS) -> AsyncIterator[str]:
         raise RuntimeError(
             "FakeArcGIS.serve() needs hypercorn: pip install 'archibald[server]'"
         ) from exc
-    import logging
-
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
@@ -124,7 +133,10 @@ async def serve(fake: FakeArcGIS) -> AsyncIterator[str]:
     config = Config()
     config.bind = [f"fd://{listener.detach()}"]  # hypercorn owns the socket from here
     config.accesslog = None
-    config.errorlog = logging.getLogger("archibald.testing.server")
+    errorlog = logging.getLogger("archibald.testing.server")
+    if not any(isinstance(f, _QuietDrops) for f in errorlog.filters):
+        errorlog.addFilter(_QuietDrops())
+    config.errorlog = errorlog
     config.graceful_timeout = 1.0
     app = asgi_app(fake)
     stop = anyio.Event()
@@ -134,12 +146,19 @@ async def serve(fake: FakeArcGIS) -> AsyncIterator[str]:
         from hypercorn.asyncio import serve as hypercorn_serve  # type: ignore[assignment]
 
     origin = f"http://127.0.0.1:{port}"
+    failure: Exception | None = None
     async with anyio.create_task_group() as tg:
         tg.start_soon(_run, hypercorn_serve, app, config, stop)
         try:
             yield origin
+        except Exception as exc:
+            # Raised in the caller's block: re-raised as it is once the server has
+            # stopped, rather than wrapped in the task group's ExceptionGroup.
+            failure = exc
         finally:
             stop.set()
+    if failure is not None:
+        raise failure
 
 
 async def _run(serve_fn: Any, app: Any, config: Any, stop: anyio.Event) -> None:

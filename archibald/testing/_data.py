@@ -22,6 +22,7 @@ from ._where import compile_where
 __all__ = ["FakeLayer", "FakeService", "generate_features"]
 
 GeometryKind = Literal["point", "polyline", "polygon"]
+_SCRAMBLED = "\x00scrambled"  # FakeArcGIS asks for the "unordered" fault with this key
 
 GEOMETRY_TYPES: dict[str, str] = {
     "point": "esriGeometryPoint",
@@ -56,14 +57,15 @@ def generate_features(
 ) -> list[dict[str, Any]]:
     """Make *count* deterministic features with the fields of `GENERATED_FIELDS`.
 
-    Every tenth polygon has a hole; some CATEGORY values are NULL.
+    Every tenth polygon has a hole, every fifteenth polygon or polyline has two parts;
+    some CATEGORY values are NULL.
     """
     rng = random.Random(seed)
     features = []
     for oid in range(first_oid, first_oid + count):
         attributes = {
             "OBJECTID": oid,
-            "GlobalID": "{" + str(uuid.UUID(int=rng.getrandbits(128), version=4)).upper() + "}",
+            "GlobalID": _new_global_id(rng),
             "NAME": f"{rng.choice(_WORDS)} {rng.choice(_PLACES)} {oid}",
             "CATEGORY": rng.choice(_CATEGORIES),
             "POPULATION": rng.randrange(0, 100_000),
@@ -74,20 +76,31 @@ def generate_features(
         if geometry is not None:
             x = round(rng.uniform(_WEST, _EAST), 6)
             y = round(rng.uniform(_SOUTH, _NORTH), 6)
-            feature["geometry"] = _make_geometry(geometry, x, y, hole=oid % 10 == 0)
+            feature["geometry"] = _make_geometry(
+                geometry, x, y, hole=oid % 10 == 0, multipart=oid % 15 == 0
+            )
         features.append(feature)
     return features
 
 
-def _make_geometry(kind: GeometryKind, x: float, y: float, *, hole: bool) -> dict[str, Any]:
+def _make_geometry(
+    kind: GeometryKind, x: float, y: float, *, hole: bool, multipart: bool
+) -> dict[str, Any]:
     d = 0.001
     if kind == "point":
         return {"x": x, "y": y}
     if kind == "polyline":
-        return {"paths": [[[x, y], [x + d, y + d], [x + 2 * d, y]]]}
+        paths = [[[x, y], [x + d, y + d], [x + 2 * d, y]]]
+        if multipart:
+            paths.append([[x, y + 2 * d], [x + d, y + 3 * d]])
+        return {"paths": paths}
     # Esri rings: outer clockwise, holes counter-clockwise.
     outer = [[x, y], [x, y + d], [x + d, y + d], [x + d, y], [x, y]]
     rings = [outer]
+    if multipart:  # a second, separate square to the east
+        rings.append(
+            [[x + 2 * d, y], [x + 2 * d, y + d], [x + 3 * d, y + d], [x + 3 * d, y], [x + 2 * d, y]]
+        )
     if hole:
         q = d / 4
         rings.append(
@@ -189,7 +202,10 @@ class FakeLayer:
         if where.strip().replace(" ", "") not in ("", "1=1"):
             test = compile_where(where, self.field_names())
             candidates = [oid for oid in candidates if test(self._rows[oid]["attributes"])]
-        if order_by:
+        if order_by == _SCRAMBLED:
+            # A fixed permutation: pages stay consistent, but not in object-id order.
+            candidates = sorted(candidates, key=lambda oid: (oid * 2654435761) % 4294967296)
+        elif order_by:
             candidates = self._sorted(candidates, order_by)
         if len(self._matches) > 64:
             self._matches.clear()
@@ -214,7 +230,10 @@ class FakeLayer:
             def key(oid: int, name: str = name) -> tuple[int, Any]:
                 return _sort_key(self._rows[oid]["attributes"].get(name))
 
-            result.sort(key=key, reverse=descending)
+            try:
+                result.sort(key=key, reverse=descending)
+            except TypeError as exc:
+                raise ValueError(f"the values of {name} cannot be ordered") from exc
         return result
 
     def row(self, oid: int) -> dict[str, Any]:
@@ -225,57 +244,64 @@ class FakeLayer:
 
     def apply_edits(
         self,
-        adds: Sequence[Mapping[str, Any]],
-        updates: Sequence[Mapping[str, Any]],
-        deletes: Sequence[int],
+        adds: Sequence[Any],
+        updates: Sequence[Any],
+        deletes: Sequence[Any],
         *,
         rollback_on_failure: bool,
+        rng: random.Random,
     ) -> dict[str, list[dict[str, Any]]]:
-        """Apply edits as applyEdits does; return the per-item results."""
+        """Apply edits as applyEdits does; return the per-item results.
+
+        Each feature is checked: attributes against the fields and their types, geometry
+        against the layer's geometry type. A bad item fails alone (code 1000), or, with
+        *rollback_on_failure*, nothing is applied.
+        """
         staged = {oid: _copy(row) for oid, row in self._rows.items()}
-        known = {f["name"] for f in self.fields}
         results: dict[str, list[dict[str, Any]]] = {
             "addResults": [],
             "updateResults": [],
             "deleteResults": [],
         }
+        global_id = next((f["name"] for f in self.fields if f["type"] == _GLOBAL_ID), None)
         next_oid = self.next_object_id()
         for feature in adds:
-            attributes = dict(feature.get("attributes") or {})
-            unknown = sorted(set(attributes) - known)
-            if unknown:
-                results["addResults"].append(
-                    _failure(None, 1000, f"Attribute column not found: {unknown[0]}")
-                )
+            problem = self._check_feature(feature, updating=False)
+            if problem:
+                results["addResults"].append(_failure(None, 1000, problem))
                 continue
+            attributes = dict(feature.get("attributes") or {})
             attributes[self.object_id_field] = next_oid
+            result: dict[str, Any] = {"objectId": next_oid}
+            if global_id is not None:
+                attributes[global_id] = _new_global_id(rng)
+                result["globalId"] = attributes[global_id]
             row: dict[str, Any] = {"attributes": attributes}
             if feature.get("geometry") is not None:
                 row["geometry"] = feature["geometry"]
             staged[next_oid] = row
-            results["addResults"].append({"objectId": next_oid, "success": True})
+            results["addResults"].append({**result, "success": True})
             next_oid += 1
         for feature in updates:
-            attributes = dict(feature.get("attributes") or {})
-            oid = attributes.get(self.object_id_field)
+            problem = self._check_feature(feature, updating=True)
+            oid = _object_id(feature, self.object_id_field)
+            if problem:
+                results["updateResults"].append(_failure(oid, 1000, problem))
+                continue
             if oid not in staged:
                 results["updateResults"].append(_failure(oid, 1019, "Object is missing."))
                 continue
-            unknown = sorted(set(attributes) - known)
-            if unknown:
-                results["updateResults"].append(
-                    _failure(oid, 1000, f"Attribute column not found: {unknown[0]}")
-                )
-                continue
-            staged[oid]["attributes"].update(attributes)
+            staged[oid]["attributes"].update(feature["attributes"])
             if feature.get("geometry") is not None:
                 staged[oid]["geometry"] = feature["geometry"]
-            results["updateResults"].append({"objectId": oid, "success": True})
+            results["updateResults"].append(self._success(oid, staged[oid], global_id))
         for oid in deletes:
-            if staged.pop(oid, None) is None:
+            if not _is_whole(oid):
+                results["deleteResults"].append(_failure(None, 1000, f"Invalid object id: {oid!r}"))
+            elif oid not in staged:
                 results["deleteResults"].append(_failure(oid, 1019, "Object is missing."))
             else:
-                results["deleteResults"].append({"objectId": oid, "success": True})
+                results["deleteResults"].append(self._success(oid, staged.pop(oid), global_id))
         failed = any(not r["success"] for rs in results.values() for r in rs)
         if failed and rollback_on_failure:
             for items in results.values():
@@ -287,6 +313,36 @@ class FakeLayer:
         self._rows = dict(sorted(staged.items()))
         self._changed()
         return results
+
+    def _success(self, oid: int, row: dict[str, Any], global_id: str | None) -> dict[str, Any]:
+        result: dict[str, Any] = {"objectId": oid}
+        if global_id is not None:
+            result["globalId"] = row["attributes"].get(global_id)
+        result["success"] = True
+        return result
+
+    def _check_feature(self, feature: Any, *, updating: bool) -> str | None:
+        """What is wrong with an edited feature, or None."""
+        if not isinstance(feature, Mapping):
+            return f"A feature must be an object, got {type(feature).__name__}."
+        attributes = feature.get("attributes", {})
+        if not isinstance(attributes, Mapping):
+            return "'attributes' must be an object."
+        if updating and not _is_whole(attributes.get(self.object_id_field)):
+            return f"An update needs an integer {self.object_id_field}."
+        types = {f["name"]: f["type"] for f in self.fields}
+        for name, value in attributes.items():
+            if name not in types:
+                return f"Attribute column not found: {name}"
+            if value is not None and not _fits(types[name], value):
+                return f"Invalid value for field {name}: {value!r}"
+        geometry = feature.get("geometry")
+        if geometry is not None:
+            if self.geometry_type is None:
+                return "This table has no geometry."
+            if not _geometry_fits(self.geometry_type, geometry):
+                return f"Invalid geometry for {self.geometry_type}."
+        return None
 
     def fragments(self, key: tuple[Any, ...]) -> dict[int, bytes]:
         """A cache of encoded features for one output shape, emptied by every edit.
@@ -345,6 +401,74 @@ class FakeService:
     kind: Literal["FeatureServer", "MapServer"]
     secured: bool = False
     layers: dict[int, FakeLayer] = attrs.Factory(dict)
+
+
+_GLOBAL_ID = "esriFieldTypeGlobalID"
+_INTEGER_TYPES = {
+    "esriFieldTypeOID",
+    "esriFieldTypeInteger",
+    "esriFieldTypeSmallInteger",
+    "esriFieldTypeBigInteger",
+    "esriFieldTypeDate",
+}
+_NUMBER_TYPES = {"esriFieldTypeDouble", "esriFieldTypeSingle"}
+_TEXT_TYPES = {"esriFieldTypeString", "esriFieldTypeGUID", _GLOBAL_ID}
+_GEOMETRY_KEYS = {
+    "esriGeometryPoint": "x",
+    "esriGeometryMultipoint": "points",
+    "esriGeometryPolyline": "paths",
+    "esriGeometryPolygon": "rings",
+}
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _fits(field_type: str, value: Any) -> bool:
+    if field_type in _INTEGER_TYPES:
+        return _is_whole(value)
+    if field_type in _NUMBER_TYPES:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if field_type in _TEXT_TYPES:
+        return isinstance(value, str)
+    return True
+
+
+def _geometry_fits(geometry_type: str, geometry: Any) -> bool:
+    if not isinstance(geometry, Mapping):
+        return False
+    key = _GEOMETRY_KEYS.get(geometry_type)
+    if key == "x":
+        return all(
+            isinstance(geometry.get(k), int | float) and not isinstance(geometry.get(k), bool)
+            for k in ("x", "y")
+        )
+    if key is None or not isinstance(geometry.get(key), list):
+        return False
+    parts = geometry[key] if key != "points" else [geometry[key]]
+    return all(
+        isinstance(part, list)
+        and all(
+            isinstance(point, list)
+            and len(point) >= 2
+            and all(isinstance(c, int | float) and not isinstance(c, bool) for c in point)
+            for point in part
+        )
+        for part in parts
+    )
+
+
+def _object_id(feature: Any, field: str) -> int | None:
+    if isinstance(feature, Mapping) and isinstance(feature.get("attributes"), Mapping):
+        oid = feature["attributes"].get(field)
+        if _is_whole(oid):
+            return int(oid)
+    return None
+
+
+def _new_global_id(rng: random.Random) -> str:
+    return "{" + str(uuid.UUID(int=rng.getrandbits(128), version=4)).upper() + "}"
 
 
 def _failure(oid: int | None, code: int, description: str) -> dict[str, Any]:

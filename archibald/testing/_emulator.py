@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import functools
 import json
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -24,6 +25,7 @@ import httpx
 
 from .._geojson import esri_feature_to_geojson
 from ._data import (
+    _SCRAMBLED,
     GENERATED_FIELDS,
     GEOMETRY_TYPES,
     FakeLayer,
@@ -53,6 +55,7 @@ class Request:
     params: dict[str, str]
     headers: dict[str, str]  # lower-case names
     origin: str  # scheme://host[:port]
+    url: str = ""  # as sent, for the URL-length fault
 
 
 @attrs.define(eq=False)
@@ -66,6 +69,32 @@ class Response:
 
 
 _Handler = Callable[[Request], Awaitable[Response]]
+
+_NUMERIC_FIELD_TYPES = frozenset(
+    {
+        "esriFieldTypeOID",
+        "esriFieldTypeInteger",
+        "esriFieldTypeSmallInteger",
+        "esriFieldTypeBigInteger",
+        "esriFieldTypeDouble",
+        "esriFieldTypeSingle",
+    }
+)
+# Query parameters FakeArcGIS does not implement: refused, rather than silently ignored.
+_UNSUPPORTED_QUERY_PARAMETERS = (
+    "geometry",
+    "distance",
+    "groupByFieldsForStatistics",
+    "having",
+    "returnDistinctValues",
+    "returnExtentOnly",
+    "quantizationParameters",
+    "time",
+)
+ENDPOINTS = frozenset(
+    {"generateToken", "oauth2/token", "info", "catalog", "service", "layer", "query", "applyEdits"}
+)
+logger = logging.getLogger("archibald.testing")
 
 
 @attrs.frozen(kw_only=True)
@@ -115,6 +144,11 @@ class Faults:
         ignore_result_offset: Answer every page as if ``resultOffset`` were 0.
         token_outage: Token endpoints answer 503.
         refuse_credentials: Token endpoints refuse every credential.
+        unordered: Without ``orderByFields``, return rows in a fixed but scrambled
+            order, as some databases do, instead of object-id order.
+        omit_false_transfer_limit: Leave ``exceededTransferLimit`` out of the last page
+            instead of sending ``false`` (real servers do both).
+        max_url_length: Answer HTTP 414 to GET requests whose URL is longer.
     """
 
     latency: dict[str, float] = attrs.Factory(dict)
@@ -122,6 +156,9 @@ class Faults:
     ignore_result_offset: bool = False
     token_outage: bool = False
     refuse_credentials: bool = False
+    unordered: bool = False
+    omit_false_transfer_limit: bool = False
+    max_url_length: int | None = None
     _scripted: list[_Scripted] = attrs.Factory(list)
 
     def fail_next(
@@ -136,19 +173,28 @@ class Faults:
 
         With *retry_after*, the answer carries a ``Retry-After`` header (seconds).
         """
-        self._scripted.append(_Scripted(endpoint, "status", times, status, retry_after))
+        self._script(_Scripted(endpoint, "status", times, status, retry_after))
 
     def drop_next(self, endpoint: str = "*", *, times: int = 1) -> None:
         """Cut the connection of the next *times* requests to *endpoint* mid-answer."""
-        self._scripted.append(_Scripted(endpoint, "drop", times))
+        self._script(_Scripted(endpoint, "drop", times))
 
     def html_next(self, endpoint: str = "*", *, times: int = 1, status: int = 502) -> None:
         """Answer the next *times* requests with a proxy's HTML error page."""
-        self._scripted.append(_Scripted(endpoint, "html", times, status))
+        self._script(_Scripted(endpoint, "html", times, status))
 
     def malformed_next(self, endpoint: str = "*", *, times: int = 1) -> None:
         """Answer the next *times* requests with truncated JSON (HTTP 200)."""
-        self._scripted.append(_Scripted(endpoint, "malformed", times))
+        self._script(_Scripted(endpoint, "malformed", times))
+
+    def _script(self, scripted: _Scripted) -> None:
+        if scripted.kind != "*" and scripted.kind not in ENDPOINTS:
+            raise ValueError(
+                f"unknown endpoint {scripted.kind!r}; use one of {', '.join(sorted(ENDPOINTS))}"
+            )
+        if scripted.times < 1:
+            raise ValueError(f"times must be at least 1, got {scripted.times}")
+        self._scripted.append(scripted)
 
     def clear(self) -> None:
         """Turn every fault off."""
@@ -157,6 +203,9 @@ class Faults:
         self.ignore_result_offset = False
         self.token_outage = False
         self.refuse_credentials = False
+        self.unordered = False
+        self.omit_false_transfer_limit = False
+        self.max_url_length = None
         self._scripted.clear()
 
     def _take(self, endpoint: str) -> _Scripted | None:
@@ -204,6 +253,10 @@ class FakeArcGIS:
             code, as some proxies do.
         max_token_minutes: The longest token lifetime granted; longer requests are
             silently capped, as real servers do.
+        federated: Whether the server is federated with the portal, as ArcGIS Online's
+            hosted services are: its services then take portal tokens. A standalone
+            server (False) takes only its own tokens (from ``/<site>/tokens``) or ones
+            exchanged at the portal for it (``serverUrl``).
         seed: Seeds token values and generated data, so runs are repeatable.
     """
 
@@ -214,6 +267,7 @@ class FakeArcGIS:
         site: str = "arcgis",
         error_style: ErrorStyle = "body",
         max_token_minutes: int = 20160,
+        federated: bool = True,
         seed: int = 0,
     ) -> None:
         if error_style not in ("body", "http"):
@@ -222,6 +276,7 @@ class FakeArcGIS:
         self.site = site.strip("/")
         self.error_style: ErrorStyle = error_style
         self.max_token_minutes = max_token_minutes
+        self.federated = federated
         self.faults = Faults()
         self.services: dict[str, FakeService] = {}
         self._users: dict[str, str] = {}
@@ -357,6 +412,12 @@ class FakeArcGIS:
             raise ValueError(f"{key} already has a layer {layer_id}")
         if (count is None) == (features is None):
             raise ValueError("give either count (generated features) or features, not both")
+        field_names = {f["name"] for f in (fields or GENERATED_FIELDS)}
+        if object_id_field not in field_names:
+            raise ValueError(
+                f"object_id_field {object_id_field!r} is not among the fields "
+                f"({', '.join(sorted(field_names))}); pass fields= for your own features"
+            )
         if kind == "FeatureServer":
             capabilities = "Create,Delete,Query,Update,Editing" if editable else "Query"
         else:
@@ -460,6 +521,10 @@ class FakeArcGIS:
         if endpoint in ("generateToken", "oauth2/token") and self.faults.token_outage:
             self._faults_injected += 1
             return Response(503, b"Service Unavailable", {"content-type": "text/plain"})
+        limit = self.faults.max_url_length
+        if limit is not None and request.method == "GET" and len(request.url) > limit:
+            self._faults_injected += 1
+            return Response(414, b"Request-URI Too Long", {"content-type": "text/plain"})
         fmt = request.params.get("f", "html").lower()
         if fmt not in (*_JSON_FORMATS, "geojson", "pbf"):
             return _html_page(request.path)
@@ -467,6 +532,9 @@ class FakeArcGIS:
             return await handler(request)
         except _Refusal as refusal:
             return self._error(refusal.code, refusal.message, refusal.details, refusal.message_code)
+        except Exception as exc:  # an emulator bug must look like a server error, not a crash
+            logger.exception("FakeArcGIS failed on %s %s", request.method, request.path)
+            return self._error(500, "FakeArcGIS internal error.", [f"{type(exc).__name__}: {exc}"])
 
     def _route(self, path: str) -> tuple[str, _Handler]:
         parts = [p for p in path.split("/") if p]
@@ -500,7 +568,8 @@ class FakeArcGIS:
                     return "service", functools.partial(self._service_info, service)
                 if tail == ["layers"]:
                     return "service", functools.partial(self._all_layers, service)
-                layer = service.layers.get(int(tail[0])) if tail[0].isdigit() else None
+                is_id = tail[0].isascii() and tail[0].isdecimal()
+                layer = service.layers.get(int(tail[0])) if is_id else None
                 if layer is None:
                     return "layer", self._unknown
                 if len(tail) == 1:
@@ -541,6 +610,10 @@ class FakeArcGIS:
         if self.faults.refuse_credentials or self._users.get(username) != password:
             raise _Refusal(400, "Unable to generate token.", ["Invalid username or password."])
         client = params.get("client", "requestip").lower()
+        if client not in ("referer", "requestip", "ip"):
+            raise _Refusal(400, "Unable to generate token.", [f"Invalid client: {client}."])
+        if client == "ip" and not params.get("ip"):
+            raise _Refusal(400, "Unable to generate token.", ["'ip' must be specified."])
         referer = None
         if client == "referer":
             referer = params.get("referer")
@@ -566,16 +639,30 @@ class FakeArcGIS:
 
     async def _oauth_token(self, request: Request) -> Response:
         params = request.params
+        if request.method != "POST":
+            return self._oauth_error("invalid_request", "oauth2/token requires POST.")
         if params.get("grant_type") != "client_credentials":
-            return _oauth_error("unsupported_grant_type", "Only client_credentials is supported.")
+            return self._oauth_error(
+                "unsupported_grant_type", "Only client_credentials is supported."
+            )
         client_id = params.get("client_id", "")
         if client_id not in self._apps or self.faults.refuse_credentials:
-            return _oauth_error("invalid_client_id", "Invalid client_id")
+            return self._oauth_error("invalid_client_id", "Invalid client_id")
         if self._apps[client_id] != params.get("client_secret"):
-            return _oauth_error("invalid_client", "Invalid client_secret")
+            return self._oauth_error("invalid_client", "Invalid client_secret")
         minutes = self._minutes(params.get("expiration"), default=120)
         token = self._issue(client_id, minutes * 60.0, None, "portal")
         return _json({"access_token": token, "expires_in": minutes * 60})
+
+    def _oauth_error(self, name: str, description: str) -> Response:
+        error = {
+            "code": 400,
+            "error": name,
+            "error_description": description,
+            "message": description,
+            "details": [],
+        }
+        return _json({"error": error}, 400 if self.error_style == "http" else 200)
 
     def _minutes(self, value: str | None, *, default: int) -> int:
         try:
@@ -616,7 +703,8 @@ class FakeArcGIS:
                 raise _Refusal(499, "Token Required", ["Token Required"], "GWM_0003")
             return
         # As on ArcGIS Online, a bad token is refused even where none is needed.
-        if self._valid_token(token, request) is None:
+        record = self._valid_token(token, request)
+        if record is None or (record.scope == "portal" and not self.federated):
             raise _Refusal(498, "Invalid token.", ["Invalid token."])
 
     # -- info and metadata -------------------------------------------------------------
@@ -637,7 +725,7 @@ class FakeArcGIS:
             {
                 "currentVersion": CURRENT_VERSION,
                 "fullVersion": "11.3.0",
-                "owningSystemUrl": request.origin,
+                **({"owningSystemUrl": request.origin} if self.federated else {}),
                 "authInfo": {
                     "isTokenBasedSecurity": True,
                     "tokenServicesUrl": f"{request.origin}/{self.site}/tokens/generateToken",
@@ -647,18 +735,27 @@ class FakeArcGIS:
         )
 
     async def _catalog(self, folder: str, request: Request) -> Response:
+        token = self._presented_token(request)
+        signed_in = False
+        if token is not None:
+            record = self._valid_token(token, request)
+            if record is None or (record.scope == "portal" and not self.federated):
+                raise _Refusal(498, "Invalid token.", ["Invalid token."])
+            signed_in = True
         prefix = f"{folder}/" if folder else ""
         folders = set()
         services = []
+        exists = not folder
         for service in self.services.values():
             if not service.name.startswith(prefix):
                 continue
+            exists = True
             rest = service.name[len(prefix) :]
             if "/" in rest:
                 folders.add(rest.split("/", 1)[0])
-            else:
+            elif signed_in or not service.secured:  # secured services: for the signed-in
                 services.append({"name": service.name, "type": service.kind})
-        if folder and not folders and not services:
+        if not exists:
             raise _Refusal(400, "Invalid URL", ["Invalid URL"])
         return _json(
             {"currentVersion": CURRENT_VERSION, "folders": sorted(folders), "services": services}
@@ -719,12 +816,12 @@ class FakeArcGIS:
             raise _Refusal(
                 400, "Unable to complete operation.", ["f=pbf is not supported by FakeArcGIS."]
             )
-        for spatial in ("geometry", "distance"):
-            if params.get(spatial):
+        for unsupported in _UNSUPPORTED_QUERY_PARAMETERS:
+            if params.get(unsupported) not in (None, "", "false"):
                 raise _Refusal(
                     400,
                     "Unable to complete operation.",
-                    [f"'{spatial}' is not supported by FakeArcGIS."],
+                    [f"'{unsupported}' is not supported by FakeArcGIS."],
                 )
         object_ids = _int_list(params.get("objectIds"), "objectIds")
         order_by = params.get("orderByFields", "").strip()
@@ -735,6 +832,9 @@ class FakeArcGIS:
         where = params.get("where", "").strip()
         if not where and object_ids is None:
             raise _Refusal(400, "Unable to complete operation.", ["'where' parameter is invalid"])
+        if not order_by and self.faults.unordered:
+            order_by = _SCRAMBLED
+            self._faults_injected += 1
         try:
             oids = layer.matching_ids(where or "1=1", object_ids, order_by)
         except WhereError as exc:
@@ -755,6 +855,8 @@ class FakeArcGIS:
         if (offset_text or count_text) and not layer.supports_pagination:
             raise _Refusal(400, "Unable to complete operation.", ["Pagination is not supported."])
         offset = _int(offset_text, "resultOffset") or 0
+        if offset < 0:
+            raise _Refusal(400, "Unable to complete operation.", ["'resultOffset' must be >= 0"])
         if self.faults.ignore_result_offset and offset:
             offset = 0
             self._faults_injected += 1
@@ -766,7 +868,8 @@ class FakeArcGIS:
             limit = self.faults.page_cap
             self._faults_injected += 1
         page = oids[offset : offset + limit]
-        exceeded = offset + len(page) < len(oids)
+        # An objectIds list longer than a page is cut silently, as real servers do.
+        exceeded = object_ids is None and offset + len(page) < len(oids)
 
         out_fields = self._out_fields(layer, params.get("outFields"))
         geometry = _true(params.get("returnGeometry", "true")) and layer.geometry_type is not None
@@ -787,8 +890,9 @@ class FakeArcGIS:
                 (f["name"] for f in layer.fields if f["type"] == "esriFieldTypeGlobalID"), ""
             ),
             "fields": [fields_by_name[name] for name in out_fields],
-            "exceededTransferLimit": exceeded,
         }
+        if exceeded or not self.faults.omit_false_transfer_limit:
+            body["exceededTransferLimit"] = exceeded
         if geometry:
             body["geometryType"] = layer.geometry_type
             body["spatialReference"] = out_sr or layer.spatial_reference
@@ -854,43 +958,64 @@ class FakeArcGIS:
     def _statistics(self, layer: FakeLayer, oids: list[int], spec: str) -> dict[str, Any]:
         if not layer.supports_statistics:
             raise _Refusal(400, "Unable to complete operation.", ["Statistics are not supported."])
+        invalid = _Refusal(
+            400, "Unable to complete operation.", ["'outStatistics' parameter is invalid"]
+        )
         try:
             wanted = json.loads(spec)
-            assert isinstance(wanted, list)
-        except (ValueError, AssertionError) as exc:
-            raise _Refusal(
-                400, "Unable to complete operation.", ["'outStatistics' parameter is invalid"]
-            ) from exc
-        names = {f["name"].upper(): f["name"] for f in layer.fields}
+        except ValueError as exc:
+            raise invalid from exc
+        if not isinstance(wanted, list) or not wanted:
+            raise invalid
+        fields_by_name = {f["name"].upper(): f for f in layer.fields}
         attributes: dict[str, Any] = {}
-        fields = []
+        out_fields = []
         for item in wanted:
+            if not isinstance(item, dict):
+                raise invalid
             kind = str(item.get("statisticType", "")).lower()
-            field = names.get(str(item.get("onStatisticField", "")).upper())
+            field = fields_by_name.get(str(item.get("onStatisticField", "")).upper())
             if field is None or kind not in ("min", "max", "count", "sum", "avg"):
+                raise invalid
+            numeric = field["type"] in _NUMERIC_FIELD_TYPES
+            if kind in ("sum", "avg") and not numeric:
                 raise _Refusal(
-                    400, "Unable to complete operation.", ["'outStatistics' parameter is invalid"]
+                    400,
+                    "Unable to complete operation.",
+                    [f"'{kind}' needs a numeric field; {field['name']} is {field['type']}"],
                 )
-            out_name = item.get("outStatisticFieldName") or f"{kind}_{field}"
-            values = [layer.row(oid)["attributes"].get(field) for oid in oids]
+            out_name = str(item.get("outStatisticFieldName") or f"{kind}_{field['name']}")
+            values = [layer.row(oid)["attributes"].get(field["name"]) for oid in oids]
             present = [v for v in values if v is not None]
             result: Any
-            if kind == "count":
-                result = len(present)
-            elif not present:
-                result = None
-            elif kind == "min":
-                result = min(present)
-            elif kind == "max":
-                result = max(present)
-            elif kind == "sum":
-                result = sum(present)
-            else:
-                result = sum(present) / len(present)
+            try:
+                if kind == "count":
+                    result = len(present)
+                elif not present:
+                    result = None
+                elif kind == "min":
+                    result = min(present)
+                elif kind == "max":
+                    result = max(present)
+                elif kind == "sum":
+                    result = sum(present)
+                else:
+                    result = sum(present) / len(present)
+            except TypeError as exc:
+                raise _Refusal(
+                    400,
+                    "Unable to complete operation.",
+                    [f"the values of {field['name']} cannot be compared"],
+                ) from exc
             attributes[out_name] = result
-            field_type = "esriFieldTypeInteger" if kind == "count" else "esriFieldTypeDouble"
-            fields.append({"name": out_name, "type": field_type, "alias": out_name})
-        return {"fields": fields, "features": [{"attributes": attributes}]}
+            if kind == "count":
+                out_type = "esriFieldTypeInteger"
+            elif kind in ("min", "max"):
+                out_type = field["type"]
+            else:
+                out_type = "esriFieldTypeDouble"
+            out_fields.append({"name": out_name, "type": out_type, "alias": out_name})
+        return {"fields": out_fields, "features": [{"attributes": attributes}]}
 
     # -- applyEdits --------------------------------------------------------------------
 
@@ -905,10 +1030,11 @@ class FakeArcGIS:
         adds = _json_list(params.get("adds"), "adds")
         updates = _json_list(params.get("updates"), "updates")
         deletes_text = params.get("deletes", "").strip()
+        deletes: list[Any]
         if deletes_text.startswith("["):
-            deletes = [int(v) for v in _json_list(deletes_text, "deletes")]
+            deletes = _json_list(deletes_text, "deletes")
         else:
-            deletes = _int_list(deletes_text, "deletes") or []
+            deletes = list(_int_list(deletes_text, "deletes") or [])
         for name, items, capability in (
             ("adds", adds, "create"),
             ("updates", updates, "update"),
@@ -921,7 +1047,10 @@ class FakeArcGIS:
                     [f"This operation is not supported: {name}."],
                 )
         rollback = params.get("rollbackOnFailure", "true").lower() != "false"
-        return _json(layer.apply_edits(adds, updates, deletes, rollback_on_failure=rollback))
+        results = layer.apply_edits(
+            adds, updates, deletes, rollback_on_failure=rollback, rng=self._rng
+        )
+        return _json(results)
 
 
 class _Refusal(Exception):
@@ -971,20 +1100,6 @@ def _layer_metadata(layer: FakeLayer, service: FakeService) -> dict[str, Any]:
 def _json(data: Any, status: int = 200, *, content_type: str = "application/json") -> Response:
     body = json.dumps(data, separators=(",", ":")).encode()
     return Response(status, body, {"content-type": f"{content_type}; charset=utf-8"})
-
-
-def _oauth_error(name: str, description: str) -> Response:
-    return _json(
-        {
-            "error": {
-                "code": 400,
-                "error": name,
-                "error_description": description,
-                "message": description,
-                "details": [],
-            }
-        }
-    )
 
 
 def _html_page(path: str) -> Response:

@@ -67,7 +67,10 @@ def compile_where(where: str, fields: Mapping[str, str]) -> Callable[[Row], bool
 @functools.lru_cache(maxsize=256)
 def _compile(where: str, fields: tuple[tuple[str, str], ...]) -> Callable[[Row], bool]:
     parser = _Parser(_tokenize(where), {k.upper(): v for k, v in fields})
-    expr = parser.parse()
+    try:
+        expr = parser.parse()
+    except RecursionError as exc:
+        raise WhereError("the where clause is nested too deeply") from exc
     return lambda row: expr(row) is True
 
 
@@ -165,31 +168,36 @@ class _Parser:
         return False
 
     def parse_or(self) -> Expr:
-        left = self.parse_and()
+        terms = [self.parse_and()]
         while self.accept("keyword", "OR"):
-            right = self.parse_and()
-            left = _or(left, right)
-        return left
+            terms.append(self.parse_and())
+        return terms[0] if len(terms) == 1 else _any(terms)
 
     def parse_and(self) -> Expr:
-        left = self.parse_not()
+        terms = [self.parse_not()]
         while self.accept("keyword", "AND"):
-            right = self.parse_not()
-            left = _and(left, right)
-        return left
+            terms.append(self.parse_not())
+        return terms[0] if len(terms) == 1 else _all(terms)
 
     def parse_not(self) -> Expr:
-        if self.accept("keyword", "NOT"):
-            inner = self.parse_not()
+        negations = 0
+        while self.accept("keyword", "NOT"):
+            negations += 1
+        inner = self.parse_predicate()
+        if negations % 2:
             return lambda row: _not(inner(row))
-        return self.parse_predicate()
+        return inner
 
     def parse_predicate(self) -> Expr:
+        """A test: a parenthesized condition, or a value followed by what it is tested for."""
+        if self.peek() == ("op", "(") and self._parenthesized_condition():
+            self.take("op", "(")
+            inner = self.parse_or()
+            self.take("op", ")")
+            return inner
         left = self.parse_value()
         token = self.peek()
-        if token is None:
-            return left
-        kind, value = token
+        kind, value = token if token is not None else ("end", "")
         if kind == "op" and value in ("=", "<>", "!=", "<", "<=", ">", ">="):
             self.position += 1
             right = self.parse_value()
@@ -217,8 +225,30 @@ class _Parser:
         elif negate:
             raise WhereError("expected IN, BETWEEN or LIKE after NOT in the where clause")
         else:
-            return left
+            found = "the end" if token is None else repr(value)
+            raise WhereError(
+                f"expected a comparison (=, <, IN, LIKE, IS NULL...) but found {found} "
+                "in the where clause"
+            )
         return (lambda row: _not(test(row))) if negate else test
+
+    def _parenthesized_condition(self) -> bool:
+        """Whether the "(" at hand opens a condition rather than a value like ``(POP)``."""
+        depth = 0
+        for kind, value in self.tokens[self.position :]:
+            if kind == "op" and value == "(":
+                depth += 1
+            elif kind == "op" and value == ")":
+                depth -= 1
+                if depth == 0:
+                    return False
+            elif depth >= 1 and (
+                (kind == "op" and value in ("=", "<>", "!=", "<", "<=", ">", ">="))
+                or (kind == "keyword" and value in ("AND", "OR", "NOT", "IS", "IN", "LIKE"))
+                or (kind == "keyword" and value == "BETWEEN")
+            ):
+                return True
+        return False
 
     def parse_value(self) -> Expr:
         token = self.peek()
@@ -238,13 +268,13 @@ class _Parser:
         if kind == "keyword" and value == "NULL":
             return lambda row: None
         if kind == "op" and value == "(":
-            inner = self.parse_or()
+            inner = self.parse_value()
             self.take("op", ")")
             return inner
         if kind == "name":
             if value.upper() in _FUNCTIONS and self.accept("op", "("):
                 function = _FUNCTIONS[value.upper()]
-                argument = self.parse_or()
+                argument = self.parse_value()
                 self.take("op", ")")
                 return lambda row: function(argument(row))
             name = self.fields.get(value.upper())
@@ -254,28 +284,30 @@ class _Parser:
         raise WhereError(f"unexpected {value!r} in the where clause")
 
 
-def _and(left: Expr, right: Expr) -> Expr:
+def _all(terms: list[Expr]) -> Expr:
     def evaluate(row: Row) -> bool | None:
-        a = left(row)
-        if a is False:
-            return False
-        b = right(row)
-        if b is False:
-            return False
-        return None if a is None or b is None else bool(a and b)
+        unknown = False
+        for term in terms:
+            value = term(row)
+            if value is False:
+                return False
+            if value is None:
+                unknown = True
+        return None if unknown else True
 
     return evaluate
 
 
-def _or(left: Expr, right: Expr) -> Expr:
+def _any(terms: list[Expr]) -> Expr:
     def evaluate(row: Row) -> bool | None:
-        a = left(row)
-        if a is True:
-            return True
-        b = right(row)
-        if b is True:
-            return True
-        return None if a is None or b is None else bool(a or b)
+        unknown = False
+        for term in terms:
+            value = term(row)
+            if value is True:
+                return True
+            if value is None:
+                unknown = True
+        return None if unknown else False
 
     return evaluate
 
@@ -291,9 +323,11 @@ def _in(left: Expr, options: list[Expr]) -> Expr:
 
 
 def _between(left: Expr, low: Expr, high: Expr) -> Expr:
-    return _and(
-        lambda row: _compare(">=", left(row), low(row)),
-        lambda row: _compare("<=", left(row), high(row)),
+    return _all(
+        [
+            lambda row: _compare(">=", left(row), low(row)),
+            lambda row: _compare("<=", left(row), high(row)),
+        ]
     )
 
 
