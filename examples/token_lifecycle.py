@@ -1,6 +1,7 @@
 """A day of crawling a secured ArcGIS layer with a background-renewed token, offline.
 
-Everything runs in process against archibald's ArcGIS emulator (FakeArcGIS), on Trio's
+ArchieClient and UserTokenAuth run in process against archibald's ArcGIS emulator
+(FakeArcGIS), on Trio's
 MockClock, which jumps ahead whenever every task is waiting, so a simulated day takes a
 moment. Along the way: hourly tokens renewed in the background, a server that revokes
 every token, a burst of requests rejected at once, and an hour-long token outage.
@@ -13,11 +14,10 @@ from __future__ import annotations
 import logging
 import time
 
-import httpx
 import trio
 from trio.testing import MockClock
 
-from archibald import TokenRefreshError, UserTokenAuth
+from archibald import ArchieClient, TokenRefreshError, UserTokenAuth
 from archibald.testing import FakeArcGIS
 
 HOUR = 3600
@@ -28,19 +28,11 @@ def clock(seconds: float) -> str:
     return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}"
 
 
-async def count_features(http: httpx.AsyncClient, auth: UserTokenAuth, url: str) -> int:
-    """One query; on 498 (token rejected) refresh once and retry, as ArchieClient will."""
-    for _ in range(2):
-        token = await auth.get_token()
-        body = (
-            await http.get(url, params={"where": "1=1", "returnCountOnly": "true", "f": "json"})
-        ).json()
-        if "count" in body:
-            return int(body["count"])
-        if body["error"]["code"] != 498:
-            break
-        await auth.force_refresh(rejected=token)
-    raise RuntimeError(f"query failed: {body}")
+async def count_features(client: ArchieClient) -> int:
+    body = await client.get_json(
+        "Parcels/FeatureServer/0/query", params={"where": "1=1", "returnCountOnly": True}
+    )
+    return int(body["count"])
 
 
 async def main() -> None:
@@ -48,18 +40,17 @@ async def main() -> None:
     fake.add_user("crawler", "correct horse battery staple")
     fake.add_feature_layer("Parcels", count=5_000, secured=True)
     fake.faults.latency["generateToken"] = 1.5  # a slow token server: nobody should notice
-    url = f"{fake.services_url}/Parcels/FeatureServer/0/query"
     auth = UserTokenAuth(
         "crawler", "correct horse battery staple", fake.portal_url, http_client=fake.client()
     )
     real_start = time.perf_counter()
 
-    async with auth, fake.client(auth=auth) as http:
+    async with ArchieClient(fake.services_url, auth, transport=fake.transport()) as client:
         start = trio.current_time()
         print(f"{clock(0)}  signed in; the first token was fetched before the block ran")
         queries = 0
         while trio.current_time() - start < 24 * HOUR:
-            assert await count_features(http, auth, url) == 5_000
+            assert await count_features(client) == 5_000
             queries += 1
             if queries == 54:  # nine hours of queries
                 fake.revoke_all_tokens()
@@ -76,7 +67,7 @@ async def main() -> None:
         before = fake.statistics().tokens_issued
         async with trio.open_nursery() as nursery:
             for _ in range(100):
-                nursery.start_soon(count_features, http, auth, url)
+                nursery.start_soon(count_features, client)
         issued = fake.statistics().tokens_issued - before
         print(f"       100 concurrent queries meet a revoked token: {issued} new token for all")
 
@@ -88,7 +79,7 @@ async def main() -> None:
             print(f"       the token endpoint is down for an hour: {type(exc).__name__}, at once")
         fake.faults.token_outage = False
         await trio.sleep(61)
-        assert await count_features(http, auth, url) == 5_000
+        assert await count_features(client) == 5_000
         print("       the endpoint is back: queries flow again, without signing in again")
 
     print(f"done in {time.perf_counter() - real_start:.2f} s of real time")
