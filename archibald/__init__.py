@@ -8,7 +8,10 @@ Everything public is importable from here; the submodules `archibald.auth`,
 from ._client import ArchieClient as ArchieClient
 from ._client import ClientStatistics as ClientStatistics
 from ._version import __version__ as __version__
+from .auth import APIKeyAuth as APIKeyAuth
+from .auth import AppCredentialsAuth as AppCredentialsAuth
 from .auth import ArcGISAuth as ArcGISAuth
+from .auth import FederatedServerAuth as FederatedServerAuth
 from .auth import IssuedToken as IssuedToken
 from .auth import NoAuth as NoAuth
 from .auth import RefreshingAuth as RefreshingAuth
@@ -37,6 +40,8 @@ from .exceptions import TokenMissingError as TokenMissingError
 from .exceptions import TokenRefreshError as TokenRefreshError
 
 __all__ = [
+    "APIKeyAuth",
+    "AppCredentialsAuth",
     "ArcGISAuth",
     "ArchieClient",
     "ClientStatistics",
@@ -46,6 +51,7 @@ __all__ = [
     "AuthNotActiveError",
     "AuthorizationError",
     "ConfigurationError",
+    "FederatedServerAuth",
     "IncompleteResultError",
     "InvalidCredentialsError",
     "InvalidParameterError",

@@ -471,7 +471,7 @@ class ArchieClient:
                 "rejected again with a fresh token: the user may not have access, or the "
                 "token is bound to another referer or IP address"
             )
-        return f"{type(self._auth).__name__} cannot replace a rejected token"
+        return self._auth.rejection_hint
 
 
 @attrs.frozen

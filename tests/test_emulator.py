@@ -404,7 +404,12 @@ async def test_read_only_layers_refuse_edits(fake: FakeArcGIS) -> None:
 
 
 async def test_server_info_and_standalone_tokens(fake: FakeArcGIS) -> None:
-    """rest/info points at the server's token endpoint, which issues working tokens."""
+    """rest/info names the portal for a hosted server, and a standalone server's own token
+    endpoint, which issues working tokens."""
+    _, hosted = await call(fake, "/arcgis/rest/info")
+    assert fake.token_url == hosted["authInfo"]["tokenServicesUrl"]
+    assert fake.origin == hosted["owningSystemUrl"]
+    fake.server = "standalone"
     _, info = await call(fake, "/arcgis/rest/info")
     assert fake.server_token_url == info["authInfo"]["tokenServicesUrl"]
     _, body = await call(
@@ -611,8 +616,8 @@ async def test_unsupported_parameters_are_refused(fake: FakeArcGIS) -> None:
 
 
 async def test_a_standalone_server_wants_its_own_tokens() -> None:
-    """federated=False: portal tokens are refused; the server's own tokens work."""
-    fake = FakeArcGIS(federated=False)
+    """server='standalone': portal tokens are refused; the server's own tokens work."""
+    fake = FakeArcGIS(server="standalone")
     fake.add_user(USER, PASSWORD)
     fake.add_feature_layer("Private/Wells", count=5, secured=True)
     portal_token = await get_token(fake)

@@ -72,7 +72,8 @@ async def test_rest_info_names_the_loopback_origin(fake: FakeArcGIS) -> None:
     """URLs in answers use the origin the request came to, not the in-process default."""
     async with fake.serve() as origin, httpx.AsyncClient() as http:
         info = (await http.get(f"{origin}/arcgis/rest/info", params={"f": "json"})).json()
-    assert f"{origin}/arcgis/tokens/generateToken" == info["authInfo"]["tokenServicesUrl"]
+    assert f"{origin}/sharing/rest/generateToken" == info["authInfo"]["tokenServicesUrl"]
+    assert origin == info["owningSystemUrl"]
 
 
 async def test_errors_in_the_block_come_out_unwrapped(fake: FakeArcGIS) -> None:

@@ -1,10 +1,16 @@
 """Authentication: where tokens come from and how requests carry them.
 
 - `NoAuth` for public services.
-- `UserTokenAuth` for a named user (generateToken), renewed in the background.
+- `UserTokenAuth` for a named user (generateToken), renewed in the background; also for a
+  standalone ArcGIS Server (`UserTokenAuth.for_server`).
+- `AppCredentialsAuth` for an application (OAuth2 client credentials).
+- `APIKeyAuth` for an API key.
+- `FederatedServerAuth` for a server federated with a portal (token exchange).
 - `RefreshingAuth` and `TokenSource` to plug in another way of fetching a token.
 """
 
+from ._apikey import APIKeyAuth as APIKeyAuth
+from ._app import AppCredentialsAuth as AppCredentialsAuth
 from ._base import ArcGISAuth as ArcGISAuth
 from ._base import NoAuth as NoAuth
 from ._base import TokenPlacement as TokenPlacement
@@ -12,10 +18,14 @@ from ._refresher import IssuedToken as IssuedToken
 from ._refresher import RefreshingAuth as RefreshingAuth
 from ._refresher import TokenSource as TokenSource
 from ._refresher import TokenStatistics as TokenStatistics
+from ._server import FederatedServerAuth as FederatedServerAuth
 from ._user import UserTokenAuth as UserTokenAuth
 
 __all__ = [
+    "APIKeyAuth",
+    "AppCredentialsAuth",
     "ArcGISAuth",
+    "FederatedServerAuth",
     "IssuedToken",
     "NoAuth",
     "RefreshingAuth",

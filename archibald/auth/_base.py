@@ -98,6 +98,11 @@ class ArcGISAuth(httpx.Auth, abc.ABC):
         return False
 
     @property
+    def rejection_hint(self) -> str:
+        """What to tell the user when the server rejects this auth's token for good."""
+        return f"{type(self).__name__} cannot replace a rejected token"
+
+    @property
     def trusted_origins(self) -> frozenset[str]:
         """Origins (``https://host[:port]``) that issued the token and may receive it.
 

@@ -53,10 +53,14 @@ class IssuedToken:
     Attributes:
         value: The token (never shown in a repr).
         lifetime: Seconds the token stays valid, counted from when its request was sent.
+        renew_after: Seconds after which to renew it, when the source knows better than
+            the policy (a server token that should follow its portal token's renewal).
+            None leaves it to `TokenPolicy.renew_delay`.
     """
 
     value: str = attrs.field(repr=False)
     lifetime: float = attrs.field()
+    renew_after: float | None = attrs.field(default=None)
 
     @lifetime.validator
     def _check_lifetime(self, attribute: attrs.Attribute[float], value: float) -> None:
@@ -125,6 +129,8 @@ class TokenStatistics:
         failures: Token requests that failed.
         forced_refreshes: Refreshes started by `RefreshingAuth.force_refresh`.
         expires_in: Seconds until the current token lapses, or None without one.
+        renews_in: Seconds until the refresher renews it (negative while a renewal is
+            overdue, for example being retried), or None without a token.
         last_error: The message of the newest failed attempt, if it has not been
             followed by a success.
     """
@@ -134,6 +140,7 @@ class TokenStatistics:
     failures: int
     forced_refreshes: int
     expires_in: float | None
+    renews_in: float | None
     last_error: str | None
 
 
@@ -199,6 +206,7 @@ class RefreshingAuth(ArcGISAuth):
         self._forced: anyio.Event | None = None
         self._generation = 0
         self._fetching = False  # the current run is waiting for a token request
+        self._renew_at = 0.0  # when the current token is due for renewal (anyio clock)
         self._scope: anyio.CancelScope | None = None
         self._fetches = 0
         self._failures = 0
@@ -289,15 +297,18 @@ class RefreshingAuth(ArcGISAuth):
 
     def statistics(self) -> TokenStatistics:
         """Return a snapshot of the auth's state and counters."""
-        expires_in = None
+        expires_in = renews_in = None
         if self._active and self._token is not None:  # inside the block: in an event loop
-            expires_in = max(0.0, self._token.expires_at - anyio.current_time())
+            now = anyio.current_time()
+            expires_in = max(0.0, self._token.expires_at - now)
+            renews_in = self._renew_at - now
         return TokenStatistics(
             active=self._active,
             fetches=self._fetches,
             failures=self._failures,
             forced_refreshes=self._forced_refreshes,
             expires_in=expires_in,
+            renews_in=renews_in,
             last_error=str(self._error) if self._error is not None else None,
         )
 
@@ -422,9 +433,14 @@ class RefreshingAuth(ArcGISAuth):
                     await anyio.sleep(delay)
                     continue
                 attempt = 0
-                renew_at = sent_at + self._policy.renew_delay(issued.lifetime)
+                if issued.renew_after is not None:
+                    after = max(issued.renew_after, self._policy.min_renew_interval)
+                    renew_at = sent_at + min(after, issued.lifetime)
+                else:
+                    renew_at = sent_at + self._policy.renew_delay(issued.lifetime)
                 if generation == self._generation:
                     self._fetching = False
+                    self._renew_at = renew_at
                     self._token = _Token(Secret(issued.value), sent_at + issued.lifetime)
                     self._error = None
                     self._notify()

@@ -59,6 +59,7 @@ async def post_token_form(
     who: str,
     secrets: Sequence[str],
     refused_hint: str,
+    headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """POST *form* to the token endpoint *url*; return the JSON object it answered.
 
@@ -69,9 +70,12 @@ async def post_token_form(
         who: Whose token this is, for messages (no secret).
         secrets: Values to mask in any server text quoted in a message.
         refused_hint: What to check when the credentials are refused.
+        headers: More request headers (a ``Referer`` for a referer-bound token).
     """
     try:
-        response = await http.post(url, data=dict(form), headers={"Accept": "application/json"})
+        response = await http.post(
+            url, data=dict(form), headers={"Accept": "application/json", **(headers or {})}
+        )
     except httpx.TimeoutException as exc:
         raise TokenRefreshError(
             f"the token request for {who} to {url} timed out ({type(exc).__name__})"
@@ -145,3 +149,24 @@ def _snippet(response: httpx.Response, secrets: Sequence[str]) -> str:
     if len(text) > _SNIPPET:
         text = text[:_SNIPPET] + "…"
     return scrub(text, secrets) or "(empty body)"
+
+
+async def get_info(http: httpx.AsyncClient, url: str, *, who: str) -> dict[str, Any]:
+    """GET an ArcGIS ``info`` document (``f=json``); failures are `TokenRefreshError`."""
+    try:
+        response = await http.get(url, params={"f": "json"}, headers={"Accept": "application/json"})
+    except httpx.TimeoutException as exc:
+        raise TokenRefreshError(
+            f"reading {url} for {who} timed out ({type(exc).__name__})"
+        ) from exc
+    except httpx.RequestError as exc:
+        raise TokenRefreshError(f"could not reach {url} for {who}: {type(exc).__name__}") from exc
+    status = response.status_code
+    body = _json_object(response)
+    transient = status in _TRANSIENT_STATUSES or status >= 500
+    if status >= 400 or body is None or read_envelope(body) is not None:
+        detail = f"HTTP {status}: {_snippet(response, ())}"
+        raise TokenRefreshError(
+            f"could not read {url} for {who} ({detail})", retryable=transient or body is None
+        )
+    return body

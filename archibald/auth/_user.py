@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Self
+
 import attrs
 import httpx
 
@@ -9,7 +12,9 @@ from .._secrets import Secret, origin_of
 from ..config import TokenPolicy
 from ..exceptions import ConfigurationError, TokenRefreshError
 from ._base import TokenPlacement
+from ._env import PORTAL_URL, read_env
 from ._refresher import IssuedToken, RefreshingAuth, TokenSource, lifetime_from_expires
+from ._server import discover_token_url, server_root
 from ._token_http import check_token_url, post_token_form
 
 __all__ = ["UserTokenAuth"]
@@ -26,23 +31,33 @@ def generate_token_url(base_url: str) -> str:
     return base_url + "/sharing/rest/generateToken"
 
 
-@attrs.frozen(kw_only=True)
+@attrs.define(kw_only=True)
 class _GenerateToken(TokenSource):
-    """POST username and password to generateToken; read ``token`` and ``expires``."""
+    """POST username and password to generateToken; read ``token`` and ``expires``.
 
-    url: str
+    For a standalone server, ``url`` starts as None and is discovered from the server's
+    ``rest/info`` on the first fetch.
+    """
+
+    url: str | None
     username: str
     password: Secret
     expiration: int  # minutes
     referer: str | None
+    server_url: str | None = None
 
     def describe(self) -> str:
-        return f"user {self.username!r} at {self.url}"
+        return f"user {self.username!r} at {self.server_url or self.url}"
 
     def origins(self) -> frozenset[str]:
-        return frozenset({origin_of(self.url)})
+        where = self.server_url or self.url
+        assert where is not None
+        return frozenset({origin_of(where)})
 
     async def fetch(self, http: httpx.AsyncClient) -> IssuedToken:
+        if self.url is None:
+            assert self.server_url is not None
+            self.url = await discover_token_url(http, self.server_url, f"user {self.username!r}")
         form = {
             "username": self.username,
             "password": self.password.reveal(),
@@ -145,14 +160,81 @@ class UserTokenAuth(RefreshingAuth):
             http_client=http_client,
         )
 
+    @classmethod
+    def for_server(
+        cls,
+        server_url: str,
+        username: str,
+        password: str,
+        expiration: int = 60,
+        *,
+        referer: str | None = DEFAULT_REFERER,
+        placement: TokenPlacement = TokenPlacement.AUTHORIZATION,
+        policy: TokenPolicy | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> Self:
+        """Tokens from a standalone ArcGIS Server, its token endpoint found in ``rest/info``.
+
+        ```python
+        auth = UserTokenAuth.for_server("https://gis.example.com/arcgis", "bob", password)
+        ```
+
+        On entry, the auth reads ``<server>/rest/info`` for ``authInfo.tokenServicesUrl``
+        (which must be on the server's own origin) and then signs in there. A server
+        federated with a portal says so in ``rest/info``; entering then fails with a
+        `TokenRefreshError` that says to sign in to the portal and use
+        `FederatedServerAuth`.
+
+        Args:
+            server_url: The server root (``https://host/arcgis``); a URL that goes on to
+                ``/rest/services`` is cut back to its root.
+            username: The username.
+            password: The password.
+            expiration: The token lifetime to ask for, in minutes.
+            referer: As for the constructor; None asks for an IP-bound token
+                (``client=requestip``).
+            placement: Where requests carry the token.
+            policy: When to renew and how to retry.
+            http_client: The client for token requests.
+        """
+        auth = cls(
+            username,
+            password,
+            expiration=expiration,
+            token_url=check_token_url(server_root(server_url), "server_url"),
+            referer=referer,
+            placement=placement,
+            policy=policy,
+            http_client=http_client,
+        )
+        source = auth._user_source
+        source.server_url, source.url = source.url, None
+        auth._description = source.describe()
+        return auth
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: object) -> Self:
+        """Build from ``ARCGIS_USERNAME``, ``ARCGIS_PASSWORD`` and, if set,
+        ``ARCGIS_PORTAL_URL``; other arguments go to the constructor.
+
+        Raises:
+            ConfigurationError: A variable is missing; the message names it.
+        """
+        env = read_env(
+            ("ARCGIS_USERNAME", "ARCGIS_PASSWORD"), f"{cls.__name__}.from_env()", environ
+        )
+        if PORTAL_URL in env:
+            kwargs.setdefault("base_url", env[PORTAL_URL])
+        return cls(env["ARCGIS_USERNAME"], env["ARCGIS_PASSWORD"], **kwargs)  # type: ignore[arg-type]
+
     @property
     def username(self) -> str:
         """The ArcGIS username."""
         return self._user_source.username
 
     @property
-    def token_url(self) -> str:
-        """The generateToken endpoint this auth posts to."""
+    def token_url(self) -> str | None:
+        """The generateToken endpoint this auth posts to (None until a server's is found)."""
         return self._user_source.url
 
     @property

@@ -39,6 +39,7 @@ from ._where import WhereError
 __all__ = ["FakeArcGIS", "FakeStatistics", "Faults"]
 
 ErrorStyle = Literal["body", "http"]
+ServerKind = Literal["hosted", "federated", "standalone"]
 
 CURRENT_VERSION = 11.3
 _FORM = "application/x-www-form-urlencoded"
@@ -253,10 +254,13 @@ class FakeArcGIS:
             code, as some proxies do.
         max_token_minutes: The longest token lifetime granted; longer requests are
             silently capped, as real servers do.
-        federated: Whether the server is federated with the portal, as ArcGIS Online's
-            hosted services are: its services then take portal tokens. A standalone
-            server (False) takes only its own tokens (from ``/<site>/tokens``) or ones
-            exchanged at the portal for it (``serverUrl``).
+        server: How the ArcGIS Server relates to the portal. ``"hosted"`` (as ArcGIS
+            Online's hosted services): its services take portal tokens as they are.
+            ``"federated"`` (as an Enterprise federated server): ``rest/info`` names the
+            portal (``owningSystemUrl``) and the services take only server tokens,
+            exchanged at the portal's generateToken (``token`` + ``serverUrl``).
+            ``"standalone"``: no portal; the services take the server's own tokens
+            (from ``/<site>/tokens/generateToken``).
         seed: Seeds token values and generated data, so runs are repeatable.
     """
 
@@ -267,7 +271,7 @@ class FakeArcGIS:
         site: str = "arcgis",
         error_style: ErrorStyle = "body",
         max_token_minutes: int = 20160,
-        federated: bool = True,
+        server: ServerKind = "hosted",
         seed: int = 0,
     ) -> None:
         if error_style not in ("body", "http"):
@@ -276,7 +280,11 @@ class FakeArcGIS:
         self.site = site.strip("/")
         self.error_style: ErrorStyle = error_style
         self.max_token_minutes = max_token_minutes
-        self.federated = federated
+        if server not in ("hosted", "federated", "standalone"):
+            raise ValueError(
+                f"server must be 'hosted', 'federated' or 'standalone', got {server!r}"
+            )
+        self.server: ServerKind = server
         self.faults = Faults()
         self.services: dict[str, FakeService] = {}
         self._users: dict[str, str] = {}
@@ -628,6 +636,12 @@ class FakeArcGIS:
         return _json(body)
 
     def _exchange_token(self, request: Request) -> Response:
+        if not request.path.startswith("/sharing/") or self.server == "standalone":
+            raise _Refusal(400, "Unable to generate token.", ["Token exchange is not available."])
+        if request.params["serverUrl"].rstrip("/") != f"{request.origin}/{self.site}":
+            raise _Refusal(
+                400, "Unable to generate token.", ["'serverUrl' is not a federated server."]
+            )
         portal = self._valid_token(request.params["token"], request)
         if portal is None or portal.scope != "portal":
             raise _Refusal(498, "Invalid token.", ["Invalid token."])
@@ -704,7 +718,7 @@ class FakeArcGIS:
             return
         # As on ArcGIS Online, a bad token is refused even where none is needed.
         record = self._valid_token(token, request)
-        if record is None or (record.scope == "portal" and not self.federated):
+        if record is None or (record.scope == "portal" and self.server != "hosted"):
             raise _Refusal(498, "Invalid token.", ["Invalid token."])
 
     # -- info and metadata -------------------------------------------------------------
@@ -725,10 +739,14 @@ class FakeArcGIS:
             {
                 "currentVersion": CURRENT_VERSION,
                 "fullVersion": "11.3.0",
-                **({"owningSystemUrl": request.origin} if self.federated else {}),
+                **({"owningSystemUrl": request.origin} if self.server != "standalone" else {}),
                 "authInfo": {
                     "isTokenBasedSecurity": True,
-                    "tokenServicesUrl": f"{request.origin}/{self.site}/tokens/generateToken",
+                    "tokenServicesUrl": (
+                        f"{request.origin}/{self.site}/tokens/generateToken"
+                        if self.server == "standalone"
+                        else f"{request.origin}/sharing/rest/generateToken"
+                    ),
                     "shortLivedTokenValidity": 60,
                 },
             }
@@ -739,7 +757,7 @@ class FakeArcGIS:
         signed_in = False
         if token is not None:
             record = self._valid_token(token, request)
-            if record is None or (record.scope == "portal" and not self.federated):
+            if record is None or (record.scope == "portal" and self.server != "hosted"):
                 raise _Refusal(498, "Invalid token.", ["Invalid token."])
             signed_in = True
         prefix = f"{folder}/" if folder else ""
