@@ -1,0 +1,271 @@
+"""App credentials, API keys, standalone and federated servers, credentials from the environment."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from urllib.parse import parse_qs
+
+import anyio
+import httpx
+import pytest
+
+from archibald import (
+    APIKeyAuth,
+    AppCredentialsAuth,
+    ArchieClient,
+    ConfigurationError,
+    FederatedServerAuth,
+    InvalidCredentialsError,
+    TokenExpiredError,
+    TokenRefreshError,
+    UserTokenAuth,
+)
+from archibald.testing import FakeArcGIS
+
+pytestmark = pytest.mark.anyio
+
+HOUR = 3600
+USER, PASSWORD = "alice", "wonderland-SECRET"
+APP, APP_SECRET = "app-id", "app-SECRET-value"
+WELLS = "Private/Wells/FeatureServer/0/query"
+COUNT = {"where": "1=1", "returnCountOnly": True}
+
+
+class FormLog(httpx.AsyncBaseTransport):
+    """Records (time, path, form) of every token request, then lets the emulator answer."""
+
+    def __init__(self, fake: FakeArcGIS) -> None:
+        self.inner = fake.transport()
+        self.sent: list[tuple[float, str, dict[str, str]]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = await request.aread()
+        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        self.sent.append((anyio.current_time(), request.url.path, form))
+        return await self.inner.handle_async_request(request)
+
+
+def make_fake(**kwargs: object) -> FakeArcGIS:
+    fake = FakeArcGIS(**kwargs)  # type: ignore[arg-type]
+    fake.add_user(USER, PASSWORD)
+    fake.add_app(APP, APP_SECRET)
+    fake.add_feature_layer("Private/Wells", count=50, secured=True)
+    return fake
+
+
+@pytest.fixture
+def fake() -> FakeArcGIS:
+    return make_fake()
+
+
+@pytest.fixture(autouse=True)
+def no_secret_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """No password, client secret or API key in any log record."""
+    caplog.set_level(logging.DEBUG)
+    yield
+    for record in caplog.records:
+        for secret in (PASSWORD, APP_SECRET, "key-SECRET"):
+            assert secret not in record.getMessage()
+
+
+# -- app credentials --------------------------------------------------------------------
+
+
+async def test_a_day_of_app_tokens(fake: FakeArcGIS) -> None:
+    """24 h of 2-hour app tokens: renewed in the background; no call waits after the first."""
+    fake.faults.latency["oauth2/token"] = 2.0
+    auth = AppCredentialsAuth(APP, APP_SECRET, fake.portal_url, http_client=fake.client())
+    waits = []
+    async with ArchieClient(fake.services_url, auth, transport=fake.transport()) as client:
+        start = anyio.current_time()
+        while anyio.current_time() - start < 24 * HOUR:
+            before = anyio.current_time()
+            await auth.get_token()
+            waits.append(anyio.current_time() - before)
+            assert {"count": 50} == await client.get_json(WELLS, params=COUNT)
+            await anyio.sleep(300)
+        assert 0 == client.statistics().token_rejections
+    assert {0.0} == set(waits)
+    assert 1 + (24 * HOUR) // (2 * HOUR - 300) == fake.statistics().requests["oauth2/token"]
+
+
+async def test_the_app_token_request(fake: FakeArcGIS) -> None:
+    """client_credentials, the expiration in minutes, f=json; expires_in read in seconds."""
+    wire = FormLog(fake)
+    auth = AppCredentialsAuth(
+        APP,
+        APP_SECRET,
+        fake.portal_url,
+        expiration=90,
+        http_client=httpx.AsyncClient(transport=wire),
+    )
+    async with auth:
+        assert 90 * 60 == pytest.approx(auth.statistics().expires_in)
+    (_, path, form) = wire.sent[0]
+    assert "/sharing/rest/oauth2/token" == path
+    assert {
+        "client_id": APP,
+        "client_secret": APP_SECRET,
+        "grant_type": "client_credentials",
+        "expiration": "90",
+        "f": "json",
+    } == form
+
+
+async def test_a_refused_client_secret_fails_at_entry(fake: FakeArcGIS) -> None:
+    """A wrong secret: InvalidCredentialsError at `async with`, the secret nowhere in sight."""
+    auth = AppCredentialsAuth(APP, "wrong-SECRET-value", fake.portal_url, http_client=fake.client())
+    with pytest.raises(InvalidCredentialsError) as info:
+        async with auth:
+            pass
+    text = " ".join([str(info.value), repr(info.value), repr(auth)])
+    assert "invalid_client" in text
+    assert repr(APP) in text
+    assert "wrong-SECRET-value" not in text
+    assert APP_SECRET not in repr(AppCredentialsAuth(APP, APP_SECRET))
+
+
+# -- API keys ---------------------------------------------------------------------------
+
+
+async def test_an_api_key_reaches_secured_services(fake: FakeArcGIS) -> None:
+    """A valid key is sent like a token; no background task, no token request."""
+    fake.add_api_key("key-SECRET-1")
+    async with ArchieClient(
+        fake.services_url, APIKeyAuth("key-SECRET-1"), transport=fake.transport()
+    ) as client:
+        assert {"count": 50} == await client.get_json(WELLS, params=COUNT)
+    assert 0 == fake.statistics().tokens_issued
+
+
+async def test_a_rejected_api_key_is_one_clear_error(fake: FakeArcGIS) -> None:
+    """A revoked key: one TokenExpiredError saying so, after one request, no refresh loop."""
+    fake.add_api_key("key-SECRET-1")
+    fake.revoke_all_tokens()
+    auth = APIKeyAuth("key-SECRET-1")
+    async with ArchieClient(fake.services_url, auth, transport=fake.transport()) as client:
+        with pytest.raises(TokenExpiredError) as info:
+            await client.get_json(WELLS, params=COUNT)
+        assert 0 == client.statistics().refreshes
+    assert "API key was rejected" in str(info.value)
+    assert "key-SECRET-1" not in str(info.value)
+    assert 1 == fake.statistics().requests["query"]
+    assert "key-SECRET" not in repr(auth)
+
+
+# -- standalone and federated servers ---------------------------------------------------
+
+
+async def test_a_standalone_server_is_discovered_from_rest_info() -> None:
+    """for_server reads rest/info, signs in at the server's own token endpoint."""
+    fake = make_fake(server="standalone")
+    auth = UserTokenAuth.for_server(
+        f"{fake.origin}/arcgis/rest/services", USER, PASSWORD, http_client=fake.client()
+    )
+    assert auth.token_url is None
+    async with ArchieClient(fake.services_url, auth, transport=fake.transport()) as client:
+        assert {"count": 50} == await client.get_json(WELLS, params=COUNT)
+    assert fake.server_token_url == auth.token_url
+    assert 1 == fake.statistics().requests["info"]
+
+
+async def test_for_server_on_a_federated_server_says_what_to_do() -> None:
+    """A federated server's rest/info names its portal: the error says to use it."""
+    fake = make_fake(server="federated")
+    auth = UserTokenAuth.for_server(
+        f"{fake.origin}/arcgis", USER, PASSWORD, http_client=fake.client()
+    )
+    with pytest.raises(TokenRefreshError, match="FederatedServerAuth") as info:
+        async with auth:
+            pass
+    assert f"federated with the portal {fake.origin}" in str(info.value)
+    assert 0 == fake.statistics().tokens_issued
+
+
+async def test_a_federated_server_token_follows_the_portal_token() -> None:
+    """The portal token is exchanged for a server token, renewed right after the portal's."""
+    fake = make_fake(server="federated")
+    wire = FormLog(fake)
+    http = httpx.AsyncClient(transport=wire)
+    portal = UserTokenAuth(USER, PASSWORD, fake.portal_url, http_client=http)
+    server = FederatedServerAuth(portal, f"{fake.origin}/arcgis", http_client=http)
+    async with portal:
+        async with ArchieClient(fake.services_url, server, transport=fake.transport()) as client:
+            start = anyio.current_time()
+            while anyio.current_time() - start < 3 * HOUR:
+                assert {"count": 50} == await client.get_json(WELLS, params=COUNT)
+                await anyio.sleep(60)
+            assert 0 == client.statistics().token_rejections
+        sent = list(wire.sent)
+        async with ArchieClient(fake.services_url, portal, transport=fake.transport()) as direct:
+            with pytest.raises(TokenExpiredError):  # portal tokens do not open this server
+                await direct.get_json(WELLS, params=COUNT)
+    sign_ins = [t for t, _, form in sent if "username" in form]
+    exchanges = [(t, form) for t, _, form in sent if "serverUrl" in form]
+    assert f"{fake.origin}/arcgis" == exchanges[0][1]["serverUrl"]
+    assert len(sign_ins) == len(exchanges) == 4  # 0, 55, 110 and 165 minutes
+    for signed_in, (exchanged, _) in zip(sign_ins[1:], exchanges[1:], strict=True):
+        assert 0 < exchanged - signed_in <= 2  # right after the portal renewed
+
+
+async def test_a_federated_server_enters_its_portal() -> None:
+    """FederatedServerAuth enters a portal auth that is not active, and leaves it."""
+    fake = make_fake(server="federated")
+    portal = UserTokenAuth(USER, PASSWORD, fake.portal_url, http_client=fake.client())
+    server = FederatedServerAuth(portal, f"{fake.origin}/arcgis", http_client=fake.client())
+    async with ArchieClient(fake.services_url, server, transport=fake.transport()) as client:
+        assert portal.is_active
+        assert {"count": 50} == await client.get_json(WELLS, params=COUNT)
+    assert not portal.is_active
+
+
+def test_the_portal_token_only_goes_to_the_portal() -> None:
+    """An exchange URL on another origin than the portal's is refused."""
+    portal = UserTokenAuth(USER, PASSWORD, "https://portal.example.com/portal")
+    with pytest.raises(ConfigurationError, match="portal's origin"):
+        FederatedServerAuth(
+            portal,
+            "https://gis.example.com/server",
+            exchange_url="https://elsewhere.example.net/sharing/rest/generateToken",
+        )
+
+
+# -- from the environment ---------------------------------------------------------------
+
+
+def test_credentials_from_the_environment() -> None:
+    """Each kind reads its documented variables; ARCGIS_PORTAL_URL sets the portal."""
+    env = {
+        "ARCGIS_USERNAME": USER,
+        "ARCGIS_PASSWORD": PASSWORD,
+        "ARCGIS_CLIENT_ID": APP,
+        "ARCGIS_CLIENT_SECRET": APP_SECRET,
+        "ARCGIS_API_KEY": "key-SECRET-9",
+        "ARCGIS_PORTAL_URL": "https://gis.example.com/portal",
+    }
+    user = UserTokenAuth.from_env(env)
+    app = AppCredentialsAuth.from_env(env, expiration=30)
+    key = APIKeyAuth.from_env(env)
+    assert (USER, "https://gis.example.com/portal/sharing/rest/generateToken") == (
+        user.username,
+        user.token_url,
+    )
+    assert APP == app.client_id
+    assert "key-SECRET" not in repr(key)
+
+
+@pytest.mark.parametrize(
+    ("build", "env", "missing"),
+    [
+        (UserTokenAuth.from_env, {"ARCGIS_USERNAME": USER}, "ARCGIS_PASSWORD"),
+        (AppCredentialsAuth.from_env, {"ARCGIS_CLIENT_SECRET": APP_SECRET}, "ARCGIS_CLIENT_ID"),
+        (APIKeyAuth.from_env, {"ARCGIS_API_KEY": ""}, "ARCGIS_API_KEY"),
+    ],
+)
+def test_a_missing_variable_is_named(build: object, env: dict[str, str], missing: str) -> None:
+    """The error names the missing variable and shows no value."""
+    with pytest.raises(ConfigurationError, match=missing) as info:
+        build(env)  # type: ignore[operator]
+    assert PASSWORD not in str(info.value)
+    assert APP_SECRET not in str(info.value)
