@@ -7,6 +7,13 @@ Everything public is importable from here; the submodules `archibald.auth`,
 
 from ._client import ArchieClient as ArchieClient
 from ._client import ClientStatistics as ClientStatistics
+from ._layers import FeatureLayer as FeatureLayer
+from ._layers import FeatureService as FeatureService
+from ._layers import LayerInfo as LayerInfo
+from ._layers import MapLayer as MapLayer
+from ._layers import MapService as MapService
+from ._layers import Page as Page
+from ._layers import QueryResult as QueryResult
 from ._version import __version__ as __version__
 from .auth import APIKeyAuth as APIKeyAuth
 from .auth import AppCredentialsAuth as AppCredentialsAuth
@@ -51,6 +58,8 @@ __all__ = [
     "AuthNotActiveError",
     "AuthorizationError",
     "ConfigurationError",
+    "FeatureLayer",
+    "FeatureService",
     "FederatedServerAuth",
     "IncompleteResultError",
     "InvalidCredentialsError",
@@ -58,9 +67,14 @@ __all__ = [
     "InvalidServiceURL",
     "IssuedToken",
     "LayerCapabilityError",
+    "LayerInfo",
+    "MapLayer",
+    "MapService",
     "NetworkError",
     "NoAuth",
     "NotFoundError",
+    "Page",
+    "QueryResult",
     "RefreshingAuth",
     "RetryPolicy",
     "ServiceError",

@@ -232,6 +232,11 @@ class ArchieClient:
         return self._auth
 
     @property
+    def max_concurrent_requests(self) -> int:
+        """The most requests this client has in flight at once."""
+        return self._max_concurrent
+
+    @property
     def trusted_origins(self) -> frozenset[str]:
         """The origins that receive the token."""
         return frozenset(self._trusted)

@@ -221,4 +221,21 @@ class LayerCapabilityError(ArchieClientError):
 
 
 class IncompleteResultError(ArchieClientError):
-    """Some of the requested rows could not be fetched, even after retries."""
+    """Some of the requested rows could not be fetched, even after retries.
+
+    The cause (the request that failed) is chained as ``__cause__``.
+
+    Attributes:
+        missing: The object ids that were not delivered, when known.
+    """
+
+    def __init__(self, message: str, *, missing: Sequence[int] | None = None) -> None:
+        super().__init__(message)
+        self.missing = list(missing) if missing is not None else None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_incomplete, (str(self), self.missing))
+
+
+def _rebuild_incomplete(message: str, missing: list[int] | None) -> IncompleteResultError:
+    return IncompleteResultError(message, missing=missing)

@@ -8,9 +8,11 @@ features on every run.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import math
 import random
+import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
@@ -189,28 +191,39 @@ class FakeLayer:
     def matching_ids(
         self, where: str, object_ids: Sequence[int] | None, order_by: str
     ) -> list[int]:
-        """Object ids that match, in the requested order (cached until the next edit)."""
+        """Object ids that match, in the requested order.
+
+        An object-id range at the end of the clause (``... AND OID >= a AND OID <= b``)
+        is answered from the sorted ids, as a database answers it from its index; the
+        rest of the clause is evaluated once and cached until the next edit.
+        """
+        where, bounds = _split_oid_range(where, self.object_id_field)
         key = (where, tuple(object_ids) if object_ids is not None else None, order_by)
-        cached = self._matches.get(key)
-        if cached is not None:
-            return cached
-        if object_ids is not None:
-            wanted = set(object_ids)
-            candidates = [oid for oid in self._rows if oid in wanted]
-        else:
-            candidates = list(self._rows)
-        if where.strip().replace(" ", "") not in ("", "1=1"):
-            test = compile_where(where, self.field_names())
-            candidates = [oid for oid in candidates if test(self._rows[oid]["attributes"])]
-        if order_by == _SCRAMBLED:
-            # A fixed permutation: pages stay consistent, but not in object-id order.
-            candidates = sorted(candidates, key=lambda oid: (oid * 2654435761) % 4294967296)
-        elif order_by:
-            candidates = self._sorted(candidates, order_by)
-        if len(self._matches) > 64:
-            self._matches.clear()
-        self._matches[key] = candidates
-        return candidates
+        candidates = self._matches.get(key)
+        if candidates is None:
+            if object_ids is not None:
+                candidates = sorted(oid for oid in set(object_ids) if oid in self._rows)
+            else:
+                candidates = list(self._rows)
+            if where.strip().replace(" ", "") not in ("", "1=1"):
+                test = compile_where(where, self.field_names())
+                candidates = [oid for oid in candidates if test(self._rows[oid]["attributes"])]
+            if order_by == _SCRAMBLED:
+                # A fixed permutation: pages stay consistent, but not in object-id order.
+                candidates = sorted(candidates, key=lambda oid: (oid * 2654435761) % 4294967296)
+            elif order_by:
+                candidates = self._sorted(candidates, order_by)
+            if len(self._matches) > 64:
+                self._matches.clear()
+            self._matches[key] = candidates
+        if bounds is None:
+            return candidates
+        lo, hi = bounds
+        if not order_by:  # ascending object ids: a slice
+            return candidates[
+                bisect.bisect_left(candidates, lo) : bisect.bisect_right(candidates, hi)
+            ]
+        return [oid for oid in candidates if lo <= oid <= hi]
 
     def _sorted(self, oids: list[int], order_by: str) -> list[int]:
         names = {f["name"].upper(): f["name"] for f in self.fields}
@@ -419,6 +432,27 @@ _GEOMETRY_KEYS = {
     "esriGeometryPolyline": "paths",
     "esriGeometryPolygon": "rings",
 }
+
+
+_RANGE = re.compile(
+    r"^\s*(?:\((?P<base>.*)\)\s+AND\s+)?(?P<field>\w+)\s*>=\s*(?P<lo>-?\d+)\s+AND\s+"
+    r"(?P=field)\s*<=\s*(?P<hi>-?\d+)\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def _split_oid_range(where: str, oid_field: str) -> tuple[str, tuple[int, int] | None]:
+    """``("(base)", (lo, hi))`` for ``(base) AND OID >= lo AND OID <= hi``; else no range."""
+    match = _RANGE.match(where)
+    if match is None or match.group("field").lower() != oid_field.lower():
+        return where, None
+    base = match.group("base") or "1=1"
+    depth = 0
+    for char in base:  # "(a) AND (b)" must not be read as the group "a) AND (b"
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0:
+            return where, None
+    return base, (int(match.group("lo")), int(match.group("hi")))
 
 
 def _is_whole(value: Any) -> bool:

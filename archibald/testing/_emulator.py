@@ -150,6 +150,8 @@ class Faults:
         omit_false_transfer_limit: Leave ``exceededTransferLimit`` out of the last page
             instead of sending ``false`` (real servers do both).
         max_url_length: Answer HTTP 414 to GET requests whose URL is longer.
+        failure_rate: The share of requests, per endpoint, answered with HTTP 503
+            (``{"query": 0.05}``: one in twenty, at random but repeatably for a seed).
     """
 
     latency: dict[str, float] = attrs.Factory(dict)
@@ -160,6 +162,7 @@ class Faults:
     unordered: bool = False
     omit_false_transfer_limit: bool = False
     max_url_length: int | None = None
+    failure_rate: dict[str, float] = attrs.Factory(dict)
     _scripted: list[_Scripted] = attrs.Factory(list)
 
     def fail_next(
@@ -207,6 +210,7 @@ class Faults:
         self.unordered = False
         self.omit_false_transfer_limit = False
         self.max_url_length = None
+        self.failure_rate.clear()
         self._scripted.clear()
 
     def _take(self, endpoint: str) -> _Scripted | None:
@@ -291,6 +295,7 @@ class FakeArcGIS:
         self._apps: dict[str, str] = {}
         self._tokens: dict[str, _Token] = {}
         self._rng = random.Random(seed)
+        self._fault_rng = random.Random(seed + 1)
         self._seed = seed
         self._requests: collections.Counter[str] = collections.Counter()
         self._tokens_issued = 0
@@ -526,6 +531,10 @@ class FakeArcGIS:
         if scripted is not None:
             self._faults_injected += 1
             return _scripted_response(scripted)
+        rate = self.faults.failure_rate.get(endpoint, self.faults.failure_rate.get("*", 0.0))
+        if rate and self._fault_rng.random() < rate:
+            self._faults_injected += 1
+            return Response(503, b"Service Unavailable", {"content-type": "text/plain"})
         if endpoint in ("generateToken", "oauth2/token") and self.faults.token_outage:
             self._faults_injected += 1
             return Response(503, b"Service Unavailable", {"content-type": "text/plain"})

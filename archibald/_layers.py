@@ -1,0 +1,811 @@
+"""Services, layers, and queries that return every matching feature exactly once.
+
+How a crawl stays complete and exact (`FeatureLayer.pages`):
+
+1. List the matching object ids first (``returnIdsOnly``; the server puts no limit on it).
+   That list is the snapshot the crawl must deliver, no more, no less.
+2. Cut it into batches of at most ``page_size`` ids, and fetch each batch as an id range
+   (``(<where>) AND OID >= first AND OID <= last``), which servers answer faster than
+   long ``objectIds`` lists.
+3. Check every answer against its batch: ids outside the batch are dropped (they started
+   matching after the snapshot), ids missing from it (a server that caps pages below its
+   ``maxRecordCount``, or drops rows) are asked for again by ``objectIds``, in smaller
+   pieces, and the page size shrinks to what the server really returns.
+4. A batch that cannot be completed (the request fails after the client's retries, or the
+   server will not return some ids at all) raises `IncompleteResultError` naming the ids,
+   never a short result.
+
+Fetches run concurrently in windows of ``max_concurrency`` batches; a window is fetched
+completely before its pages are yielded, so nothing runs while the consumer holds a page,
+memory stays bounded by one window, and breaking out of the loop leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import array
+import collections
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+import attrs
+
+from ._geojson import esri_feature_to_geojson
+from .exceptions import (
+    ArchieError,
+    IncompleteResultError,
+    InvalidParameterError,
+    InvalidServiceURL,
+    LayerCapabilityError,
+)
+
+if TYPE_CHECKING:
+    from ._client import ArchieClient
+
+__all__ = [
+    "FeatureLayer",
+    "FeatureStream",
+    "FeatureService",
+    "LayerInfo",
+    "MapLayer",
+    "MapService",
+    "Page",
+    "PageStream",
+    "QueryResult",
+]
+
+_OID_TYPE = "esriFieldTypeOID"
+_DEFAULT_MAX_RECORD_COUNT = 1000
+_WGS84 = 4326
+
+
+@attrs.frozen(kw_only=True)
+class LayerInfo:
+    """What a layer says about itself (its metadata, fetched once and cached).
+
+    Attributes:
+        name: The layer name.
+        fields: Field definitions (``name``, ``type``, ``alias``, ...).
+        object_id_field: The object-id field.
+        geometry_type: ``esriGeometryPoint`` and so on, or None for a table.
+        capabilities: Advertised operations, such as ``{"Query", "Create"}``.
+        max_record_count: The most features one query returns.
+        supports_pagination: Whether ``resultOffset`` paging is advertised.
+        supports_statistics: Whether ``outStatistics`` is advertised.
+        spatial_reference: The layer's spatial reference, if any.
+        extent: The layer's extent, if any.
+        raw: The whole metadata document.
+    """
+
+    name: str
+    fields: tuple[Mapping[str, Any], ...]
+    object_id_field: str
+    geometry_type: str | None
+    capabilities: frozenset[str]
+    max_record_count: int
+    supports_pagination: bool
+    supports_statistics: bool
+    spatial_reference: Mapping[str, Any] | None
+    extent: Mapping[str, Any] | None
+    raw: Mapping[str, Any] = attrs.field(repr=False)
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any], url: str) -> LayerInfo:
+        """Read layer metadata, including that of 10.0-era servers."""
+        fields = tuple(f for f in metadata.get("fields") or () if isinstance(f, Mapping))
+        oid = metadata.get("objectIdField") or next(
+            (f.get("name") for f in fields if f.get("type") == _OID_TYPE), None
+        )
+        if not isinstance(oid, str) or not oid:
+            raise LayerCapabilityError(
+                f"{url} names no object-id field (objectIdField, or a field of type "
+                "esriFieldTypeOID), so its features cannot be crawled exactly"
+            )
+        advanced = metadata.get("advancedQueryCapabilities") or {}
+        capabilities = frozenset(
+            c.strip() for c in str(metadata.get("capabilities") or "").split(",") if c.strip()
+        )
+        extent = metadata.get("extent") if isinstance(metadata.get("extent"), Mapping) else None
+        max_records = metadata.get("maxRecordCount")
+        if not isinstance(max_records, int) or isinstance(max_records, bool) or max_records < 1:
+            max_records = _DEFAULT_MAX_RECORD_COUNT
+        return cls(
+            name=str(metadata.get("name") or ""),
+            fields=fields,
+            object_id_field=oid,
+            geometry_type=metadata.get("geometryType") or None,
+            capabilities=capabilities,
+            max_record_count=max_records,
+            supports_pagination=bool(advanced.get("supportsPagination", False)),
+            supports_statistics=bool(
+                advanced.get("supportsStatistics", metadata.get("supportsStatistics", False))
+            ),
+            spatial_reference=metadata.get("spatialReference")
+            or (extent or {}).get("spatialReference"),
+            extent=extent,
+            raw=metadata,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class Page:
+    """One batch of features from a crawl, in Esri JSON.
+
+    Attributes:
+        features: The features (``{"attributes": ..., "geometry": ...}``).
+        object_ids: Their object ids, in the same order.
+        fields: The fields of the answer.
+        geometry_type: The geometry type, or None.
+        spatial_reference: The spatial reference of the geometries, or None.
+        object_id_field: The object-id field.
+    """
+
+    features: list[dict[str, Any]]
+    object_ids: list[int]
+    fields: Sequence[Mapping[str, Any]] = attrs.field(repr=False)
+    geometry_type: str | None
+    spatial_reference: Mapping[str, Any] | None = attrs.field(repr=False)
+    object_id_field: str
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def to_geojson(self) -> dict[str, Any]:
+        """The page as a GeoJSON FeatureCollection (coordinates as they came)."""
+        return {
+            "type": "FeatureCollection",
+            "features": [esri_feature_to_geojson(f, self.object_id_field) for f in self.features],
+        }
+
+
+@attrs.frozen(kw_only=True)
+class QueryResult:
+    """Every feature of a query, collected (see `FeatureLayer.query`).
+
+    Attributes:
+        features: The features in Esri JSON, in object-id order.
+        fields: The fields of the answer.
+        geometry_type: The geometry type, or None.
+        spatial_reference: The spatial reference of the geometries, or None.
+        object_id_field: The object-id field.
+    """
+
+    features: list[dict[str, Any]]
+    fields: Sequence[Mapping[str, Any]] = attrs.field(repr=False)
+    geometry_type: str | None
+    spatial_reference: Mapping[str, Any] | None
+    object_id_field: str
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def to_geojson(self) -> dict[str, Any]:
+        """The result as a GeoJSON FeatureCollection (coordinates as they came)."""
+        return {
+            "type": "FeatureCollection",
+            "features": [esri_feature_to_geojson(f, self.object_id_field) for f in self.features],
+        }
+
+
+class _Layer:
+    """What feature layers and map layers share: metadata, counting, crawling."""
+
+    _kind: str = ""
+
+    def __init__(self, client: ArchieClient, service_path: str, layer_id: int) -> None:
+        if isinstance(layer_id, bool) or not isinstance(layer_id, int) or layer_id < 0:
+            raise InvalidParameterError(f"layer_id must be a whole number >= 0, got {layer_id!r}")
+        path = service_path.strip("/")
+        if not path.endswith(f"/{self._kind}") and path != self._kind:
+            path = f"{path}/{self._kind}"
+        self._client = client
+        self._path = f"{path}/{layer_id}"
+        self._url = client.url_for(self._path)
+        self._layer_id = layer_id
+        self._info: LayerInfo | None = None
+        self._info_lock = anyio.Lock()
+
+    @classmethod
+    def from_url(cls, client: ArchieClient, url: str) -> _Layer:
+        """The layer at *url* (``<services root>/<service>/<kind>/<id>``), on *client*."""
+        root = client.base_url
+        clean = url.strip().split("?", 1)[0].rstrip("/")
+        if not clean.startswith(root + "/"):
+            raise InvalidServiceURL(
+                f"{url!r} is not below the client's services root {root!r}; make an "
+                "ArchieClient for its own root"
+            )
+        parts = clean[len(root) + 1 :].split("/")
+        if len(parts) < 3 or parts[-2] != cls._kind or not parts[-1].isdecimal():
+            raise InvalidServiceURL(
+                f"{url!r} is not a {cls._kind} layer URL; one looks like "
+                f"{root}/<service>/{cls._kind}/0"
+            )
+        return cls(client, "/".join(parts[:-1]), int(parts[-1]))
+
+    @property
+    def url(self) -> str:
+        """The layer's URL."""
+        return self._url
+
+    @property
+    def layer_id(self) -> int:
+        """The layer id."""
+        return self._layer_id
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._url!r})"
+
+    async def info(self) -> LayerInfo:
+        """The layer's metadata, fetched on first use and cached."""
+        async with self._info_lock:
+            if self._info is None:
+                metadata = await self._client.get_json(self._path)
+                self._info = LayerInfo.from_metadata(metadata, self._url)
+        return self._info
+
+    async def _queryable(self) -> LayerInfo:
+        info = await self.info()
+        if info.capabilities and "Query" not in info.capabilities:
+            raise LayerCapabilityError(
+                f"{self._url} does not offer Query (its capabilities: "
+                f"{', '.join(sorted(info.capabilities))})"
+            )
+        return info
+
+    async def count(self, where: str = "1=1") -> int:
+        """How many features match *where*."""
+        await self._queryable()
+        body = await self._client.get_json(
+            f"{self._path}/query", params={"where": where, "returnCountOnly": True}
+        )
+        count = body.get("count")
+        if not isinstance(count, int):
+            raise IncompleteResultError(f"{self._url} answered a count without a count")
+        return count
+
+    async def object_ids(self, where: str = "1=1") -> list[int]:
+        """The object ids of the features that match *where*, ascending."""
+        return list(await self._object_ids(where))
+
+    async def _object_ids(self, where: str) -> array.array[int]:
+        await self._queryable()
+        body = await self._client.post_json(
+            f"{self._path}/query", data={"where": where, "returnIdsOnly": True}
+        )
+        ids = body.get("objectIds")
+        if ids is None:
+            return array.array("q")
+        if not isinstance(ids, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in ids
+        ):
+            raise IncompleteResultError(f"{self._url} answered returnIdsOnly without a list of ids")
+        return array.array("q", sorted(set(ids)))
+
+    def pages(
+        self,
+        where: str = "1=1",
+        *,
+        out_fields: str | Iterable[str] = "*",
+        return_geometry: bool = True,
+        out_sr: int | None = None,
+        page_size: int | None = None,
+        max_concurrency: int | None = None,
+        ordered: bool = True,
+    ) -> PageStream:
+        """Every feature matching *where*, exactly once, in pages: ``async for page in ...``.
+
+        Args:
+            where: The filter (SQL, as the server understands it).
+            out_fields: ``"*"``, or the fields to return (the object-id field is always
+                added).
+            return_geometry: Whether to return geometries.
+            out_sr: The spatial reference (wkid) of the returned geometries.
+            page_size: Features per request; by default, and at most, the layer's
+                ``maxRecordCount``.
+            max_concurrency: Requests in flight at once; by default the client's limit.
+            ordered: Pages in object-id order (default), or as they arrive within each
+                window of concurrent requests.
+
+        The iteration raises:
+            IncompleteResultError: Some features could not be fetched; nothing is
+                silently left out, and the crawl stops there.
+            LayerCapabilityError: The layer does not offer Query.
+        """
+        return PageStream(
+            self,
+            where,
+            out_fields=out_fields,
+            return_geometry=return_geometry,
+            out_sr=out_sr,
+            page_size=page_size,
+            max_concurrency=max_concurrency,
+            ordered=ordered,
+        )
+
+    def features(
+        self,
+        where: str = "1=1",
+        *,
+        out_fields: str | Iterable[str] = "*",
+        return_geometry: bool = True,
+        out_sr: int | None = None,
+        page_size: int | None = None,
+        max_concurrency: int | None = None,
+        ordered: bool = True,
+        format: Literal["esrijson", "geojson"] = "esrijson",
+    ) -> FeatureStream:
+        """Every feature matching *where*, exactly once, one at a time.
+
+        The arguments are those of `pages`, plus *format*: ``"esrijson"`` (default) or
+        ``"geojson"`` (GeoJSON Features; geometries are asked for in WGS84 unless you
+        pass *out_sr*).
+        """
+        if format not in ("esrijson", "geojson"):
+            raise InvalidParameterError(f"format must be 'esrijson' or 'geojson', got {format!r}")
+        if format == "geojson" and out_sr is None:
+            out_sr = _WGS84
+        pages = self.pages(
+            where,
+            out_fields=out_fields,
+            return_geometry=return_geometry,
+            out_sr=out_sr,
+            page_size=page_size,
+            max_concurrency=max_concurrency,
+            ordered=ordered,
+        )
+        return FeatureStream(pages, geojson=format == "geojson")
+
+    async def query(
+        self,
+        where: str = "1=1",
+        *,
+        out_fields: str | Iterable[str] = "*",
+        return_geometry: bool = True,
+        out_sr: int | None = None,
+        page_size: int | None = None,
+        max_concurrency: int | None = None,
+    ) -> QueryResult:
+        """Every feature matching *where*, collected in memory (use `pages` for big layers)."""
+        info = await self._queryable()
+        features: list[dict[str, Any]] = []
+        fields: Sequence[Mapping[str, Any]] = ()
+        geometry_type, spatial_reference = info.geometry_type, info.spatial_reference
+        async for page in self.pages(
+            where,
+            out_fields=out_fields,
+            return_geometry=return_geometry,
+            out_sr=out_sr,
+            page_size=page_size,
+            max_concurrency=max_concurrency,
+        ):
+            features.extend(page.features)
+            fields = page.fields or fields
+            geometry_type = page.geometry_type or geometry_type
+            spatial_reference = page.spatial_reference or spatial_reference
+        return QueryResult(
+            features=features,
+            fields=fields or info.fields,
+            geometry_type=geometry_type,
+            spatial_reference=spatial_reference,
+            object_id_field=info.object_id_field,
+        )
+
+
+class FeatureLayer(_Layer):
+    """A layer of a FeatureServer: ``FeatureLayer(client, "Parcels", 0)``.
+
+    ``service_path`` is the service below the client's base URL, with or without
+    ``/FeatureServer``; `from_url` takes a full layer URL instead.
+    """
+
+    _kind = "FeatureServer"
+
+    @classmethod
+    def from_url(cls, client: ArchieClient, url: str) -> FeatureLayer:
+        """The FeatureServer layer at *url*, on *client*."""
+        layer = super().from_url(client, url)
+        assert isinstance(layer, FeatureLayer)
+        return layer
+
+
+class MapLayer(_Layer):
+    """A layer of a MapServer: ``MapLayer(client, "Basemap", 3)``."""
+
+    _kind = "MapServer"
+
+    @classmethod
+    def from_url(cls, client: ArchieClient, url: str) -> MapLayer:
+        """The MapServer layer at *url*, on *client*."""
+        layer = super().from_url(client, url)
+        assert isinstance(layer, MapLayer)
+        return layer
+
+
+class _Service:
+    _kind: str = ""
+    _layer_class: type[_Layer] = _Layer
+
+    def __init__(self, client: ArchieClient, service_path: str) -> None:
+        path = service_path.strip("/")
+        if not path.endswith(f"/{self._kind}") and path != self._kind:
+            path = f"{path}/{self._kind}"
+        self._client = client
+        self._path = path
+        self._metadata: Mapping[str, Any] | None = None
+
+    @property
+    def url(self) -> str:
+        """The service's URL."""
+        return self._client.url_for(self._path)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    async def info(self) -> Mapping[str, Any]:
+        """The service's metadata, fetched on first use and cached."""
+        if self._metadata is None:
+            self._metadata = await self._client.get_json(self._path)
+        return self._metadata
+
+    def layer(self, layer_id: int) -> _Layer:
+        """The layer *layer_id* of this service (no request is made)."""
+        return self._layer_class(self._client, self._path, layer_id)
+
+    async def layers(self) -> list[_Layer]:
+        """Every layer and table the service lists."""
+        metadata = await self.info()
+        entries = [*(metadata.get("layers") or ()), *(metadata.get("tables") or ())]
+        ids = sorted(
+            {e["id"] for e in entries if isinstance(e, Mapping) and isinstance(e.get("id"), int)}
+        )
+        return [self.layer(i) for i in ids]
+
+
+class FeatureService(_Service):
+    """A FeatureServer: ``FeatureService(client, "Parcels")``."""
+
+    _kind = "FeatureServer"
+    _layer_class = FeatureLayer
+
+    def layer(self, layer_id: int) -> FeatureLayer:
+        """The layer *layer_id* of this service (no request is made)."""
+        return FeatureLayer(self._client, self._path, layer_id)
+
+    async def layers(self) -> list[FeatureLayer]:  # type: ignore[override]
+        """Every layer and table the service lists."""
+        return [layer for layer in await super().layers() if isinstance(layer, FeatureLayer)]
+
+
+class MapService(_Service):
+    """A MapServer: ``MapService(client, "Basemap")``."""
+
+    _kind = "MapServer"
+    _layer_class = MapLayer
+
+    def layer(self, layer_id: int) -> MapLayer:
+        """The layer *layer_id* of this service (no request is made)."""
+        return MapLayer(self._client, self._path, layer_id)
+
+    async def layers(self) -> list[MapLayer]:  # type: ignore[override]
+        """Every layer and table the service lists."""
+        return [layer for layer in await super().layers() if isinstance(layer, MapLayer)]
+
+
+class PageStream:
+    """The pages of a crawl (see `FeatureLayer.pages`): an async iterator.
+
+    It is a plain object, not an async generator: each step fetches a whole window of
+    pages and returns, so nothing runs between steps, and a loop that stops early needs
+    no clean-up. It is also an async context manager, for symmetry with other streams.
+    """
+
+    def __init__(
+        self,
+        layer: _Layer,
+        where: str,
+        *,
+        out_fields: str | Iterable[str],
+        return_geometry: bool,
+        out_sr: int | None,
+        page_size: int | None,
+        max_concurrency: int | None,
+        ordered: bool,
+    ) -> None:
+        if page_size is not None and (isinstance(page_size, bool) or page_size < 1):
+            raise InvalidParameterError(f"page_size must be at least 1, got {page_size!r}")
+        if max_concurrency is not None and (
+            isinstance(max_concurrency, bool) or max_concurrency < 1
+        ):
+            raise InvalidParameterError(
+                f"max_concurrency must be at least 1, got {max_concurrency!r}"
+            )
+        self._layer = layer
+        self._where = where
+        self._out_fields = out_fields
+        self._return_geometry = return_geometry
+        self._out_sr = out_sr
+        self._page_size = page_size
+        self._concurrency = max_concurrency or layer._client.max_concurrent_requests
+        self._ordered = ordered
+        self._crawl: _Crawl | None = None
+        self._ids: array.array[int] | None = None
+        self._position = 0
+        self._ready: collections.deque[Page] = collections.deque()
+        self._failed: BaseException | None = None
+        self._delivered = 0
+
+    @property
+    def total(self) -> int | None:
+        """How many features the crawl will deliver, once it has listed them."""
+        return None if self._ids is None else len(self._ids)
+
+    @property
+    def delivered(self) -> int:
+        """How many features the crawl has handed out so far."""
+        return self._delivered
+
+    def __aiter__(self) -> PageStream:
+        return self
+
+    async def __anext__(self) -> Page:
+        if self._failed is not None:
+            raise IncompleteResultError(
+                f"the crawl of {self._layer.url} already failed after {self._delivered} "
+                "features; start a new one"
+            ) from self._failed
+        if not self._ready:
+            try:
+                await self._fetch_next_window()
+            except Exception as exc:
+                self._failed = exc
+                raise
+        if not self._ready:
+            raise StopAsyncIteration
+        page = self._ready.popleft()
+        self._delivered += len(page)
+        return page
+
+    async def _fetch_next_window(self) -> None:
+        if self._crawl is None or self._ids is None:
+            info = await self._layer._queryable()
+            size = info.max_record_count
+            if self._page_size is not None:
+                size = min(self._page_size, size)
+            self._ids = await self._layer._object_ids(self._where)
+            self._crawl = _Crawl(
+                self._layer,
+                info,
+                self._where,
+                _fields_param(self._out_fields, info),
+                self._return_geometry,
+                self._out_sr,
+                size,
+            )
+        ids = self._ids
+        window: list[array.array[int]] = []
+        while len(window) < self._concurrency and self._position < len(ids):
+            step = self._crawl.page_size
+            window.append(ids[self._position : self._position + step])
+            self._position += step
+        if window:
+            self._ready.extend(await self._crawl.fetch_window(window, ordered=self._ordered))
+
+    async def aclose(self) -> None:
+        """Drop what is buffered; nothing else needs closing."""
+        self._ready.clear()
+        self._position = len(self._ids) if self._ids is not None else 0
+
+    async def __aenter__(self) -> PageStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class FeatureStream:
+    """The features of a crawl, one at a time (see `FeatureLayer.features`)."""
+
+    def __init__(self, pages: PageStream, *, geojson: bool) -> None:
+        self._pages = pages
+        self._geojson = geojson
+        self._current: collections.deque[dict[str, Any]] = collections.deque()
+        self._object_id_field = ""
+
+    @property
+    def pages(self) -> PageStream:
+        """The page stream underneath (for `PageStream.total` and progress)."""
+        return self._pages
+
+    def __aiter__(self) -> FeatureStream:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        while not self._current:
+            page = await self._pages.__anext__()
+            self._current.extend(page.features)
+            self._object_id_field = page.object_id_field
+        feature = self._current.popleft()
+        if self._geojson:
+            return esri_feature_to_geojson(feature, self._object_id_field)
+        return feature
+
+    async def aclose(self) -> None:
+        """Drop what is buffered."""
+        self._current.clear()
+        await self._pages.aclose()
+
+    async def __aenter__(self) -> FeatureStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+# -- the crawl ----------------------------------------------------------------------------
+
+
+class _Crawl:
+    """Fetching batches of a snapshot of ids, and making sure each arrives whole."""
+
+    def __init__(
+        self,
+        layer: _Layer,
+        info: LayerInfo,
+        where: str,
+        out_fields: str,
+        return_geometry: bool,
+        out_sr: int | None,
+        page_size: int,
+    ) -> None:
+        self.layer = layer
+        self.info = info
+        self.where = where
+        self.params: dict[str, Any] = {
+            "outFields": out_fields,
+            "returnGeometry": return_geometry,
+        }
+        if out_sr is not None:
+            self.params["outSR"] = out_sr
+        self.page_size = page_size
+
+    async def fetch_window(self, batches: list[array.array[int]], *, ordered: bool) -> list[Page]:
+        """Fetch *batches* concurrently; every one complete, or one error for all."""
+        results: list[Page | None] = [None] * len(batches)
+        arrival: list[int] = []
+        failure: list[BaseException] = []
+
+        async def fetch(index: int, batch: array.array[int]) -> None:
+            try:
+                results[index] = await self.fetch_batch(batch)
+            except Exception as exc:
+                failure.append(exc)
+                tg.cancel_scope.cancel()  # one failure ends the window; it is reported alone
+                return
+            arrival.append(index)
+
+        async with anyio.create_task_group() as tg:
+            for index, batch in enumerate(batches):
+                tg.start_soon(fetch, index, batch)
+        if failure:
+            error = failure[0]
+            if isinstance(error, IncompleteResultError) or not isinstance(error, ArchieError):
+                raise error
+            missing = [oid for batch in batches for oid in batch]
+            raise IncompleteResultError(
+                f"{len(missing)} features of {self.layer.url} could not be fetched "
+                f"(object ids {_ranges(missing)}): {error}",
+                missing=missing,
+            ) from error
+        order = range(len(batches)) if ordered else arrival
+        pages = [results[i] for i in order]
+        return [p for p in pages if p is not None]
+
+    async def fetch_batch(self, batch: array.array[int]) -> Page:
+        """One batch, complete: a range query, then any missing ids by ``objectIds``."""
+        oid = self.info.object_id_field
+        wanted = set(batch)
+        in_range = f"{oid} >= {batch[0]} AND {oid} <= {batch[-1]}"
+        where = in_range if self.where.strip() in ("", "1=1") else f"({self.where}) AND {in_range}"
+        body = await self._query({"where": where})
+        found: dict[int, dict[str, Any]] = {}
+        self._collect(body, wanted, found)
+        shape = _shape(body)
+        if 0 < len(found) < len(wanted) and body.get("exceededTransferLimit"):
+            self._shrink(len(found))  # the server caps pages below what it advertises
+        missing = sorted(wanted - found.keys())
+        while missing:
+            before = len(found)
+            step = min(self.page_size, len(missing))
+            for start in range(0, len(missing), step):
+                chunk = missing[start : start + step]
+                got_before = len(found)
+                body = await self._query({"objectIds": chunk})
+                self._collect(body, set(chunk), found)
+                shape = _shape(body, *shape)
+                got = len(found) - got_before
+                if 0 < got < len(chunk):
+                    self._shrink(got)
+            missing = sorted(wanted - found.keys())
+            if missing and len(found) == before:
+                raise IncompleteResultError(
+                    f"{len(missing)} features of {self.layer.url} listed by returnIdsOnly "
+                    f"were not returned when asked for by id (object ids {_ranges(missing)}): "
+                    "deleted since the crawl began, or withheld by the server",
+                    missing=missing,
+                )
+        fields, geometry_type, spatial_reference = shape
+        return Page(
+            features=[found[i] for i in batch],
+            object_ids=list(batch),
+            fields=fields or self.info.fields,
+            geometry_type=geometry_type or self.info.geometry_type,
+            spatial_reference=spatial_reference or self.info.spatial_reference,
+            object_id_field=oid,
+        )
+
+    def _shrink(self, returned: int) -> None:
+        """Ask for no more than the server was seen to return in one answer."""
+        self.page_size = max(1, min(self.page_size, returned))
+
+    async def _query(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        return await self.layer._client.post_json(
+            f"{self.layer._path}/query", data={**self.params, **params}
+        )
+
+    def _collect(
+        self, body: Mapping[str, Any], wanted: set[int], found: dict[int, dict[str, Any]]
+    ) -> None:
+        oid = self.info.object_id_field
+        features = body.get("features")
+        if not isinstance(features, list):
+            raise IncompleteResultError(
+                f"{self.layer.url} answered a query without features", missing=sorted(wanted)
+            )
+        for feature in features:
+            if not isinstance(feature, dict):
+                continue
+            attributes = feature.get("attributes")
+            value = attributes.get(oid) if isinstance(attributes, dict) else None
+            if value is None and isinstance(attributes, dict):  # case differs on some servers
+                value = next((v for k, v in attributes.items() if k.lower() == oid.lower()), None)
+            if isinstance(value, int) and value in wanted:
+                found[value] = feature
+
+
+def _shape(
+    body: Mapping[str, Any],
+    fields: Sequence[Mapping[str, Any]] = (),
+    geometry_type: str | None = None,
+    spatial_reference: Mapping[str, Any] | None = None,
+) -> tuple[Sequence[Mapping[str, Any]], str | None, Mapping[str, Any] | None]:
+    return (
+        body.get("fields") or fields,
+        body.get("geometryType") or geometry_type,
+        body.get("spatialReference") or spatial_reference,
+    )
+
+
+def _fields_param(out_fields: str | Iterable[str], info: LayerInfo) -> str:
+    if isinstance(out_fields, str):
+        names = [n.strip() for n in out_fields.split(",") if n.strip()]
+    else:
+        names = [str(n) for n in out_fields]
+    if not names or "*" in names:
+        return "*"
+    if info.object_id_field.lower() not in {n.lower() for n in names}:
+        names.append(info.object_id_field)  # needed to check that every feature arrived
+    return ",".join(names)
+
+
+def _ranges(ids: Sequence[int], limit: int = 5) -> str:
+    """``1-3, 7, 9-12, ...`` for messages."""
+    spans: list[str] = []
+    for _, group in itertools.groupby(enumerate(sorted(ids)), key=lambda p: p[1] - p[0]):
+        run = [v for _, v in group]
+        spans.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+        if len(spans) == limit:
+            break
+    more = "" if len(spans) < limit else ", ..."
+    return ", ".join(spans) + more

@@ -1,0 +1,294 @@
+"""Services and layers: metadata, counts, and crawls that deliver every feature once."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+from contextlib import aclosing
+from typing import Any
+
+import anyio
+import pytest
+
+from archibald import (
+    ArchieClient,
+    FeatureLayer,
+    FeatureService,
+    IncompleteResultError,
+    InvalidServiceURL,
+    LayerCapabilityError,
+    MapLayer,
+    MapService,
+    RetryPolicy,
+    UserTokenAuth,
+)
+from archibald.testing import FakeArcGIS
+
+pytestmark = pytest.mark.anyio
+
+USER, PASSWORD = "alice", "wonderland"
+ALL = list(range(1, 10_002))
+
+
+@pytest.fixture
+def fake() -> FakeArcGIS:
+    fake = FakeArcGIS()
+    fake.add_user(USER, PASSWORD)
+    fake.add_feature_layer("Parcels", count=10_001, max_record_count=1000, secured=True)
+    return fake
+
+
+def client_for(fake: FakeArcGIS, **kwargs: Any) -> ArchieClient:
+    auth = UserTokenAuth(USER, PASSWORD, fake.portal_url, http_client=fake.client())
+    return ArchieClient(fake.services_url, auth, transport=fake.transport(), **kwargs)
+
+
+async def crawl_ids(layer: FeatureLayer, **kwargs: Any) -> list[int]:
+    ids: list[int] = []
+    async for page in layer.pages(**kwargs):
+        ids.extend(page.object_ids)
+        assert [f["attributes"]["OBJECTID"] for f in page.features] == page.object_ids
+    return ids
+
+
+async def test_every_feature_once_in_order(fake: FakeArcGIS) -> None:
+    """10,001 features, maxRecordCount 1,000: every OID exactly once, in order."""
+    async with client_for(fake) as client:
+        layer = FeatureLayer(client, "Parcels", 0)
+        assert ALL == await crawl_ids(layer)
+    assert 1 + 11 == fake.statistics().requests["query"]  # ids, then 11 pages
+
+
+@pytest.mark.parametrize(
+    "misbehave",
+    [
+        pytest.param(lambda fake: setattr(fake.faults, "page_cap", 400), id="page-cap-400"),
+        pytest.param(
+            lambda fake: setattr(fake.layer("Parcels"), "supports_pagination", False),
+            id="no-pagination",
+        ),
+        pytest.param(
+            lambda fake: setattr(fake.faults, "ignore_result_offset", True), id="offset-ignored"
+        ),
+        pytest.param(lambda fake: fake.faults.failure_rate.update(query=0.05), id="503-on-5%"),
+        pytest.param(lambda fake: setattr(fake.faults, "unordered", True), id="unordered"),
+    ],
+)
+async def test_every_feature_once_when_the_server_misbehaves(
+    fake: FakeArcGIS, misbehave: Any
+) -> None:
+    """Capped pages, no pagination, ignored offsets, 503s, scrambled order: still exact."""
+    misbehave(fake)
+    async with client_for(fake) as client:
+        assert ALL == await crawl_ids(FeatureLayer(client, "Parcels", 0))
+
+
+async def test_a_capped_server_shrinks_the_page_size(fake: FakeArcGIS) -> None:
+    """After a server caps a page at 400, later requests ask for 400, not 1,000."""
+    fake.faults.page_cap = 400
+    async with client_for(fake) as client:
+        ids = await crawl_ids(FeatureLayer(client, "Parcels", 0), max_concurrency=1)
+    assert ALL == ids
+    # 1 id list + 1 capped page + 2 refills + 23 pages of 400 + the rest
+    assert fake.statistics().requests["query"] <= 30
+
+
+async def test_every_token_revoked_mid_crawl(fake: FakeArcGIS) -> None:
+    """The server revokes every token halfway: the crawl goes on, one token request later."""
+    async with client_for(fake) as client:
+        ids: list[int] = []
+        async for page in FeatureLayer(client, "Parcels", 0).pages(max_concurrency=4):
+            ids.extend(page.object_ids)
+            if len(ids) == 5000:
+                fake.revoke_all_tokens()
+    assert ALL == ids
+    assert 2 == fake.statistics().requests["generateToken"]
+
+
+async def test_a_page_that_keeps_failing_is_reported(fake: FakeArcGIS) -> None:
+    """A page failing after all retries: IncompleteResultError naming its ids, not a short
+    result."""
+    async with client_for(fake, retry=RetryPolicy(attempts=3)) as client:
+        layer = FeatureLayer(client, "Parcels", 0)
+        ids: list[int] = []
+        with pytest.raises(IncompleteResultError) as info:
+            async for page in layer.pages(max_concurrency=1):
+                ids.extend(page.object_ids)
+                if len(ids) == 3000:
+                    fake.faults.fail_next("query", status=503, times=3)
+    assert list(range(1, 3001)) == ids
+    assert list(range(3001, 4001)) == info.value.missing
+    assert "3001-4000" in str(info.value)
+    assert "503" in str(info.value.__cause__)
+
+
+async def test_features_deleted_during_the_crawl_are_reported(fake: FakeArcGIS) -> None:
+    """Ids listed at the start but gone when fetched: IncompleteResultError, never silence."""
+    layer_data = fake.layer("Parcels")
+    async with client_for(fake) as client:
+        pages = FeatureLayer(client, "Parcels", 0).pages(max_concurrency=1)
+        async with aclosing(pages):
+            first = await anext(pages)
+            layer_data.apply_edits([], [], [5000, 5001], rollback_on_failure=True, rng=fake._rng)
+            with pytest.raises(IncompleteResultError) as info:
+                async for _ in pages:
+                    pass
+    assert 1000 == len(first)
+    assert [5000] == info.value.missing  # the crawl stops at the first incomplete page
+
+
+async def test_breaking_out_leaves_nothing_behind(fake: FakeArcGIS) -> None:
+    """Break after the first page: no request is left running; the client is still fine."""
+    fake.faults.latency["query"] = 1.0
+    async with client_for(fake) as client:
+        layer = FeatureLayer(client, "Parcels", 0)
+        async for _page in layer.pages(max_concurrency=4):
+            break
+        gc.collect()
+        sent = fake.statistics().requests["query"]
+        await anyio.sleep(10)
+        assert sent == fake.statistics().requests["query"]  # nothing went on fetching
+        assert 10_001 == await layer.count()
+
+
+async def test_features_where_and_fields(fake: FakeArcGIS) -> None:
+    """features() yields exactly the matching features, with the fields asked for."""
+    async with client_for(fake) as client:
+        layer = FeatureLayer(client, "Parcels", 0)
+        found = [
+            f
+            async for f in layer.features(
+                "POPULATION < 5000", out_fields=["NAME"], return_geometry=False
+            )
+        ]
+        expected = await layer.object_ids("POPULATION < 5000")
+        assert await layer.count("POPULATION < 5000") == len(found)
+    assert expected == [f["attributes"]["OBJECTID"] for f in found]
+    assert {"NAME", "OBJECTID"} == set(found[0]["attributes"])
+    assert "geometry" not in found[0]
+
+
+async def test_geojson_features(fake: FakeArcGIS) -> None:
+    """format='geojson' yields GeoJSON Features with the object id as id."""
+    async with client_for(fake) as client:
+        layer = FeatureLayer(client, "Parcels", 0)
+        features = [f async for f in layer.features("OBJECTID <= 3", format="geojson")]
+    assert [1, 2, 3] == [f["id"] for f in features]
+    assert "Point" == features[0]["geometry"]["type"]
+    assert "POPULATION" in features[0]["properties"]
+
+
+async def test_query_collects_a_result(fake: FakeArcGIS) -> None:
+    """query() gathers every feature with fields, geometry type and spatial reference."""
+    fake.add_feature_layer("Zones", count=30, geometry="polygon")
+    async with client_for(fake) as client:
+        result = await FeatureLayer(client, "Zones", 0).query()
+    assert 30 == len(result)
+    assert "esriGeometryPolygon" == result.geometry_type
+    assert 4326 == result.spatial_reference["wkid"]
+    assert "OBJECTID" in [f["name"] for f in result.fields]
+    collection = result.to_geojson()
+    assert 30 == len(collection["features"])
+    assert "MultiPolygon" == collection["features"][14]["geometry"]["type"]
+
+
+async def test_metadata_is_read_once(fake: FakeArcGIS) -> None:
+    """info() is cached; it exposes what crawlers need."""
+    async with client_for(fake) as client:
+        layer = FeatureLayer(client, "Parcels", 0)
+        info = await layer.info()
+        await layer.info()
+        await layer.count()
+    assert 1 == fake.statistics().requests["layer"]
+    assert ("OBJECTID", 1000, "esriGeometryPoint") == (
+        info.object_id_field,
+        info.max_record_count,
+        info.geometry_type,
+    )
+    assert "Query" in info.capabilities
+    assert info.supports_pagination
+
+
+async def test_a_layer_without_query_refuses(fake: FakeArcGIS) -> None:
+    """A layer that does not advertise Query raises LayerCapabilityError."""
+    fake.add_map_layer("Basemap", count=5)
+    fake.layer("Basemap", 0, "MapServer").capabilities = "Map"
+    async with client_for(fake) as client:
+        layer = MapLayer(client, "Basemap", 0)
+        with pytest.raises(LayerCapabilityError, match="does not offer Query"):
+            await layer.count()
+
+
+async def test_services_list_their_layers(fake: FakeArcGIS) -> None:
+    """FeatureService and MapService list their layers; layers come from URLs too."""
+    fake.add_feature_layer("Parcels", layer_id=1, count=3, geometry=None)
+    fake.add_map_layer("Basemap", count=7)
+    async with client_for(fake) as client:
+        feature_layers = await FeatureService(client, "Parcels").layers()
+        map_layers = await MapService(client, "Basemap/MapServer").layers()
+        from_url = FeatureLayer.from_url(client, f"{fake.services_url}/Parcels/FeatureServer/1")
+        assert 3 == await from_url.count()
+        assert 7 == await map_layers[0].count()
+    assert [0, 1] == [layer.layer_id for layer in feature_layers]
+    with pytest.raises(InvalidServiceURL):
+        FeatureLayer.from_url(
+            client, "https://elsewhere.example.com/arcgis/rest/services/X/FeatureServer/0"
+        )
+
+
+async def test_a_two_hour_crawl_on_five_minute_tokens() -> None:
+    """2 simulated hours of crawling with 5-minute tokens: no request fails, and the token
+    requests match crawl time / renewal interval."""
+    fake = FakeArcGIS(max_token_minutes=5)
+    fake.add_user(USER, PASSWORD)
+    fake.add_feature_layer("Slow", count=2_000, max_record_count=20, secured=True)
+    fake.faults.latency["query"] = 72.0  # 101 requests one after another: about 2 hours
+    async with client_for(fake) as client:
+        start = anyio.current_time()
+        ids: list[int] = []
+        async for page in FeatureLayer(client, "Slow", 0).pages(max_concurrency=1):
+            ids.extend(page.object_ids)
+        elapsed = anyio.current_time() - start
+        stats = client.statistics()
+    assert list(range(1, 2001)) == ids
+    assert (0, 0) == (stats.token_rejections, stats.retries)
+    assert 7200 <= elapsed < 7400
+    renewal_interval = 150  # half of a 5-minute token
+    expected = 1 + elapsed // renewal_interval
+    assert abs(fake.statistics().requests["generateToken"] - expected) <= 1
+
+
+async def test_streaming_keeps_memory_flat() -> None:
+    """Streaming 200,000 features holds about a window of pages, not the layer.
+
+    tracemalloc traces what is allocated during the crawl; what the emulator itself
+    allocates (its answers, its caches) is left out. Sampled at every 20th page, the
+    crawl's own memory must stay under 40 MB: a window of 4 decoded pages of 2,000
+    features is about 10 MB, while the decoded layer would take about 250 MB.
+    """
+    fake = FakeArcGIS()
+    fake.add_feature_layer("Big", count=200_000, max_record_count=2000, geometry="point")
+    emulator_frames = [
+        tracemalloc.Filter(False, "*/archibald/testing/*"),
+        tracemalloc.Filter(False, "*/json/encoder.py"),
+        tracemalloc.Filter(False, tracemalloc.__file__),
+    ]
+    samples: list[int] = []
+    async with ArchieClient(fake.services_url, transport=fake.transport()) as client:
+        layer = FeatureLayer(client, "Big", 0)
+        async for _ in layer.pages(max_concurrency=4):
+            pass  # the emulator encodes its answers once, before anything is traced
+        tracemalloc.start(1)
+        try:
+            total = pages = 0
+            async for page in layer.pages(max_concurrency=4):
+                total += len(page)
+                pages += 1
+                if pages % 20 == 0:
+                    snapshot = tracemalloc.take_snapshot().filter_traces(emulator_frames)
+                    samples.append(sum(t.size for t in snapshot.traces))
+        finally:
+            tracemalloc.stop()
+    assert 200_000 == total
+    assert max(samples) < 40_000_000
+    assert max(samples) < 3 * min(samples) + 10_000_000  # flat: no growth with the crawl
