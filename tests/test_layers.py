@@ -111,11 +111,15 @@ async def test_a_page_that_keeps_failing_is_reported(fake: FakeArcGIS) -> None:
     async with client_for(fake, retry=RetryPolicy(attempts=3)) as client:
         layer = FeatureLayer(client, "Parcels", 0)
         ids: list[int] = []
-        with pytest.raises(IncompleteResultError) as info:
+
+        async def crawl() -> None:
             async for page in layer.pages(max_concurrency=1):
                 ids.extend(page.object_ids)
                 if len(ids) == 3000:
                     fake.faults.fail_next("query", status=503, times=3)
+
+        with pytest.raises(IncompleteResultError) as info:
+            await crawl()
     assert list(range(1, 3001)) == ids
     assert list(range(3001, 4001)) == info.value.missing
     assert "3001-4000" in str(info.value)
