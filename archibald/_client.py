@@ -24,14 +24,14 @@ from collections.abc import Iterable, Mapping
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, Literal, Self
-from urllib.parse import urlencode, urljoin, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import anyio
 import attrs
 import httpx
 
 from ._envelope import Envelope, arcgis_error, read_envelope
-from ._secrets import is_secure_url, origin_of, redact_url, scrub
+from ._secrets import SECRET_PARAMETERS, is_secure_url, origin_of, redact_url, scrub
 from ._version import __version__
 from .auth import ArcGISAuth, NoAuth
 from .config import RetryPolicy
@@ -42,6 +42,7 @@ from .exceptions import (
     InvalidServiceURL,
     NetworkError,
     ServiceError,
+    TokenRefreshError,
 )
 
 __all__ = ["ArchieClient", "ClientStatistics"]
@@ -149,7 +150,18 @@ class ArchieClient:
             auth = NoAuth()
         if not isinstance(auth, ArcGISAuth):
             raise ConfigurationError(
-                f"auth must be an archibald auth (NoAuth, UserTokenAuth, ...), got {auth!r}"
+                "auth must be an archibald auth (NoAuth, UserTokenAuth, APIKeyAuth, ...), "
+                f"got a {type(auth).__name__}"
+            )
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ConfigurationError(f"retry must be a RetryPolicy, got a {type(retry).__name__}")
+        if (
+            isinstance(max_url_length, bool)
+            or not isinstance(max_url_length, int)
+            or max_url_length < 100
+        ):
+            raise ConfigurationError(
+                f"max_url_length must be a whole number of at least 100, got {max_url_length!r}"
             )
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
             raise ConfigurationError(f"timeout must be a positive number of seconds: {timeout!r}")
@@ -177,6 +189,7 @@ class ArchieClient:
         self._limiter: anyio.CapacityLimiter | None = None
         self._stack: AsyncExitStack | None = None
         self._counters = _Counters()
+        self._last_rejected: str | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -339,10 +352,24 @@ class ArchieClient:
             return self.url_for(endpoint)
         if endpoint:
             raise InvalidParameterError("give an endpoint or url=, not both")
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018  (a malformed port raises here)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise InvalidParameterError("url must be an absolute http(s) URL string") from exc
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InvalidParameterError(f"url must be an absolute http(s) URL, got {url!r}")
+            raise InvalidParameterError(
+                f"url must be an absolute http(s) URL, got {redact_url(url)!r}"
+            )
         return url
+
+    def _open(self) -> tuple[httpx.AsyncClient, anyio.CapacityLimiter]:
+        http, limiter = self._http, self._limiter
+        if http is None or limiter is None:
+            raise ConfigurationError(
+                "ArchieClient is not open: use it inside `async with ArchieClient(...) as client:`"
+            )
+        return http, limiter
 
     async def _request(
         self,
@@ -353,14 +380,12 @@ class ArchieClient:
         files: Mapping[str, Any] | None,
         idempotent: bool | None = None,
     ) -> tuple[httpx.Response, Any]:
-        http, limiter = self._http, self._limiter
-        if http is None or limiter is None:
-            raise ConfigurationError(
-                "ArchieClient is not open: use it inside `async with ArchieClient(...) as client:`"
-            )
-        query = _encode(params)
+        self._open()
+        url, query = _split_query(url)
+        query.update(_encode(params))
         form = _encode(data)
-        fmt = _enforce_format(query if method == "GET" else (form or query), url)
+        secrets = _secret_values(query, form)
+        fmt = _enforce_format(query, form if method == "POST" and not files else None)
         if method == "GET" and len(url) + 1 + len(urlencode(query)) > self._max_url_length:
             # Too long for a URL: the same read as a POST with a form body.
             method, form, query, idempotent = "POST", query, {}, True
@@ -370,34 +395,47 @@ class ArchieClient:
         refreshed = False
         redirects = 0
         while True:
+            http, limiter = self._open()  # it may have closed while this request waited
             trusted = origin_of(url) in self._trusted and is_secure_url(url)
-            token = await self._auth.get_token() if trusted else ""
-            request = http.build_request(
-                method, url, params=query or None, data=form or None, files=files
-            )
-            if token:
-                request = self._auth.authorize(request, token)
-            self._counters.requests += 1
-            attempt = transient_failures + 1
-            started = anyio.current_time()
+            token = ""
+            failure: ArchieError
+            retry_after: float | None = None
             try:
                 async with limiter:
-                    response = await http.send(request, follow_redirects=False)
+                    # The token is read once a slot is free, so a request that queued
+                    # behind others does not carry a token replaced in the meantime.
+                    token = await self._auth.get_token() if trusted else ""
+                    request = _build(http, method, url, query, form, files)
+                    if token:
+                        request = self._auth.authorize(request, token)
+                    self._counters.requests += 1
+                    started = anyio.current_time()
+                    response = await http.send(request, auth=None, follow_redirects=False)
+            except TokenRefreshError as exc:
+                if not exc.retryable:
+                    raise
+                failure = exc
             except httpx.TransportError as exc:
                 logger.debug(
                     "%s %s failed after %.3f s (attempt %d): %s",
-                    request.method,
-                    redact_url(request.url),
+                    method,
+                    redact_url(url),
                     anyio.current_time() - started,
-                    attempt,
+                    transient_failures + 1,
                     type(exc).__name__,
                 )
-                failure: ArchieError = NetworkError(
+                failure = NetworkError(
                     f"{method} {redact_url(url)} failed: {_describe_transport_error(exc)}",
                     url=url,
                 )
                 failure.__cause__ = exc
-                retry_after = None
+            except httpx.HTTPError as exc:  # a body that cannot be decoded, and the like
+                failure = ServiceError(
+                    None,
+                    f"the answer could not be read ({type(exc).__name__})",
+                    url=url,
+                )
+                failure.__cause__ = exc
             else:
                 logger.debug(
                     "%s %s -> %d in %.3f s (attempt %d)",
@@ -405,7 +443,7 @@ class ArchieClient:
                     redact_url(request.url),
                     response.status_code,
                     anyio.current_time() - started,
-                    attempt,
+                    transient_failures + 1,
                 )
                 if response.status_code in _REDIRECTS and "location" in response.headers:
                     redirects += 1
@@ -416,33 +454,43 @@ class ArchieClient:
                             raw_response=response,
                             url=url,
                         )
-                    url, method, query, form = _follow(response, method, query, form)
+                    url, method, query, form = _follow(response, method, query, form, files)
                     continue
-                outcome = _classify(response, fmt, url, secrets=[token])
+                outcome = _classify(response, fmt, url, secrets=[token, *secrets])
                 if isinstance(outcome, _Success):
                     return response, outcome.body
+                if isinstance(outcome, _Failure):
+                    raise outcome.error
                 if isinstance(outcome, _TokenRejected):
                     self._counters.token_rejections += 1
-                    if not refreshed and trusted and self._auth.can_refresh:
-                        refreshed = True
+                    if refreshed or not trusted or not self._auth.can_refresh:
+                        raise arcgis_error(
+                            outcome.envelope,
+                            url=url,
+                            response=response,
+                            secrets=[token, *secrets],
+                            hint=self._rejection_hint(url, token, refreshed, outcome.envelope.code),
+                        )
+                    refreshed = True
+                    if token != self._last_rejected:  # the first to report this token
+                        self._last_rejected = token
                         self._counters.refreshes += 1
                         logger.info(
-                            "%s rejected the token (%s); refreshing it once and retrying",
+                            "%s rejected the token (%s); refreshing it and retrying",
                             redact_url(url),
                             outcome.envelope.code,
                         )
+                    try:
                         await self._auth.force_refresh(rejected=token or None)
+                    except TokenRefreshError as exc:
+                        if not exc.retryable:
+                            raise
+                        refreshed = False  # no new token came: another refresh may be tried
+                        failure = exc
+                    else:
                         continue
-                    raise arcgis_error(
-                        outcome.envelope,
-                        url=url,
-                        response=response,
-                        secrets=[token],
-                        hint=self._rejection_hint(url, token, refreshed),
-                    )
-                if isinstance(outcome, _Failure):
-                    raise outcome.error
-                failure, retry_after = outcome.error, outcome.retry_after
+                else:
+                    failure, retry_after = outcome.error, outcome.retry_after
             transient_failures += 1
             if safe and transient_failures < self._retry.attempts:
                 delay = self._retry.delay(transient_failures, retry_after)
@@ -451,7 +499,7 @@ class ArchieClient:
                         "%s %s failed (attempt %d), retrying in %.2f s: %s",
                         method,
                         redact_url(url),
-                        attempt,
+                        transient_failures,
                         delay,
                         failure,
                     )
@@ -461,10 +509,12 @@ class ArchieClient:
                     continue
             raise failure
 
-    def _rejection_hint(self, url: str, token: str, refreshed: bool) -> str:
+    def _rejection_hint(self, url: str, token: str, refreshed: bool, code: int | None) -> str:
         if not token:
-            if isinstance(self._auth, NoAuth):
+            if isinstance(self._auth, NoAuth) and code == 499:
                 return "this service needs a token: sign in with UserTokenAuth or another auth"
+            if isinstance(self._auth, NoAuth):
+                return "no token was sent (NoAuth)"
             if not is_secure_url(url):
                 return "no token was sent: tokens travel over HTTPS only"
             return (
@@ -506,55 +556,44 @@ def _classify(
     """Decide what one response means."""
     status = response.status_code
     content_type = response.headers.get("content-type", "").lower()
+    binary = fmt == "pbf" and ("protobuf" in content_type or "octet-stream" in content_type)
     body: Any = None
     parsed = False
-    if fmt != "pbf" or "json" in content_type:
+    if not binary:
         try:
             body = json.loads(response.content)
             parsed = True
-        except ValueError:
+        except (ValueError, RecursionError):
             pass
     envelope = read_envelope(body) if isinstance(body, dict) else None
+    if envelope is None and status in (498, 499):
+        message = "Invalid token." if status == 498 else "Token Required"
+        envelope = Envelope(status, message, (), None, None)
+    elif envelope is None and status >= 400:
+        message = f"HTTP {status} {response.reason_phrase}: {_snippet(response, secrets)}"
+        envelope = Envelope(status, message, (), None, None)
+    elif envelope is not None and envelope.code is None and status >= 400:
+        envelope = attrs.evolve(envelope, code=status)
     code = envelope.code if envelope is not None else None
-    if code in (498, 499) or (envelope is None and status in (498, 499)):
-        if envelope is None or code not in (498, 499):
-            envelope = Envelope(status, "Invalid token." if status == 498 else "Token Required",
-                                (), None, None)  # fmt: skip
-        return _TokenRejected(envelope)
-    retry_after = _retry_after(response)
-    if status in TRANSIENT_STATUSES or code in TRANSIENT_STATUSES:
-        if envelope is not None:
-            error: ArchieError = arcgis_error(envelope, url=url, response=response, secrets=secrets)
-        else:
-            error = _http_error(response, url, secrets)
-        return _Transient(error, retry_after)
+    if code in (498, 499):
+        return _TokenRejected(envelope)  # type: ignore[arg-type]
     if envelope is not None:
-        return _Failure(arcgis_error(envelope, url=url, response=response, secrets=secrets))
-    if status >= 400:
-        return _Failure(_http_error(response, url, secrets))
-    if fmt == "pbf" and not parsed:
-        return _Success(response.content)
-    if not parsed:
-        error = ServiceError(
-            status,
-            f"expected JSON but got {content_type or 'no content type'} (HTTP {status}): "
-            f"{_snippet(response, secrets)}",
-            raw_response=response,
-            url=url,
-        )
-        if "json" in content_type:  # a torn JSON body: worth another try
-            return _Transient(error, None)
+        error = arcgis_error(envelope, url=url, response=response, secrets=secrets)
+        if status in TRANSIENT_STATUSES or code in TRANSIENT_STATUSES:
+            return _Transient(error, _retry_after(response))
         return _Failure(error)
-    return _Success(body)
-
-
-def _http_error(response: httpx.Response, url: str, secrets: list[str]) -> ServiceError:
-    return ServiceError(
-        response.status_code,
-        f"HTTP {response.status_code} {response.reason_phrase}: {_snippet(response, secrets)}",
+    if parsed or (fmt == "pbf" and status < 400):
+        return _Success(body if parsed and fmt != "pbf" else response.content)
+    error = ServiceError(
+        status,
+        f"expected JSON but got {content_type or 'no content type'} (HTTP {status}): "
+        f"{_snippet(response, secrets)}",
         raw_response=response,
         url=url,
     )
+    if "json" in content_type:  # a torn JSON body: worth another try
+        return _Transient(error, None)
+    return _Failure(error)
 
 
 def _snippet(response: httpx.Response, secrets: list[str]) -> str:
@@ -588,12 +627,37 @@ def _follow(
     method: Literal["GET", "POST"],
     query: dict[str, str],
     form: dict[str, str],
+    files: Mapping[str, Any] | None,
 ) -> tuple[str, Literal["GET", "POST"], dict[str, str], dict[str, str]]:
-    """Where a redirect leads: 303 (and 301/302 after a POST) become a GET, as browsers do."""
-    target = urljoin(str(response.request.url), response.headers["location"])
-    if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
-        return target, "GET", {}, {}
-    return target, method, {}, form
+    """Where a redirect leads, keeping the request's meaning.
+
+    307, 308, 301 and 302 repeat the request as it was at the new URL (an ArcGIS
+    operation, unlike a browser form, means the same thing there); 303 asks for a GET,
+    so the form's fields move into the query string.
+    """
+    location = response.headers["location"]
+    try:
+        target = str(httpx.URL(str(response.request.url)).join(location))
+        url, new_query = _split_query(target)
+    except (httpx.InvalidURL, InvalidParameterError, ValueError) as exc:
+        raise ServiceError(
+            response.status_code, f"redirected to an unusable URL ({type(exc).__name__})",
+            raw_response=response, url=str(response.request.url),
+        ) from exc  # fmt: skip
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise ServiceError(
+            response.status_code, "redirected to a URL that is not HTTP",
+            raw_response=response, url=str(response.request.url),
+        )  # fmt: skip
+    kept = {**query, **new_query}
+    if response.status_code == 303 and method == "POST":
+        if files:
+            raise ServiceError(
+                303, "an upload was redirected elsewhere; it was not sent again",
+                raw_response=response, url=str(response.request.url),
+            )  # fmt: skip
+        return url, "GET", {**kept, **form}, {}
+    return url, method, kept, form
 
 
 def _describe_transport_error(exc: httpx.TransportError) -> str:
@@ -618,6 +682,11 @@ def _encode(params: Params | None) -> dict[str, str]:
             encoded[key] = value
         elif isinstance(value, int | float):
             encoded[key] = str(value)
+        elif isinstance(value, list | tuple | set | frozenset) and not value:
+            raise InvalidParameterError(
+                f"parameter {key!r} is an empty list, which ArcGIS would ignore (and so match "
+                "everything); leave it out instead"
+            )
         elif isinstance(value, list | tuple | set | frozenset) and all(
             isinstance(v, str | int | float) and not isinstance(v, bool) for v in value
         ):
@@ -625,21 +694,57 @@ def _encode(params: Params | None) -> dict[str, str]:
         else:
             try:
                 encoded[key] = json.dumps(value, separators=(",", ":"))
-            except TypeError as exc:
+            except (TypeError, ValueError, RecursionError) as exc:
                 raise InvalidParameterError(
                     f"parameter {key!r} cannot be sent: {type(value).__name__} is not JSON"
                 ) from exc
     return encoded
 
 
-def _enforce_format(fields: dict[str, str], url: str) -> str:
-    """Make ``f`` json unless geojson or pbf was asked for; return the format."""
-    fmt = fields.get("f", "").lower()
-    if fmt in ("geojson", "pbf", "pjson"):
-        return fmt
-    if "f=" not in urlsplit(url).query:
-        fields["f"] = "json"
-    return "json"
+def _enforce_format(query: dict[str, str], form: dict[str, str] | None) -> str:
+    """Make ``f`` json unless geojson or pbf was asked for; return the format.
+
+    ``f`` ends up once, in the form of a form POST, else in the query string.
+    """
+    fmt = ((form or {}).get("f") or query.get("f") or "").lower()
+    if fmt not in ("geojson", "pbf", "pjson"):
+        fmt = "json"
+    query.pop("f", None)
+    target = form if form is not None else query
+    target["f"] = fmt
+    return "json" if fmt == "pjson" else fmt
+
+
+def _split_query(url: str) -> tuple[str, dict[str, str]]:
+    """The URL without its query string, and the query's parameters."""
+    try:
+        parsed = httpx.URL(url)
+        parsed.port  # noqa: B018  (a malformed port raises here)
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise InvalidParameterError(f"not a valid URL: {redact_url(url)}") from exc
+    params = dict(parsed.params.multi_items())
+    return str(parsed.copy_with(query=None, fragment=None)), params
+
+
+def _secret_values(*fields: Mapping[str, str]) -> list[str]:
+    """Values of secret parameters the caller put in a request, to keep out of messages."""
+    return [v for f in fields for k, v in f.items() if k.lower() in SECRET_PARAMETERS and v]
+
+
+def _build(
+    http: httpx.AsyncClient,
+    method: str,
+    url: str,
+    query: dict[str, str],
+    form: dict[str, str],
+    files: Mapping[str, Any] | None,
+) -> httpx.Request:
+    try:
+        return http.build_request(method, url, params=query or None, data=form or None, files=files)
+    except (httpx.InvalidURL, ValueError, TypeError) as exc:
+        raise InvalidParameterError(
+            f"the request to {redact_url(url)} cannot be built: {type(exc).__name__}"
+        ) from exc
 
 
 def _is_safe(method: str, url: str) -> bool:
@@ -657,15 +762,18 @@ def _object(body: Any) -> dict[str, Any]:
 
 def _check_base_url(base_url: object) -> str:
     if not isinstance(base_url, str):
-        raise InvalidServiceURL(f"base_url must be a string, got {base_url!r}")
+        raise InvalidServiceURL(f"base_url must be a string, got a {type(base_url).__name__}")
     url = base_url.strip().rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidServiceURL(
-            f"base_url must be an http(s) URL ending in rest/services, got {base_url!r}"
+            f"base_url must be an http(s) URL ending in rest/services, got {redact_url(base_url)!r}"
         )
     if parts.query or parts.fragment:
-        raise InvalidServiceURL(f"base_url must not have a query string: {base_url!r}")
+        raise InvalidServiceURL(
+            f"base_url must not have a query string: {redact_url(base_url)!r}; pass "
+            "parameters with each request, and tokens through an auth"
+        )
     path = parts.path.rstrip("/")
     if path.endswith("/rest/services"):
         return url
@@ -676,7 +784,7 @@ def _check_base_url(base_url: object) -> str:
         hint = f"did you mean {url.removesuffix('/rest') + '/rest/services'!r}?"
     else:
         hint = "an ArcGIS services root looks like https://host/arcgis/rest/services"
-    raise InvalidServiceURL(f"base_url must end in rest/services: {base_url!r}; {hint}")
+    raise InvalidServiceURL(f"base_url must end in rest/services: {redact_url(base_url)!r}; {hint}")
 
 
 def _check_origin(origin: object) -> str:
