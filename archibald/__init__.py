@@ -9,10 +9,12 @@ from ._client import ArchieClient as ArchieClient
 from ._client import ClientStatistics as ClientStatistics
 from ._layers import FeatureLayer as FeatureLayer
 from ._layers import FeatureService as FeatureService
+from ._layers import FeatureStream as FeatureStream
 from ._layers import LayerInfo as LayerInfo
 from ._layers import MapLayer as MapLayer
 from ._layers import MapService as MapService
 from ._layers import Page as Page
+from ._layers import PageStream as PageStream
 from ._layers import QueryResult as QueryResult
 from ._version import __version__ as __version__
 from .auth import APIKeyAuth as APIKeyAuth
@@ -60,6 +62,7 @@ __all__ = [
     "ConfigurationError",
     "FeatureLayer",
     "FeatureService",
+    "FeatureStream",
     "FederatedServerAuth",
     "IncompleteResultError",
     "InvalidCredentialsError",
@@ -74,6 +77,7 @@ __all__ = [
     "NoAuth",
     "NotFoundError",
     "Page",
+    "PageStream",
     "QueryResult",
     "RefreshingAuth",
     "RetryPolicy",
