@@ -84,12 +84,15 @@ class ClientStatistics:
         retries: Requests sent again after a transient failure.
         token_rejections: Answers that rejected the token (498 or 499).
         refreshes: Token refreshes this client asked its auth for.
+        token_waits: Requests that had to wait for a token (none, while background
+            renewal keeps ahead of expiry).
     """
 
     requests: int
     retries: int
     token_rejections: int
     refreshes: int
+    token_waits: int
 
 
 @attrs.define
@@ -98,6 +101,7 @@ class _Counters:
     retries: int = 0
     token_rejections: int = 0
     refreshes: int = 0
+    token_waits: int = 0
 
 
 class ArchieClient:
@@ -339,6 +343,7 @@ class ArchieClient:
             retries=c.retries,
             token_rejections=c.token_rejections,
             refreshes=c.refreshes,
+            token_waits=c.token_waits,
         )
 
     def __repr__(self) -> str:
@@ -404,7 +409,10 @@ class ArchieClient:
                 async with limiter:
                     # The token is read once a slot is free, so a request that queued
                     # behind others does not carry a token replaced in the meantime.
-                    token = await self._auth.get_token() if trusted else ""
+                    if trusted:
+                        if not self._auth.has_valid_token():
+                            self._counters.token_waits += 1
+                        token = await self._auth.get_token()
                     request = _build(http, method, url, query, form, files)
                     if token:
                         request = self._auth.authorize(request, token)

@@ -685,9 +685,16 @@ class _Crawl:
                 return
             arrival.append(index)
 
-        async with anyio.create_task_group() as tg:
-            for index, batch in enumerate(batches):
-                tg.start_soon(fetch, index, batch)
+        try:
+            async with anyio.create_task_group() as tg:
+                for index, batch in enumerate(batches):
+                    tg.start_soon(fetch, index, batch)
+        except BaseExceptionGroup as group:
+            # Only what no fetch could catch gets here (Ctrl-C, say): raise it as it is.
+            leaves = _leaves(group)
+            if len(leaves) == 1:
+                raise leaves[0] from None
+            raise
         if failure:
             error = failure[0]
             if isinstance(error, IncompleteResultError) or not isinstance(error, ArchieError):
@@ -772,6 +779,13 @@ class _Crawl:
                 value = next((v for k, v in attributes.items() if k.lower() == oid.lower()), None)
             if isinstance(value, int) and value in wanted:
                 found[value] = feature
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return found
 
 
 def _shape(

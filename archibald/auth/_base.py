@@ -110,6 +110,10 @@ class ArcGISAuth(httpx.Auth, abc.ABC):
         """
         return frozenset()
 
+    def has_valid_token(self) -> bool:
+        """Whether `get_token` would return at once, without waiting (no I/O, no await)."""
+        return True
+
     @abc.abstractmethod
     async def get_token(self) -> str:
         """Return a valid token, or ``""`` when requests need none.

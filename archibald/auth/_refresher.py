@@ -234,6 +234,11 @@ class RefreshingAuth(ArcGISAuth):
 
     # -- the public contract -------------------------------------------------------------
 
+    def has_valid_token(self) -> bool:
+        """Whether a valid token is at hand, so `get_token` returns without waiting."""
+        token = self._token
+        return self._active and token is not None and anyio.current_time() < token.expires_at
+
     async def get_token(self) -> str:
         """Return the current token, waiting only if none is valid yet.
 

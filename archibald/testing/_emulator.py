@@ -256,8 +256,9 @@ class FakeArcGIS:
         error_style: ``"body"`` answers errors as real servers do, HTTP 200 with an
             ``{"error": ...}`` body; ``"http"`` also sets the HTTP status to the error
             code, as some proxies do.
-        max_token_minutes: The longest token lifetime granted; longer requests are
-            silently capped, as real servers do.
+        max_token_minutes: The longest token lifetime granted, in minutes (a fraction
+            gives tokens of seconds, for demos); longer requests are silently capped, as
+            real servers do.
         server: How the ArcGIS Server relates to the portal. ``"hosted"`` (as ArcGIS
             Online's hosted services): its services take portal tokens as they are.
             ``"federated"`` (as an Enterprise federated server): ``rest/info`` names the
@@ -274,7 +275,7 @@ class FakeArcGIS:
         origin: str = "https://arcgis.example.com",
         site: str = "arcgis",
         error_style: ErrorStyle = "body",
-        max_token_minutes: int = 20160,
+        max_token_minutes: float = 20160,
         server: ServerKind = "hosted",
         seed: int = 0,
     ) -> None:
@@ -675,7 +676,7 @@ class FakeArcGIS:
             return self._oauth_error("invalid_client", "Invalid client_secret")
         minutes = self._minutes(params.get("expiration"), default=120)
         token = self._issue(client_id, minutes * 60.0, None, "portal")
-        return _json({"access_token": token, "expires_in": minutes * 60})
+        return _json({"access_token": token, "expires_in": round(minutes * 60)})
 
     def _oauth_error(self, name: str, description: str) -> Response:
         error = {
@@ -687,14 +688,14 @@ class FakeArcGIS:
         }
         return _json({"error": error}, 400 if self.error_style == "http" else 200)
 
-    def _minutes(self, value: str | None, *, default: int) -> int:
+    def _minutes(self, value: str | None, *, default: int) -> float:
         try:
             minutes = int(value) if value else default
         except ValueError as exc:
             raise _Refusal(
                 400, "Unable to generate token.", ["'expiration' must be a number."]
             ) from exc
-        return max(1, min(minutes, self.max_token_minutes))
+        return min(max(1, minutes), self.max_token_minutes)
 
     def _issue(self, subject: str, lifetime: float, referer: str | None, scope: str) -> str:
         value = f"fake-{scope}-{self._rng.getrandbits(96):024x}"

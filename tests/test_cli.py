@@ -1,0 +1,223 @@
+"""The archibald command, run for real in a subprocess against the emulator on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from archibald.testing import FakeArcGIS
+
+pytestmark = pytest.mark.anyio
+
+LAYER = "arcgis/rest/services/City/Parcels/FeatureServer/0"
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+    """Real sockets and a real subprocess: the real clock."""
+    return request.param, {}
+
+
+@pytest.fixture
+async def origin() -> AsyncIterator[str]:
+    fake = FakeArcGIS()
+    fake.add_user("alice", "wonderland")
+    fake.add_feature_layer("City/Parcels", count=2500, max_record_count=1000, secured=True)
+    fake.add_feature_layer("City/Zones", count=40, geometry="polygon")
+    async with fake.serve() as origin:
+        yield origin
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCGIS_")}
+    env.update(extra)
+    return env
+
+
+async def archibald(
+    *args: str, stdin: bytes | None = None, **env: str
+) -> subprocess.CompletedProcess[bytes]:
+    """Run the console entry point (python -m archibald) and wait for it."""
+    with anyio.fail_after(60):
+        return await anyio.run_process(
+            [sys.executable, "-m", "archibald", *args],
+            input=stdin,
+            check=False,
+            env=clean_env(**env),
+        )
+
+
+def signed_in(origin: str) -> dict[str, str]:
+    return {
+        "ARCGIS_USERNAME": "alice",
+        "ARCGIS_PASSWORD": "wonderland",
+        "ARCGIS_PORTAL_URL": origin,
+    }
+
+
+async def test_dump_geojson_to_a_file(origin: str, tmp_path: Path) -> None:
+    """A dump to a file is one valid FeatureCollection with every feature once."""
+    out = tmp_path / "parcels.geojson"
+    done = await archibald("dump", f"{origin}/{LAYER}", "-o", str(out), **signed_in(origin))
+    assert 0 == done.returncode, done.stderr
+    collection = json.loads(out.read_text())
+    assert "FeatureCollection" == collection["type"]
+    ids = [f["id"] for f in collection["features"]]
+    assert list(range(1, 2501)) == ids
+    point = collection["features"][0]["geometry"]
+    assert "Point" == point["type"]
+    assert 2 == len(point["coordinates"])
+    assert b"2,500 features" in done.stderr
+    assert b"\x1b" not in done.stderr  # no progress bar drawn when stderr is not a terminal
+
+
+async def test_dump_ndjson_and_esrijson(origin: str) -> None:
+    """ndjson: one GeoJSON Feature per line; esrijson: a FeatureSet with fields."""
+    zones = f"{origin}/arcgis/rest/services/City/Zones/FeatureServer/0"
+    lines = await archibald("dump", zones, "--format", "ndjson", "--where", "OBJECTID <= 15")
+    esri = await archibald("dump", zones, "--format", "esrijson", "--fields", "NAME")
+    assert 0 == lines.returncode, lines.stderr
+    features = [json.loads(line) for line in lines.stdout.decode().splitlines()]
+    assert list(range(1, 16)) == [f["id"] for f in features]
+    assert "MultiPolygon" == features[14]["geometry"]["type"]
+    featureset = json.loads(esri.stdout)
+    assert 40 == len(featureset["features"])
+    assert {"NAME", "OBJECTID"} == set(featureset["features"][0]["attributes"])
+    assert "esriGeometryPolygon" == featureset["geometryType"]
+
+
+async def test_info_on_a_layer_and_a_service(origin: str) -> None:
+    """info summarises a layer (count, fields, paging) and a service (its layers)."""
+    layer = await archibald("info", f"{origin}/{LAYER}", **signed_in(origin))
+    service = await archibald("info", f"{origin}/arcgis/rest/services/City/Zones/FeatureServer")
+    text = layer.stdout.decode()
+    assert 0 == layer.returncode, layer.stderr
+    assert "features     2,500" in text
+    assert "max records  1,000 per query" in text
+    assert "paging       supported" in text
+    assert "POPULATION" in text
+    assert "Integer" in text
+    assert "layer        0 Zones esriGeometryPolygon" in service.stdout.decode()
+
+
+async def test_password_from_stdin_and_the_visible_option(origin: str) -> None:
+    """--password-stdin signs in quietly; --password works but warns."""
+    base = ["info", f"{origin}/{LAYER}", "--username", "alice", "--portal", origin]
+    quiet = await archibald(*base, "--password-stdin", stdin=b"wonderland\n")
+    loud = await archibald(*base, "--password", "wonderland")
+    assert 0 == quiet.returncode, quiet.stderr
+    assert b"warning" not in quiet.stderr
+    assert 0 == loud.returncode
+    assert b"warning: a password given as an option" in loud.stderr
+    assert b"wonderland" not in loud.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "code", "message"),
+    [
+        (["dump", "ftp://example.com/x"], {}, 2, "is not an ArcGIS REST URL"),
+        (["dump", "http://127.0.0.1:9/arcgis/rest/services/X/FeatureServer/0"], {}, 1,
+         "NetworkError"),
+        (["info", "{origin}/" + LAYER], {"ARCGIS_USERNAME": "alice", "ARCGIS_PASSWORD": "nope",
+                                         "ARCGIS_PORTAL_URL": "{origin}"}, 1,
+         "InvalidCredentialsError"),
+        (["info", "{origin}/arcgis/rest/services/City/Parcels/FeatureServer/7"],
+         {"ARCGIS_USERNAME": "alice", "ARCGIS_PASSWORD": "wonderland",
+          "ARCGIS_PORTAL_URL": "{origin}"}, 1, "Invalid URL"),
+        (["info", "{origin}/" + LAYER], {}, 1, "TokenMissingError"),
+        (["info", "{origin}/" + LAYER, "--username", "alice"], {}, 2, "needs a password"),
+    ],
+)  # fmt: skip
+async def test_errors_are_one_clear_line(
+    origin: str, args: list[str], env: dict[str, str], code: int, message: str
+) -> None:
+    """Bad URL, unreachable host, refused sign-in, missing layer, no token: one line each."""
+    filled = [a.replace("{origin}", origin) for a in args]
+    done = await archibald(*filled, **{k: v.replace("{origin}", origin) for k, v in env.items()})
+    assert code == done.returncode
+    lines = done.stderr.decode().strip().splitlines()
+    assert 1 == len(lines), lines
+    assert message in lines[0]
+    assert "Traceback" not in lines[0]
+
+
+async def test_debug_shows_the_traceback(origin: str) -> None:
+    """--debug: the traceback, for bug reports."""
+    done = await archibald("--debug", "info", f"{origin}/{LAYER}")
+    assert 0 != done.returncode
+    assert b"Traceback" in done.stderr
+
+
+async def test_the_demo_is_exact_and_never_waits() -> None:
+    """archibald demo: every id once, renewals in the background, no request waited."""
+    done = await archibald("demo", "--features", "20000", "--token-seconds", "1")
+    text = done.stdout.decode()
+    assert 0 == done.returncode, done.stderr
+    assert "every object id exactly once: yes" in text
+    assert "requests that waited on a token: 0" in text
+    renewals = int(text.split("token renewals in the background: ")[1].split(";")[0])
+    assert renewals >= 1
+    assert "\x1b" not in text
+
+
+async def test_interrupting_a_dump_leaves_a_valid_file(origin: str, tmp_path: Path) -> None:
+    """Ctrl-C mid-dump: exit 130, and the file parses, complete up to the last feature."""
+    out = tmp_path / "part.geojson"
+    fake = FakeArcGIS()
+    fake.add_feature_layer("Slow", count=5000, max_record_count=500)
+    fake.faults.latency["query"] = 0.3
+    async with fake.serve() as slow_origin:
+        url = f"{slow_origin}/arcgis/rest/services/Slow/FeatureServer/0"
+        process = await anyio.open_process(
+            [sys.executable, "-m", "archibald", "dump", url, "-o", str(out), "--concurrency", "1"],
+            env=clean_env(),
+        )
+        async with process:
+            with anyio.fail_after(30):
+                while not out.exists() or out.stat().st_size < 1000:  # noqa: ASYNC110
+                    await anyio.sleep(0.1)  # a file to watch, not an event to wait for
+                process.send_signal(signal.SIGINT)
+                code = await process.wait()
+                assert process.stderr is not None
+                stderr = await process.stderr.receive()
+    assert 130 == code
+    collection = json.loads(out.read_text())
+    ids = [f["id"] for f in collection["features"]]
+    assert 0 < len(ids) < 5000
+    assert list(range(1, len(ids) + 1)) == ids
+    assert b"stopped after" in stderr
+
+
+def test_a_terminal_shows_progress() -> None:
+    """Under a pseudo-terminal, the demo draws its progress bar."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: become the demo
+        os.environ.update(clean_env(COLUMNS="100", TERM="xterm"))
+        os.execv(sys.executable, [sys.executable, "-m", "archibald", "demo", "--features", "5000"])
+    output = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    assert 0 == os.waitstatus_to_exitcode(status), output[-2000:]
+    assert b"\x1b[" in output  # the progress bar
+    assert b"demo" in output
+    assert b"exactly once: yes" in output
