@@ -30,8 +30,8 @@ import anyio
 import attrs
 import httpx
 
-from ._envelope import Envelope, arcgis_error, read_envelope
-from ._secrets import SECRET_PARAMETERS, is_secure_url, origin_of, redact_url, scrub
+from ._envelope import Envelope, arcgis_error, read_envelope, snippet
+from ._secrets import SECRET_PARAMETERS, is_secure_url, origin_of, redact_url
 from ._version import __version__
 from .auth import ArcGISAuth, NoAuth
 from .config import RetryPolicy
@@ -70,7 +70,6 @@ READ_OPERATIONS = frozenset(
 TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
-_SNIPPET = 200
 
 Params = Mapping[str, Any]
 
@@ -578,7 +577,7 @@ def _classify(
         message = "Invalid token." if status == 498 else "Token Required"
         envelope = Envelope(status, message, (), None, None)
     elif envelope is None and status >= 400:
-        message = f"HTTP {status} {response.reason_phrase}: {_snippet(response, secrets)}"
+        message = f"HTTP {status} {response.reason_phrase}: {snippet(response, secrets)}"
         envelope = Envelope(status, message, (), None, None)
     elif envelope is not None and envelope.code is None and status >= 400:
         envelope = attrs.evolve(envelope, code=status)
@@ -595,24 +594,13 @@ def _classify(
     error = ServiceError(
         status,
         f"expected JSON but got {content_type or 'no content type'} (HTTP {status}): "
-        f"{_snippet(response, secrets)}",
+        f"{snippet(response, secrets)}",
         raw_response=response,
         url=url,
     )
     if "json" in content_type:  # a torn JSON body: worth another try
         return _Transient(error, None)
     return _Failure(error)
-
-
-def _snippet(response: httpx.Response, secrets: list[str]) -> str:
-    try:
-        text = response.text
-    except (UnicodeDecodeError, LookupError):
-        text = repr(response.content[:_SNIPPET])
-    text = " ".join(text.split())
-    if len(text) > _SNIPPET:
-        text = text[:_SNIPPET] + "…"
-    return scrub(text, secrets) or "(empty body)"
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -27,7 +27,7 @@ from .exceptions import (
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["Envelope", "arcgis_error", "read_envelope"]
+__all__ = ["Envelope", "arcgis_error", "read_envelope", "snippet"]
 
 _ERRORS_BY_CODE: dict[int, type[ArcGISError]] = {
     498: TokenExpiredError,
@@ -112,3 +112,15 @@ def _as_code(value: object) -> int | None:
 
 def _is_list(value: object) -> bool:
     return isinstance(value, Sequence) and not isinstance(value, str | bytes)
+
+
+def snippet(response: httpx.Response, secrets: Sequence[str], limit: int = 200) -> str:
+    """The start of a body that is not what was expected, on one line, secrets masked."""
+    try:
+        text = response.text
+    except (UnicodeDecodeError, LookupError):
+        text = repr(response.content[:limit])
+    text = " ".join(text.split())
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    return scrub(text, secrets) or "(empty body)"

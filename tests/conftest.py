@@ -20,7 +20,13 @@ from trio.testing import MockClock
 
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
-    """The backend and its virtual clock; a fresh clock for every test."""
+    """The backend and its virtual clock; a fresh clock for every test.
+
+    Tests marked ``real_clock`` (those that talk over real sockets or to subprocesses)
+    get the real clock: a virtual one would jump past HTTP timeouts while a socket waits.
+    """
+    if request.node.get_closest_marker("real_clock"):
+        return request.param, {}
     if request.param == "trio":
         return "trio", {"clock": MockClock(autojump_threshold=0)}
     return "asyncio", {"loop_factory": looptime.new_event_loop}

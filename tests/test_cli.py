@@ -10,22 +10,15 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 
 from archibald.testing import FakeArcGIS
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.real_clock]
 
 LAYER = "arcgis/rest/services/City/Parcels/FeatureServer/0"
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
-    """Real sockets and a real subprocess: the real clock."""
-    return request.param, {}
 
 
 @pytest.fixture

@@ -6,23 +6,15 @@ past the HTTP timeouts while a socket is waiting.
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import pytest
 
 from archibald.auth import UserTokenAuth
 from archibald.testing import FakeArcGIS
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.real_clock]
 
 LAYER = "/arcgis/rest/services/Parcels/FeatureServer/0"
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
-    """Both backends, on the real clock."""
-    return request.param, {}
 
 
 @pytest.fixture

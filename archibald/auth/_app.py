@@ -15,7 +15,7 @@ from ..exceptions import ConfigurationError, TokenRefreshError
 from ._base import TokenPlacement
 from ._env import PORTAL_URL, read_env
 from ._refresher import IssuedToken, RefreshingAuth, TokenSource
-from ._token_http import check_token_url, post_token_form
+from ._token_http import check_minutes, check_token_url, post_token_form
 
 __all__ = ["AppCredentialsAuth"]
 
@@ -122,10 +122,7 @@ class AppCredentialsAuth(RefreshingAuth):
             raise ConfigurationError("client_id must be a non-empty string")
         if not isinstance(client_secret, str) or not client_secret:
             raise ConfigurationError(f"the client secret of app {client_id!r} must not be empty")
-        if isinstance(expiration, bool) or not isinstance(expiration, int) or expiration < 1:
-            raise ConfigurationError(
-                f"expiration is in whole minutes and must be at least 1, got {expiration!r}"
-            )
+        check_minutes(expiration)
         if token_url is None:
             url = oauth_token_url(check_token_url(base_url, "base_url"))
         else:

@@ -22,7 +22,7 @@ from ..config import TokenPolicy
 from ..exceptions import ConfigurationError, TokenRefreshError
 from ._base import TokenPlacement
 from ._refresher import IssuedToken, RefreshingAuth, TokenSource, lifetime_from_expires
-from ._token_http import check_token_url, get_info, post_token_form
+from ._token_http import check_minutes, check_token_url, get_info, post_token_form
 
 __all__ = ["FederatedServerAuth", "discover_token_url", "server_root"]
 
@@ -211,10 +211,7 @@ class FederatedServerAuth(RefreshingAuth):
             raise ConfigurationError(
                 f"portal must be a token auth such as UserTokenAuth, got {portal!r}"
             )
-        if isinstance(expiration, bool) or not isinstance(expiration, int) or expiration < 1:
-            raise ConfigurationError(
-                f"expiration is in whole minutes and must be at least 1, got {expiration!r}"
-            )
+        check_minutes(expiration)
         root = check_token_url(server_root(server_url), "server_url")
         if exchange_url is not None:
             exchange_url = check_token_url(exchange_url, "exchange_url")

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .._envelope import Envelope, read_envelope
+from .._envelope import Envelope, read_envelope, snippet
 from .._secrets import is_secure_url, scrub
 from ..exceptions import ConfigurationError, InvalidCredentialsError, TokenRefreshError
 
@@ -28,7 +28,6 @@ _OAUTH_REFUSALS = frozenset(
 )
 # OAuth2 error names that mean: try again later.
 _OAUTH_TRANSIENT = frozenset({"server_error", "temporarily_unavailable"})
-_SNIPPET = 160
 
 
 def check_token_url(url: object, what: str) -> str:
@@ -49,6 +48,15 @@ def check_token_url(url: object, what: str) -> str:
             "plain http is accepted for loopback addresses only"
         )
     return url
+
+
+def check_minutes(expiration: object) -> int:
+    """A token lifetime request, in whole minutes (at least 1)."""
+    if isinstance(expiration, bool) or not isinstance(expiration, int) or expiration < 1:
+        raise ConfigurationError(
+            f"expiration is in whole minutes and must be at least 1, got {expiration!r}"
+        )
+    return expiration
 
 
 async def post_token_form(
@@ -96,13 +104,13 @@ async def post_token_form(
         hint = "" if transient else "; check the token URL"
         raise TokenRefreshError(
             f"{url} answered HTTP {status} {response.reason_phrase} to the token request "
-            f"for {who}{hint}: {_snippet(response, secrets)}",
+            f"for {who}{hint}: {snippet(response, secrets, 160)}",
             retryable=transient,
         )
     if body is None:
         raise TokenRefreshError(
             f"{url} answered the token request for {who} with something other than a JSON "
-            f"object (HTTP {status}): {_snippet(response, secrets)}"
+            f"object (HTTP {status}): {snippet(response, secrets, 160)}"
         )
     return body
 
@@ -140,17 +148,6 @@ def _envelope_error(
     )
 
 
-def _snippet(response: httpx.Response, secrets: Sequence[str]) -> str:
-    try:
-        text = response.text
-    except (UnicodeDecodeError, LookupError):
-        text = repr(response.content[:_SNIPPET])
-    text = " ".join(text.split())
-    if len(text) > _SNIPPET:
-        text = text[:_SNIPPET] + "…"
-    return scrub(text, secrets) or "(empty body)"
-
-
 async def get_info(http: httpx.AsyncClient, url: str, *, who: str) -> dict[str, Any]:
     """GET an ArcGIS ``info`` document (``f=json``); failures are `TokenRefreshError`."""
     try:
@@ -165,7 +162,7 @@ async def get_info(http: httpx.AsyncClient, url: str, *, who: str) -> dict[str, 
     body = _json_object(response)
     transient = status in _TRANSIENT_STATUSES or status >= 500
     if status >= 400 or body is None or read_envelope(body) is not None:
-        detail = f"HTTP {status}: {_snippet(response, ())}"
+        detail = f"HTTP {status}: {snippet(response, (), 160)}"
         raise TokenRefreshError(
             f"could not read {url} for {who} ({detail})", retryable=transient or body is None
         )

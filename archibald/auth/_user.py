@@ -15,7 +15,7 @@ from ._base import TokenPlacement
 from ._env import PORTAL_URL, read_env
 from ._refresher import IssuedToken, RefreshingAuth, TokenSource, lifetime_from_expires
 from ._server import discover_token_url, server_root
-from ._token_http import check_token_url, post_token_form
+from ._token_http import check_minutes, check_token_url, post_token_form
 
 __all__ = ["UserTokenAuth"]
 
@@ -136,10 +136,7 @@ class UserTokenAuth(RefreshingAuth):
             raise ConfigurationError("username must be a non-empty string")
         if not isinstance(password, str) or not password:
             raise ConfigurationError(f"the password for user {username!r} must not be empty")
-        if isinstance(expiration, bool) or not isinstance(expiration, int) or expiration < 1:
-            raise ConfigurationError(
-                f"expiration is in whole minutes and must be at least 1, got {expiration!r}"
-            )
+        check_minutes(expiration)
         if referer is not None and (not isinstance(referer, str) or not referer):
             raise ConfigurationError("referer must be a non-empty string, or None")
         if token_url is None:
