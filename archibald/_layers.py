@@ -269,19 +269,36 @@ class _Layer:
         """The object ids of the features that match *where*, ascending."""
         return list(await self._object_ids(where))
 
-    async def _object_ids(self, where: str) -> array.array[int]:
+    async def _object_ids(self, where: str, *, verify: bool = False) -> array.array[int]:
+        """The matching ids, ascending; with *verify*, checked against the server's count.
+
+        A snapshot that a proxy or server cut short would make a crawl short without a
+        word; so a crawl compares the list with ``returnCountOnly`` and lists again once
+        if they disagree (the layer may have been edited in between).
+        """
         await self._queryable()
-        body = await self._client.post_json(
-            f"{self._path}/query", data={"where": where, "returnIdsOnly": True}
-        )
-        ids = body.get("objectIds")
-        if ids is None:
-            return array.array("q")
-        if not isinstance(ids, list) or not all(
-            isinstance(i, int) and not isinstance(i, bool) for i in ids
-        ):
-            raise IncompleteResultError(f"{self._url} answered returnIdsOnly without a list of ids")
-        return array.array("q", sorted(set(ids)))
+        where = where.strip() or "1=1"
+        for attempt in (1, 2):
+            body = await self._client.post_json(
+                f"{self._path}/query", data={"where": where, "returnIdsOnly": True}
+            )
+            ids = _id_array(body.get("objectIds"), self._url)
+            if body.get("exceededTransferLimit"):
+                raise IncompleteResultError(
+                    f"{self._url} cut its list of object ids short (exceededTransferLimit); "
+                    "the crawl cannot know what to fetch"
+                )
+            if not verify:
+                return ids
+            count = await self.count(where)
+            if count == len(ids):
+                return ids
+            if attempt == 2:
+                raise IncompleteResultError(
+                    f"{self._url} lists {len(ids):,} object ids for {where!r} but counts "
+                    f"{count:,} features, twice; the crawl cannot know what to fetch"
+                )
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def pages(
         self,
@@ -534,6 +551,7 @@ class PageStream:
         self._position = 0
         self._ready: collections.deque[Page] = collections.deque()
         self._failed: BaseException | None = None
+        self._closed = False
         self._delivered = 0
 
     @property
@@ -550,6 +568,10 @@ class PageStream:
         return self
 
     async def __anext__(self) -> Page:
+        if self._closed:
+            raise IncompleteResultError(
+                f"the crawl of {self._layer.url} was closed after {self._delivered} features"
+            )
         if self._failed is not None:
             raise IncompleteResultError(
                 f"the crawl of {self._layer.url} already failed after {self._delivered} "
@@ -573,7 +595,7 @@ class PageStream:
             size = info.max_record_count
             if self._page_size is not None:
                 size = min(self._page_size, size)
-            self._ids = await self._layer._object_ids(self._where)
+            self._ids = await self._layer._object_ids(self._where, verify=True)
             self._crawl = _Crawl(
                 self._layer,
                 info,
@@ -585,17 +607,21 @@ class PageStream:
             )
         ids = self._ids
         window: list[array.array[int]] = []
-        while len(window) < self._concurrency and self._position < len(ids):
+        end = self._position
+        while len(window) < self._concurrency and end < len(ids):
             step = self._crawl.page_size
-            window.append(ids[self._position : self._position + step])
-            self._position += step
+            window.append(ids[end : end + step])
+            end += step
         if window:
-            self._ready.extend(await self._crawl.fetch_window(window, ordered=self._ordered))
+            pages = await self._crawl.fetch_window(window, ordered=self._ordered)
+            # Only now: a step cancelled mid-window fetches the same window again.
+            self._position = end
+            self._ready.extend(pages)
 
     async def aclose(self) -> None:
-        """Drop what is buffered; nothing else needs closing."""
+        """Drop what is buffered and end the crawl; nothing else needs closing."""
         self._ready.clear()
-        self._position = len(self._ids) if self._ids is not None else 0
+        self._closed = True
 
     async def __aenter__(self) -> PageStream:
         return self
@@ -675,12 +701,14 @@ class _Crawl:
         results: list[Page | None] = [None] * len(batches)
         arrival: list[int] = []
         failure: list[BaseException] = []
+        failed: list[array.array[int]] = []
 
         async def fetch(index: int, batch: array.array[int]) -> None:
             try:
                 results[index] = await self.fetch_batch(batch)
             except Exception as exc:
                 failure.append(exc)
+                failed.append(batch)
                 tg.cancel_scope.cancel()  # one failure ends the window; it is reported alone
                 return
             arrival.append(index)
@@ -699,10 +727,10 @@ class _Crawl:
             error = failure[0]
             if isinstance(error, IncompleteResultError) or not isinstance(error, ArchieError):
                 raise error
-            missing = [oid for batch in batches for oid in batch]
+            missing = list(failed[0])
             raise IncompleteResultError(
                 f"{len(missing)} features of {self.layer.url} could not be fetched "
-                f"(object ids {_ranges(missing)}): {error}",
+                f"(object ids {_ranges(missing)}), so the crawl stopped: {error}",
                 missing=missing,
             ) from error
         order = range(len(batches)) if ordered else arrival
@@ -777,8 +805,44 @@ class _Crawl:
             value = attributes.get(oid) if isinstance(attributes, dict) else None
             if value is None and isinstance(attributes, dict):  # case differs on some servers
                 value = next((v for k, v in attributes.items() if k.lower() == oid.lower()), None)
-            if isinstance(value, int) and value in wanted:
-                found[value] = feature
+            oid_value = _as_oid(value)
+            if oid_value is not None and oid_value in wanted:
+                found[oid_value] = feature
+
+
+_MAX_OID = 2**63 - 1
+
+
+def _as_oid(value: object) -> int | None:
+    """An object id as an int: also from a whole float or a digit string; else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdecimal():
+        return int(value)
+    return None
+
+
+def _id_array(values: object, url: str) -> array.array[int]:
+    """Ids from a returnIdsOnly answer: ascending, unique, in 8 bytes each."""
+    if values is None:
+        return array.array("q")
+    if not isinstance(values, list):
+        raise IncompleteResultError(f"{url} answered returnIdsOnly without a list of ids")
+    ids: list[int] = []
+    for value in values:
+        oid = _as_oid(value)
+        if oid is None or not -_MAX_OID <= oid <= _MAX_OID:
+            raise IncompleteResultError(
+                f"{url} answered returnIdsOnly with an id that is not a 64-bit integer"
+            )
+        ids.append(oid)
+    if all(a < b for a, b in itertools.pairwise(ids)):  # the usual case: no set, no sort
+        return array.array("q", ids)
+    return array.array("q", sorted(set(ids)))
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

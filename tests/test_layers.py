@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import gc
+import json
 import tracemalloc
 from contextlib import aclosing
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 
 from archibald import (
@@ -56,7 +58,7 @@ async def test_every_feature_once_in_order(fake: FakeArcGIS) -> None:
     async with client_for(fake) as client:
         layer = FeatureLayer(client, "Parcels", 0)
         assert ALL == await crawl_ids(layer)
-    assert 1 + 11 == fake.statistics().requests["query"]  # ids, then 11 pages
+    assert 1 + 1 + 11 == fake.statistics().requests["query"]  # ids, their count, 11 pages
 
 
 @pytest.mark.parametrize(
@@ -296,3 +298,90 @@ async def test_streaming_keeps_memory_flat() -> None:
     assert 200_000 == total
     assert max(samples) < 40_000_000
     assert max(samples) < 3 * min(samples) + 10_000_000  # flat: no growth with the crawl
+
+
+# -- regressions found in review -------------------------------------------------------
+
+
+async def test_a_cancelled_step_loses_nothing(fake: FakeArcGIS) -> None:
+    """A consumer that gives up waiting for one page and goes on still gets every feature."""
+    fake.faults.latency["query"] = 1.0
+    async with client_for(fake) as client:
+        pages = FeatureLayer(client, "Parcels", 0).pages(max_concurrency=4)
+        ids: list[int] = []
+        ids.extend((await anext(pages)).object_ids)
+        with anyio.move_on_after(0.5):  # cancelled in the middle of fetching a window
+            for _ in range(4):
+                ids.extend((await anext(pages)).object_ids)
+        async for page in pages:
+            ids.extend(page.object_ids)
+    assert ALL == ids
+
+
+async def test_a_closed_stream_says_so(fake: FakeArcGIS) -> None:
+    """After aclose(), the stream raises instead of ending as if complete."""
+    async with client_for(fake) as client:
+        pages = FeatureLayer(client, "Parcels", 0).pages()
+        await anext(pages)
+        await pages.aclose()
+        with pytest.raises(IncompleteResultError, match="closed after 1000"):
+            await anext(pages)
+
+
+async def test_a_failure_in_a_wide_window_names_its_batch(fake: FakeArcGIS) -> None:
+    """One of four concurrent batches fails for good: one error naming only that batch."""
+    async with client_for(fake, retry=RetryPolicy(attempts=1)) as client:
+        pages = FeatureLayer(client, "Parcels", 0).pages(max_concurrency=4)
+        await anext(pages)  # the first window (ids 1-4000) arrived
+        fake.faults.fail_next("query", status=503, times=1)
+        with pytest.raises(IncompleteResultError) as info:
+            async for _ in pages:
+                pass
+    assert info.value.missing is not None
+    assert 1000 == len(info.value.missing)
+    assert 4001 <= min(info.value.missing)
+
+
+async def test_as_they_arrive(fake: FakeArcGIS) -> None:
+    """ordered=False still delivers every feature once."""
+    async with client_for(fake) as client:
+        ids = await crawl_ids(FeatureLayer(client, "Parcels", 0), ordered=False)
+    assert ALL == sorted(ids)
+
+
+class CutIds(httpx.AsyncBaseTransport):
+    """A proxy that cuts returnIdsOnly answers short, or sends ids as strings."""
+
+    def __init__(self, fake: FakeArcGIS, how: str) -> None:
+        self.inner = fake.transport()
+        self.how = how
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        body = json.loads(await response.aread())
+        if "objectIds" in body:
+            if self.how == "cut":
+                body["objectIds"] = body["objectIds"][:2000]
+            else:
+                body["objectIds"] = [str(i) for i in body["objectIds"]]
+        elif self.how == "strings" and "features" in body:
+            for feature in body["features"]:
+                feature["attributes"]["OBJECTID"] = float(feature["attributes"]["OBJECTID"])
+        return httpx.Response(response.status_code, json=body)
+
+
+async def test_a_short_id_list_is_caught(fake: FakeArcGIS) -> None:
+    """A returnIdsOnly answer cut short disagrees with the count: an error, not 2,000 rows."""
+    auth = UserTokenAuth(USER, PASSWORD, fake.portal_url, http_client=fake.client())
+    async with ArchieClient(fake.services_url, auth, transport=CutIds(fake, "cut")) as client:
+        with pytest.raises(IncompleteResultError, match="counts 10,001"):
+            await crawl_ids(FeatureLayer(client, "Parcels", 0))
+
+
+async def test_ids_as_strings_and_floats_are_read(fake: FakeArcGIS) -> None:
+    """Ids listed as strings and returned as floats still crawl exactly."""
+    auth = UserTokenAuth(USER, PASSWORD, fake.portal_url, http_client=fake.client())
+    async with ArchieClient(fake.services_url, auth, transport=CutIds(fake, "strings")) as client:
+        layer = FeatureLayer(client, "Parcels", 0)
+        ids = [oid async for page in layer.pages() for oid in page.object_ids]
+    assert ALL == ids
