@@ -27,6 +27,9 @@ async def origin() -> AsyncIterator[str]:
     fake.add_user("alice", "wonderland")
     fake.add_feature_layer("City/Parcels", count=2500, max_record_count=1000, secured=True)
     fake.add_feature_layer("City/Zones", count=40, geometry="polygon")
+    fake.add_user("bob", "builder")
+    fake.add_feature_layer("City/Vault", count=5, secured=True)
+    fake.services["City/Vault/FeatureServer"].allowed = {"alice"}
     async with fake.serve() as origin:
         yield origin
 
@@ -128,13 +131,17 @@ async def test_password_from_stdin_and_the_visible_option(origin: str) -> None:
          {"ARCGIS_USERNAME": "alice", "ARCGIS_PASSWORD": "wonderland",
           "ARCGIS_PORTAL_URL": "{origin}"}, 1, "Invalid URL"),
         (["info", "{origin}/" + LAYER], {}, 1, "TokenMissingError"),
+        (["info", "{origin}/arcgis/rest/services/City/Vault/FeatureServer/0"],
+         {"ARCGIS_USERNAME": "bob", "ARCGIS_PASSWORD": "builder",
+          "ARCGIS_PORTAL_URL": "{origin}"}, 1, "AuthorizationError"),
         (["info", "{origin}/" + LAYER, "--username", "alice"], {}, 2, "needs a password"),
     ],
 )  # fmt: skip
 async def test_errors_are_one_clear_line(
     origin: str, args: list[str], env: dict[str, str], code: int, message: str
 ) -> None:
-    """Bad URL, unreachable host, refused sign-in, missing layer, no token: one line each."""
+    """Bad URL, unreachable host, refused sign-in, missing layer, no token, no permission:
+    one line each."""
     filled = [a.replace("{origin}", origin) for a in args]
     done = await archibald(*filled, **{k: v.replace("{origin}", origin) for k, v in env.items()})
     assert code == done.returncode

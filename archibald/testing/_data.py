@@ -408,12 +408,15 @@ class FakeService:
         kind: ``"FeatureServer"`` or ``"MapServer"``.
         secured: Whether requests need a token (499 without one).
         layers: The service's layers by id.
+        allowed: Who may use a secured service (usernames, app client ids); None lets
+            every signed-in user in. Anyone else gets 403.
     """
 
     name: str
     kind: Literal["FeatureServer", "MapServer"]
     secured: bool = False
     layers: dict[int, FakeLayer] = attrs.Factory(dict)
+    allowed: set[str] | None = None
 
 
 _GLOBAL_ID = "esriFieldTypeGlobalID"

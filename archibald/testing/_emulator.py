@@ -730,6 +730,17 @@ class FakeArcGIS:
         record = self._valid_token(token, request)
         if record is None or (record.scope == "portal" and self.server != "hosted"):
             raise _Refusal(498, "Invalid token.", ["Invalid token."])
+        if (
+            service.secured
+            and service.allowed is not None
+            and record.subject not in service.allowed
+        ):
+            raise _Refusal(
+                403,
+                "You do not have permissions to access this resource or perform this operation.",
+                [],
+                "GWM_0003",
+            )
 
     # -- info and metadata -------------------------------------------------------------
 
