@@ -15,18 +15,9 @@ from ..exceptions import ConfigurationError, TokenRefreshError
 from ._base import TokenPlacement
 from ._env import PORTAL_URL, read_env
 from ._refresher import IssuedToken, RefreshingAuth, TokenSource
-from ._token_http import check_minutes, check_token_url, post_token_form
+from ._token_http import check_minutes, check_token_url, portal_endpoint, post_token_form
 
 __all__ = ["AppCredentialsAuth"]
-
-
-def oauth_token_url(base_url: str) -> str:
-    """The portal's ``oauth2/token`` endpoint for a portal or ArcGIS Online *base_url*."""
-    if base_url.endswith("/sharing/rest"):
-        return base_url + "/oauth2/token"
-    if base_url.endswith("/sharing"):
-        return base_url + "/rest/oauth2/token"
-    return base_url + "/sharing/rest/oauth2/token"
 
 
 @attrs.frozen(kw_only=True)
@@ -124,7 +115,7 @@ class AppCredentialsAuth(RefreshingAuth):
             raise ConfigurationError(f"the client secret of app {client_id!r} must not be empty")
         check_minutes(expiration)
         if token_url is None:
-            url = oauth_token_url(check_token_url(base_url, "base_url"))
+            url = portal_endpoint(check_token_url(base_url, "base_url"), "oauth2/token")
         else:
             url = check_token_url(token_url, "token_url")
         super().__init__(

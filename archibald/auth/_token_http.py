@@ -50,6 +50,15 @@ def check_token_url(url: object, what: str) -> str:
     return url
 
 
+def portal_endpoint(base_url: str, operation: str) -> str:
+    """``<portal>/sharing/rest/<operation>``, however the portal URL was written."""
+    if base_url.endswith("/sharing/rest"):
+        return f"{base_url}/{operation}"
+    if base_url.endswith("/sharing"):
+        return f"{base_url}/rest/{operation}"
+    return f"{base_url}/sharing/rest/{operation}"
+
+
 def check_minutes(expiration: object) -> int:
     """A token lifetime request, in whole minutes (at least 1)."""
     if isinstance(expiration, bool) or not isinstance(expiration, int) or expiration < 1:

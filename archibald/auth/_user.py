@@ -15,20 +15,11 @@ from ._base import TokenPlacement
 from ._env import PORTAL_URL, read_env
 from ._refresher import IssuedToken, RefreshingAuth, TokenSource, lifetime_from_expires
 from ._server import discover_token_url, server_root
-from ._token_http import check_minutes, check_token_url, post_token_form
+from ._token_http import check_minutes, check_token_url, portal_endpoint, post_token_form
 
 __all__ = ["UserTokenAuth"]
 
 DEFAULT_REFERER = "archibald"
-
-
-def generate_token_url(base_url: str) -> str:
-    """The portal's generateToken endpoint for a portal or ArcGIS Online *base_url*."""
-    if base_url.endswith("/sharing/rest"):
-        return base_url + "/generateToken"
-    if base_url.endswith("/sharing"):
-        return base_url + "/rest/generateToken"
-    return base_url + "/sharing/rest/generateToken"
 
 
 @attrs.define(kw_only=True)
@@ -140,7 +131,7 @@ class UserTokenAuth(RefreshingAuth):
         if referer is not None and (not isinstance(referer, str) or not referer):
             raise ConfigurationError("referer must be a non-empty string, or None")
         if token_url is None:
-            url = generate_token_url(check_token_url(base_url, "base_url"))
+            url = portal_endpoint(check_token_url(base_url, "base_url"), "generateToken")
         else:
             url = check_token_url(token_url, "token_url")
         super().__init__(
