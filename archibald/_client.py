@@ -401,6 +401,16 @@ class ArchieClient:
         while True:
             http, limiter = self._open()  # it may have closed while this request waited
             trusted = origin_of(url) in self._trusted and is_secure_url(url)
+            if (
+                not trusted
+                and origin_of(url) in self._trusted
+                and not isinstance(self._auth, NoAuth)
+            ):
+                logger.warning(
+                    "not sending the token to %s: tokens travel over HTTPS only "
+                    "(loopback excepted)",
+                    redact_url(url),
+                )
             token = ""
             failure: ArchieError
             retry_after: float | None = None

@@ -641,8 +641,18 @@ class FeatureStream:
 
     @property
     def pages(self) -> PageStream:
-        """The page stream underneath (for `PageStream.total` and progress)."""
+        """The page stream underneath."""
         return self._pages
+
+    @property
+    def total(self) -> int | None:
+        """How many features the crawl will deliver, once it has listed them."""
+        return self._pages.total
+
+    @property
+    def delivered(self) -> int:
+        """How many features have been handed out so far."""
+        return self._pages.delivered - len(self._current)
 
     def __aiter__(self) -> FeatureStream:
         return self
