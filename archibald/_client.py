@@ -412,6 +412,7 @@ class ArchieClient:
                     redact_url(url),
                 )
             token = ""
+            never_sent = False
             failure: ArchieError
             retry_after: float | None = None
             try:
@@ -433,6 +434,11 @@ class ArchieClient:
                     raise
                 failure = exc
             except httpx.TransportError as exc:
+                # A request that never left (no connection, no free connection) may be
+                # sent again whatever it does, an edit included.
+                never_sent = isinstance(
+                    exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
+                )
                 logger.debug(
                     "%s %s failed after %.3f s (attempt %d): %s",
                     method,
@@ -509,7 +515,7 @@ class ArchieClient:
                 else:
                     failure, retry_after = outcome.error, outcome.retry_after
             transient_failures += 1
-            if safe and transient_failures < self._retry.attempts:
+            if (safe or never_sent) and transient_failures < self._retry.attempts:
                 delay = self._retry.delay(transient_failures, retry_after)
                 if waited + delay <= self._retry.budget:
                     logger.info(

@@ -630,3 +630,22 @@ async def test_a_token_endpoint_hiccup_during_a_refresh_is_retried(
         fake.faults.fail_next("generateToken", status=503)
         assert {"count": 50} == await client.get_json(f"{WELLS}/query", params=COUNT)
         assert client.statistics().retries >= 1
+
+
+async def test_an_edit_that_never_left_is_sent_again(fake: FakeArcGIS) -> None:
+    """applyEdits that could not even connect is retried: the server never saw it."""
+    attempts = 0
+    inner = fake.transport()
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        nonlocal attempts
+        if request.url.path.endswith("applyEdits"):
+            attempts += 1
+            if attempts == 1:
+                raise httpx.ConnectError("connection refused", request=request)
+        return await inner.handle_async_request(request)
+
+    async with make_client(fake, Recording(httpx.MockTransport(handle))) as client:
+        body = await client.post_json(f"{PARCELS}/applyEdits", data={"deletes": [1]})
+    assert [True] == [r["success"] for r in body["deleteResults"]]
+    assert 2 == attempts
