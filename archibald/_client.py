@@ -400,12 +400,9 @@ class ArchieClient:
         redirects = 0
         while True:
             http, limiter = self._open()  # it may have closed while this request waited
-            trusted = origin_of(url) in self._trusted and is_secure_url(url)
-            if (
-                not trusted
-                and origin_of(url) in self._trusted
-                and not isinstance(self._auth, NoAuth)
-            ):
+            known = origin_of(url) in self._trusted
+            trusted = known and is_secure_url(url)
+            if known and not trusted and not isinstance(self._auth, NoAuth):
                 logger.warning(
                     "not sending the token to %s: tokens travel over HTTPS only "
                     "(loopback excepted)",

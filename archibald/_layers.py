@@ -26,7 +26,7 @@ import array
 import collections
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar
 
 import anyio
 import attrs
@@ -207,7 +207,7 @@ class _Layer:
         self._info_lock = anyio.Lock()
 
     @classmethod
-    def from_url(cls, client: ArchieClient, url: str) -> _Layer:
+    def from_url(cls, client: ArchieClient, url: str) -> Self:
         """The layer at *url* (``<services root>/<service>/<kind>/<id>``), on *client*."""
         root = client.base_url
         clean = url.strip().split("?", 1)[0].rstrip("/")
@@ -419,35 +419,24 @@ class FeatureLayer(_Layer):
 
     _kind = "FeatureServer"
 
-    @classmethod
-    def from_url(cls, client: ArchieClient, url: str) -> FeatureLayer:
-        """The FeatureServer layer at *url*, on *client*."""
-        layer = super().from_url(client, url)
-        assert isinstance(layer, FeatureLayer)
-        return layer
-
 
 class MapLayer(_Layer):
     """A layer of a MapServer: ``MapLayer(client, "Basemap", 3)``."""
 
     _kind = "MapServer"
 
-    @classmethod
-    def from_url(cls, client: ArchieClient, url: str) -> MapLayer:
-        """The MapServer layer at *url*, on *client*."""
-        layer = super().from_url(client, url)
-        assert isinstance(layer, MapLayer)
-        return layer
+
+LayerT = TypeVar("LayerT", bound=_Layer)
 
 
-class _Service:
-    _kind: str = ""
-    _layer_class: type[_Layer] = _Layer
+class _Service(Generic[LayerT]):
+    _layer_class: type[LayerT]
 
     def __init__(self, client: ArchieClient, service_path: str) -> None:
+        kind = self._layer_class._kind
         path = service_path.strip("/")
-        if not path.endswith(f"/{self._kind}") and path != self._kind:
-            path = f"{path}/{self._kind}"
+        if not path.endswith(f"/{kind}") and path != kind:
+            path = f"{path}/{kind}"
         self._client = client
         self._path = path
         self._metadata: Mapping[str, Any] | None = None
@@ -466,11 +455,11 @@ class _Service:
             self._metadata = await self._client.get_json(self._path)
         return self._metadata
 
-    def layer(self, layer_id: int) -> _Layer:
+    def layer(self, layer_id: int) -> LayerT:
         """The layer *layer_id* of this service (no request is made)."""
         return self._layer_class(self._client, self._path, layer_id)
 
-    async def layers(self) -> list[_Layer]:
+    async def layers(self) -> list[LayerT]:
         """Every layer and table the service lists."""
         metadata = await self.info()
         entries = [*(metadata.get("layers") or ()), *(metadata.get("tables") or ())]
@@ -480,34 +469,16 @@ class _Service:
         return [self.layer(i) for i in ids]
 
 
-class FeatureService(_Service):
+class FeatureService(_Service[FeatureLayer]):
     """A FeatureServer: ``FeatureService(client, "Parcels")``."""
 
-    _kind = "FeatureServer"
     _layer_class = FeatureLayer
 
-    def layer(self, layer_id: int) -> FeatureLayer:
-        """The layer *layer_id* of this service (no request is made)."""
-        return FeatureLayer(self._client, self._path, layer_id)
 
-    async def layers(self) -> list[FeatureLayer]:  # type: ignore[override]
-        """Every layer and table the service lists."""
-        return [layer for layer in await super().layers() if isinstance(layer, FeatureLayer)]
-
-
-class MapService(_Service):
+class MapService(_Service[MapLayer]):
     """A MapServer: ``MapService(client, "Basemap")``."""
 
-    _kind = "MapServer"
     _layer_class = MapLayer
-
-    def layer(self, layer_id: int) -> MapLayer:
-        """The layer *layer_id* of this service (no request is made)."""
-        return MapLayer(self._client, self._path, layer_id)
-
-    async def layers(self) -> list[MapLayer]:  # type: ignore[override]
-        """Every layer and table the service lists."""
-        return [layer for layer in await super().layers() if isinstance(layer, MapLayer)]
 
 
 class PageStream:
