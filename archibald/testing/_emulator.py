@@ -914,14 +914,11 @@ class FakeArcGIS:
         geometry = _true(params.get("returnGeometry", "true")) and layer.geometry_type is not None
         out_sr = self._out_sr(layer, params.get("outSR"), fmt)
         if fmt == "geojson":
-            features = [self._feature(layer, oid, out_fields, geometry, out_sr) for oid in page]
-            collection: dict[str, Any] = {
-                "type": "FeatureCollection",
-                "features": [esri_feature_to_geojson(f, layer.object_id_field) for f in features],
-            }
+            collection: dict[str, Any] = {"type": "FeatureCollection"}
             if exceeded:
                 collection["properties"] = {"exceededTransferLimit": True}
-            return _json(collection, content_type="application/geo+json")
+            encoded = self._encoded(layer, page, out_fields, geometry, out_sr, geojson=True)
+            return _with_features(collection, encoded, "application/geo+json")
         fields_by_name = {f["name"]: f for f in layer.fields}
         body: dict[str, Any] = {
             "objectIdFieldName": layer.object_id_field,
@@ -935,17 +932,31 @@ class FakeArcGIS:
         if geometry:
             body["geometryType"] = layer.geometry_type
             body["spatialReference"] = out_sr or layer.spatial_reference
-        cache = layer.fragments((tuple(out_fields), geometry, out_sr is not None))
+        encoded = self._encoded(layer, page, out_fields, geometry, out_sr, geojson=False)
+        return _with_features(body, encoded, "application/json")
+
+    def _encoded(
+        self,
+        layer: FakeLayer,
+        page: Sequence[int],
+        out_fields: list[str],
+        geometry: bool,
+        out_sr: dict[str, Any] | None,
+        *,
+        geojson: bool,
+    ) -> list[bytes]:
+        """The features of *page*, each encoded once per output shape and then reused."""
+        cache = layer.fragments((tuple(out_fields), geometry, out_sr is not None, geojson))
         encoded = []
         for oid in page:
             fragment = cache.get(oid)
             if fragment is None:
                 feature = self._feature(layer, oid, out_fields, geometry, out_sr)
+                if geojson:
+                    feature = esri_feature_to_geojson(feature, layer.object_id_field)
                 fragment = cache[oid] = json.dumps(feature, separators=(",", ":")).encode()
             encoded.append(fragment)
-        head = json.dumps(body, separators=(",", ":")).encode()
-        content = head[:-1] + b',"features":[' + b",".join(encoded) + b"]}"
-        return Response(200, content, {"content-type": "application/json; charset=utf-8"})
+        return encoded
 
     def _out_fields(self, layer: FakeLayer, value: str | None) -> list[str]:
         names = {f["name"].upper(): f["name"] for f in layer.fields}
@@ -1139,6 +1150,13 @@ def _layer_metadata(layer: FakeLayer, service: FakeService) -> dict[str, Any]:
 def _json(data: Any, status: int = 200, *, content_type: str = "application/json") -> Response:
     body = json.dumps(data, separators=(",", ":")).encode()
     return Response(status, body, {"content-type": f"{content_type}; charset=utf-8"})
+
+
+def _with_features(head: dict[str, Any], encoded: list[bytes], content_type: str) -> Response:
+    """*head* with a ``features`` array of already encoded features appended."""
+    start = json.dumps(head, separators=(",", ":")).encode()
+    content = start[:-1] + b',"features":[' + b",".join(encoded) + b"]}"
+    return Response(200, content, {"content-type": f"{content_type}; charset=utf-8"})
 
 
 def _html_page(path: str) -> Response:
