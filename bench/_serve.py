@@ -1,0 +1,78 @@
+"""Serve FakeArcGIS on loopback in its own process, for the benchmarks.
+
+The benchmarked client and the server run in separate processes, so that the client's
+CPU time is its own. The server prints its origin on the first line of standard output,
+then serves until it is terminated. Besides the emulator, it answers three control
+requests (POST): ``/_bench/revoke`` (every token is revoked at once), ``/_bench/reset``
+(counters back to zero) and ``/_bench/stats`` (the counters, as JSON).
+
+    python bench/_serve.py '{"layers": {"Bench": 200000}, "token_seconds": 70}'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from typing import Any
+
+import trio
+
+from archibald.testing import FakeArcGIS
+from archibald.testing._emulator import Request, Response
+
+USER, PASSWORD = "bench", "bench-password"
+
+
+class BenchFake(FakeArcGIS):
+    """FakeArcGIS plus the control requests a benchmark needs across processes."""
+
+    async def respond(self, request: Request) -> Response:
+        if not request.path.startswith("/_bench/"):
+            return await super().respond(request)
+        action = request.path.removeprefix("/_bench/")
+        if action == "revoke":
+            self.revoke_all_tokens()
+        elif action == "reset":
+            self.reset_statistics()
+        elif action != "stats":
+            return Response(404, b"unknown control request", {"content-type": "text/plain"})
+        stats = self.statistics()
+        body = {
+            "requests": dict(stats.requests),
+            "tokens_issued": stats.tokens_issued,
+            "rejected_498": stats.rejected_498,
+            "rejected_499": stats.rejected_499,
+        }
+        return Response(200, json.dumps(body).encode(), {"content-type": "application/json"})
+
+
+def build(settings: dict[str, Any]) -> BenchFake:
+    """The emulator that *settings* describe (see `bench/run.py` for the keys)."""
+    fake = BenchFake(max_token_minutes=settings.get("token_seconds", 3600) / 60)
+    fake.add_user(USER, PASSWORD)
+    for name, count in settings.get("layers", {}).items():
+        fake.add_feature_layer(
+            name, count=count, max_record_count=settings.get("page", 2000), secured=True
+        )
+    for name, count in settings.get("open_layers", {}).items():
+        fake.add_feature_layer(name, count=count, max_record_count=settings.get("page", 2000))
+    fake.faults.latency.update(
+        {
+            "generateToken": settings.get("token_latency", 0.0),
+            "query": settings.get("query_latency", 0.0),
+        }
+    )
+    return fake
+
+
+async def main(settings: dict[str, Any]) -> None:
+    fake = build(settings)
+    async with fake.serve() as origin:
+        print(origin, flush=True)
+        await trio.sleep_forever()
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        trio.run(main, json.loads(sys.argv[1]))

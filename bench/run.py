@@ -1,0 +1,686 @@
+"""Benchmarks: archibald against the tools people use today, side by side, in one run.
+
+    .venv/bin/python bench/run.py            # everything (several minutes)
+    .venv/bin/python bench/run.py --quick    # a smoke run of everything (under a minute)
+
+Run it with the project's interpreter (``pip install -e ".[server]"``). It makes the
+peers' venvs itself under ``bench/.venvs`` (archibald 1.2.5 with a Python 3.12 or newer
+interpreter, esridump with this one), starts FakeArcGIS on loopback in its own process
+for each benchmark, and runs each client as its own process, which reports one JSON line.
+The machine is shared and noisy: every table shows medians and ratios to a baseline
+measured in the same run. Nothing here asserts a speed.
+
+The full run writes what it printed to ``bench/results/latest.md``; docs/benchmarks.md
+explains each table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import glob
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+WORKLOADS = HERE / "workloads"
+VENVS = HERE / ".venvs"
+USER, PASSWORD = "bench", "bench-password"
+SMALL_QUERY = "Small/FeatureServer/0/query"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much each benchmark does: the full run, or the smoke run (``--quick``)."""
+
+    stall_seconds: float  # how long the workers run
+    token_seconds: float  # the lifetime the server grants (1.2.5 renews 60 s before expiry)
+    stampede: tuple[int, ...]
+    crawl_features: int
+    memory_features: tuple[int, int]
+    repeats: int  # measured rounds of the crawl (medians), after one warm-up round
+    stampede_repeats: int
+    warmup: bool  # one unmeasured crawl round first, so every client meets a warm server
+    token_calls: int
+    blocks: int
+    per_block: int
+
+
+FULL = Sizes(
+    40.0, 70.0, (10, 100, 1000), 200_000, (200_000, 1_000_000), 3, 3, True, 200_000, 20, 100
+)
+QUICK = Sizes(3.0, 61.5, (10, 100, 1000), 20_000, (20_000, 50_000), 1, 1, False, 20_000, 4, 25)
+PAGE = 2000
+CONCURRENCY = 8  # requests in flight, for every async crawler
+WORKERS = 20  # concurrent workers in the stall benchmark
+TOKEN_LATENCY = 0.3  # seconds the token endpoint takes
+QUERY_LATENCY = 0.02  # seconds per request in the token benchmarks
+
+
+# -- the clients -----------------------------------------------------------------------
+
+
+@dataclass
+class Client:
+    """One client measured: a workload script and the interpreter that runs it."""
+
+    name: str
+    script: str
+    backend: str | None  # "trio", "asyncio", or None for a synchronous client
+    python: str | None = None  # None: not available
+    skipped: str = ""  # why, when python is None
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.backend})" if self.backend else self.name
+
+
+@dataclass
+class Peers:
+    python312: str | None
+    clients: dict[str, Client] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+def find_python312() -> tuple[str | None, str]:
+    """A Python 3.12 or newer for archibald 1.2.5, or None and where it looked."""
+    candidates: list[str] = []
+    if sys.version_info >= (3, 12):
+        candidates.append(sys.executable)
+    for name in ("python3.12", "python3.13", "python3.14"):
+        found = shutil.which(name)
+        if found:
+            candidates.append(found)
+    pyenv_root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    for pattern in ("3.12*", "3.13*"):
+        candidates += sorted(
+            glob.glob(os.path.join(pyenv_root, "versions", pattern, "bin", "python3"))
+        )
+    for candidate in candidates:
+        probe = subprocess.run(
+            [candidate, "-c", "import sys, venv; print(sys.version_info >= (3, 12))"],
+            capture_output=True,
+            text=True,
+        )
+        if probe.stdout.strip() == "True":
+            return candidate, ""
+    return None, "no Python 3.12+ interpreter (looked on PATH and in $PYENV_ROOT/versions)"
+
+
+def ensure_venv(name: str, python: str, requirements: Sequence[str]) -> tuple[str | None, str]:
+    """The interpreter of ``bench/.venvs/<name>`` with *requirements*, made if needed."""
+    venv = VENVS / name
+    interpreter = venv / "bin" / "python"
+    stamp = venv / "bench-requirements.txt"
+    wanted = "\n".join(requirements) + "\n"
+    if interpreter.exists() and stamp.exists() and stamp.read_text() == wanted:
+        return str(interpreter), ""
+    print(f"  making {venv.relative_to(HERE.parent)}: {' '.join(requirements)}", file=sys.stderr)
+    steps = [
+        [python, "-m", "venv", "--clear", str(venv)],
+        [
+            str(interpreter),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            *requirements,
+        ],
+    ]
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True)
+        if done.returncode != 0:
+            lines = (done.stderr or done.stdout).strip().splitlines()
+            errors = [line for line in lines if "ERROR" in line] or lines[-1:] or ["(no output)"]
+            return None, f"could not install {' '.join(requirements)}: {errors[-1].strip()}"
+    stamp.write_text(wanted)
+    return str(interpreter), ""
+
+
+def installed_version(python: str, package: str) -> str:
+    done = subprocess.run(
+        [python, "-c", f"import importlib.metadata as m; print(m.version({package!r}))"],
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout.strip() or "?"
+
+
+def prepare_peers() -> Peers:
+    python312, why_not = find_python312()
+    peers = Peers(python312)
+    me = sys.executable
+    old: str | None = None
+    if python312 is not None:
+        old, why_not = ensure_venv("archibald-1.2.5", python312, ["archibald==1.2.5", "trio"])
+    esridump, esri_why_not = ensure_venv("esridump", me, ["esridump==1.13.0"])
+    for client in (
+        Client("hand-written httpx", "httpx_ceiling.py", "trio", me),
+        Client("hand-written httpx", "httpx_ceiling.py", "asyncio", me),
+        Client("archibald", "archibald_now.py", "trio", me),
+        Client("archibald", "archibald_now.py", "asyncio", me),
+        Client("archibald 1.2.5", "archibald_125.py", "asyncio", old, why_not),
+        Client("archibald 1.2.5", "archibald_125.py", "trio", old, why_not),
+        Client("esridump", "esridump_crawl.py", None, esridump, esri_why_not),
+    ):
+        peers.clients[f"{client.script}:{client.backend}"] = client
+    peers.versions["archibald"] = installed_version(me, "archibald")
+    peers.versions["httpx"] = installed_version(me, "httpx")
+    if old:
+        peers.versions["archibald 1.2.5"] = installed_version(old, "archibald")
+    if esridump:
+        peers.versions["esridump"] = installed_version(esridump, "esridump")
+    return peers
+
+
+# -- the server and the workloads ------------------------------------------------------
+
+
+@contextlib.contextmanager
+def server(settings: dict[str, Any]) -> Iterator[str]:
+    """FakeArcGIS on loopback in its own process; yields its origin."""
+    with (
+        tempfile.TemporaryFile(mode="w+") as log,
+        subprocess.Popen(
+            [sys.executable, str(HERE / "_serve.py"), json.dumps(settings)],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        ) as process,
+    ):
+        try:
+            assert process.stdout is not None
+            origin = process.stdout.readline().strip()
+            if not origin.startswith("http://"):
+                log.seek(0)
+                raise RuntimeError(f"the bench server did not start:\n{log.read()[-2000:]}")
+            yield origin
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+class WorkloadFailed(Exception):
+    pass
+
+
+def run(client: Client, params: dict[str, Any], timeout: float = 900) -> dict[str, Any]:
+    """Run *client*'s workload with *params*; its result, or `WorkloadFailed`."""
+    assert client.python is not None
+    if client.backend:
+        params = {**params, "backend": client.backend}
+    try:
+        done = subprocess.run(
+            [client.python, str(WORKLOADS / client.script), json.dumps(params)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=WORKLOADS,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise WorkloadFailed(f"timed out after {timeout:.0f} s") from exc
+    for line in done.stdout.splitlines():
+        if line.startswith("RESULT "):
+            result: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
+            return result
+    lines = done.stderr.strip().splitlines() or ["(no output)"]
+    raise WorkloadFailed(lines[-1][:200])
+
+
+def common_params(origin: str) -> dict[str, Any]:
+    services = f"{origin}/arcgis/rest/services"
+    return {
+        "origin": origin,
+        "services": services,
+        "query": SMALL_QUERY,
+        "query_url": f"{services}/{SMALL_QUERY}",
+        "user": USER,
+        "password": PASSWORD,
+        "page": PAGE,
+        "concurrency": CONCURRENCY,
+    }
+
+
+# -- output ----------------------------------------------------------------------------
+
+
+class Report:
+    """Prints as it goes, and keeps what it printed."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def line(self, text: str = "") -> None:
+        print(text, flush=True)
+        self.lines.append(text)
+
+    def table(self, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+        self.line("| " + " | ".join(header) + " |")
+        self.line("|" + "|".join("---" for _ in header) + "|")
+        for row in rows:
+            self.line("| " + " | ".join(str(cell) for cell in row) + " |")
+        self.line()
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}"
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)  # the nearest-rank method
+    return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
+
+
+def skipped_row(client: Client, width: int, why: str | None = None) -> list[object]:
+    return [client.label, f"skipped: {why or client.skipped}", *[""] * (width - 2)]
+
+
+# -- the benchmarks --------------------------------------------------------------------
+
+
+def bench_stalls(report: Report, peers: Peers, sizes: Sizes) -> None:
+    report.line("## 1. Stalls at token renewal")
+    report.line()
+    report.line(
+        f"{WORKERS} workers request without pause for {sizes.stall_seconds:.0f} s; the server "
+        f"grants {sizes.token_seconds:.0f}-second tokens, its token endpoint takes "
+        f"{TOKEN_LATENCY * 1000:.0f} ms and a query {QUERY_LATENCY * 1000:.0f} ms. The wait is "
+        "the time a request spent in `get_token()`, after the first token."
+    )
+    report.line()
+    settings = {
+        "layers": {"Small": 100},
+        "token_seconds": sizes.token_seconds,
+        "token_latency": TOKEN_LATENCY,
+        "query_latency": QUERY_LATENCY,
+    }
+    header = [
+        "client", "requests", "token requests", "requests that waited", "wait p50 (ms)",
+        "wait p99 (ms)", "wait max (ms)", "failed",
+    ]  # fmt: skip
+    rows: list[list[object]] = []
+    for key in ("archibald_now.py:trio", "archibald_now.py:asyncio", "archibald_125.py:asyncio"):
+        client = peers.clients[key]
+        if client.python is None:
+            rows.append(skipped_row(client, len(header)))
+            continue
+        with server(settings) as origin:
+            params = {
+                **common_params(origin),
+                "scenario": "stalls",
+                "workers": WORKERS,
+                "duration": sizes.stall_seconds,
+            }
+            try:
+                result = run(client, params)
+            except WorkloadFailed as exc:
+                rows.append(skipped_row(client, len(header), f"failed: {exc}"))
+                continue
+        waits = result["waits"]
+        waited = sum(1 for wait in waits if wait >= 0.001)
+        rows.append(
+            [
+                client.label,
+                len(waits),
+                result["token_requests"],
+                f"{waited} ({waited / max(1, len(waits)):.1%})",
+                ms(pct(waits, 50)),
+                ms(pct(waits, 99)),
+                ms(max(waits, default=0.0)),
+                result["failures"],
+            ]
+        )
+    report.table(header, rows)
+
+
+def bench_stampede(report: Report, peers: Peers, sizes: Sizes) -> None:
+    report.line("## 2. Rejection stampede")
+    report.line()
+    report.line(
+        "N requests in flight at once (the client allows N), all holding a token the "
+        "server has just revoked; the token endpoint takes "
+        f"{TOKEN_LATENCY * 1000:.0f} ms. Token requests made to recover"
+        + (
+            f" (median of {sizes.stampede_repeats} runs, range in brackets)."
+            if sizes.stampede_repeats > 1
+            else "."
+        )
+    )
+    report.line()
+    settings = {
+        "layers": {"Small": 100},
+        "token_latency": TOKEN_LATENCY,
+        "query_latency": QUERY_LATENCY,
+    }
+    columns: dict[str, dict[int, str]] = {}
+    for key in ("archibald_now.py:trio", "archibald_125.py:asyncio"):
+        client = peers.clients[key]
+        if client.python is None:
+            columns[client.label] = dict.fromkeys(sizes.stampede, f"skipped: {client.skipped}")
+            continue
+        counts: dict[int, list[int]] = {n: [] for n in sizes.stampede}
+        failures: dict[int, int] = dict.fromkeys(sizes.stampede, 0)
+        error = ""
+        with server(settings) as origin:
+            for _ in range(sizes.stampede_repeats):
+                params = {**common_params(origin), "scenario": "stampede", "ns": sizes.stampede}
+                try:
+                    result = run(client, params)
+                except WorkloadFailed as exc:
+                    error = f"failed: {exc}"
+                    break
+                for row in result["rows"]:
+                    counts[row["n"]].append(row["token_requests"])
+                    failures[row["n"]] += row["failures"]
+        cells = {}
+        for n in sizes.stampede:
+            if error:
+                cells[n] = error
+                continue
+            values = counts[n]
+            cell = f"{statistics.median(values):g}"
+            if len(values) > 1:
+                cell += f" [{min(values)}-{max(values)}]"
+            if failures[n]:
+                cell += f", {failures[n]} requests failed"
+            cells[n] = cell
+        columns[client.label] = cells
+    report.table(
+        ["N", *(f"token requests, {label}" for label in columns)],
+        [[n, *(columns[label][n] for label in columns)] for n in sizes.stampede],
+    )
+
+
+def crawl_runs(
+    peers: Peers, keys: Sequence[str], features: int, rounds: int, warmup: bool, latency: float
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str]]:
+    """Each client's crawl results over *rounds* (round robin), and why any failed."""
+    settings = {"open_layers": {"Bench": features}, "query_latency": latency}
+    results: dict[str, list[dict[str, Any]]] = {key: [] for key in keys}
+    failed: dict[str, str] = {}
+    with server(settings) as origin:
+        params = {
+            **common_params(origin),
+            "scenario": "crawl",
+            "service": "Bench/FeatureServer",
+            "expected": features,
+        }
+        for index in range(rounds + (1 if warmup else 0)):
+            for key in keys:
+                client = peers.clients[key]
+                if client.python is None or key in failed:
+                    continue
+                try:
+                    result = run(client, params)
+                except WorkloadFailed as exc:
+                    failed[key] = f"failed: {exc}"
+                    continue
+                if index or not warmup:
+                    results[key].append(result)
+    return results, failed
+
+
+CRAWLERS = (
+    "httpx_ceiling.py:trio",
+    "httpx_ceiling.py:asyncio",
+    "archibald_now.py:trio",
+    "archibald_now.py:asyncio",
+    "archibald_125.py:asyncio",
+    "esridump_crawl.py:None",
+)
+
+
+def bench_crawl(report: Report, peers: Peers, sizes: Sizes, latency: float) -> dict[str, float]:
+    """The crawl table; returns each client's median peak RSS, for the memory table."""
+    n = sizes.crawl_features
+    report.line("## 3. Crawl throughput")
+    report.line()
+    report.line(
+        f"Every feature of a {n:,}-feature point layer, in pages of {PAGE:,}; the server "
+        f"takes {latency * 1000:.0f} ms per query. The async clients keep {CONCURRENCY} "
+        "requests in flight; esridump is sequential. Median of "
+        f"{sizes.repeats} round(s){' after a warm-up round' if sizes.warmup else ''}, in "
+        "round-robin order. The ceiling is "
+        "the faster backend of the hand-written httpx crawler."
+    )
+    report.line()
+    results, failed = crawl_runs(peers, CRAWLERS, n, sizes.repeats, sizes.warmup, latency)
+    medians = {
+        key: statistics.median(r["seconds"] for r in runs) for key, runs in results.items() if runs
+    }
+    ceilings = [medians[k] for k in CRAWLERS[:2] if k in medians]
+    ceiling = min(ceilings) if ceilings else float("nan")
+    header = [
+        "client",
+        "features (distinct)",
+        "every feature once",
+        "seconds",
+        "features/s",
+        "vs ceiling",
+    ]
+    rows: list[list[object]] = []
+    rss: dict[str, float] = {}
+    for key in CRAWLERS:
+        client = peers.clients[key]
+        if client.python is None or key in failed:
+            rows.append(skipped_row(client, len(header), failed.get(key)))
+            continue
+        runs = results[key]
+        last = runs[-1]
+        complete = all(r["complete"] for r in runs)
+        seconds = medians[key]
+        rss[key] = statistics.median(r["rss_peak_mb"] for r in runs)
+        rows.append(
+            [
+                client.label,
+                f"{last['delivered']:,} ({last['distinct']:,})",
+                "yes" if complete else "**no**",
+                f"{seconds:.2f}",
+                f"{n / seconds:,.0f}",
+                f"{ceiling / seconds:.2f}",
+            ]
+        )
+    report.table(header, rows)
+    return rss
+
+
+def bench_memory(
+    report: Report, peers: Peers, sizes: Sizes, at_small: dict[str, float], latency: float
+) -> None:
+    small, large = sizes.memory_features
+    report.line("## 4. Memory")
+    report.line()
+    report.line(
+        f"Peak resident memory (VmHWM) of each client's process over a whole-layer crawl, "
+        f"in MB. The {small:,} column is the median of the crawls above; the {large:,} "
+        'column is one crawl. "Before" is the process after its imports, before the crawl.'
+    )
+    report.line()
+    keys = (
+        "archibald_now.py:trio",
+        "archibald_125.py:asyncio",
+        "esridump_crawl.py:None",
+        "httpx_ceiling.py:trio",
+    )
+    if small != sizes.crawl_features:
+        raise ValueError("the small memory size is the crawl benchmark's")
+    results, failed = crawl_runs(peers, keys, large, 1, False, latency)
+    header = ["client", f"peak at {small:,}", f"peak at {large:,}", "before", "every feature once"]
+    rows: list[list[object]] = []
+    for key in keys:
+        client = peers.clients[key]
+        if client.python is None or key in failed:
+            rows.append(skipped_row(client, len(header), failed.get(key)))
+            continue
+        result = results[key][0]
+        rows.append(
+            [
+                client.label,
+                f"{at_small.get(key, float('nan')):,.0f}",
+                f"{result['rss_peak_mb']:,.0f}",
+                f"{result['rss_before_mb']:,.0f}",
+                "yes" if result["complete"] else "**no**",
+            ]
+        )
+    report.table(header, rows)
+
+
+def bench_hotpath(report: Report, peers: Peers, sizes: Sizes) -> None:
+    report.line("## 5. Hot path")
+    report.line()
+    report.line(
+        f"`get_token()` with a valid token ({sizes.token_calls:,} calls), and one small "
+        "secured request (a count) through each client against the same request made with "
+        "a bare `httpx.AsyncClient` in the same process, one at a time; medians of "
+        f"{sizes.blocks} alternating blocks of {sizes.per_block}. The server answers at "
+        "once, so the difference is the client's own cost."
+    )
+    report.line()
+    header = [
+        "client", "get_token() (ns)", "request via client (µs)", "bare httpx (µs)",
+        "client's cost (µs)", "ratio",
+    ]  # fmt: skip
+    rows: list[list[object]] = []
+    settings = {"layers": {"Small": 100}}
+    with server(settings) as origin:
+        for key in (
+            "archibald_now.py:trio",
+            "archibald_now.py:asyncio",
+            "archibald_125.py:trio",
+            "archibald_125.py:asyncio",
+        ):
+            client = peers.clients[key]
+            if client.python is None:
+                rows.append(skipped_row(client, len(header)))
+                continue
+            params = {
+                **common_params(origin),
+                "scenario": "hotpath",
+                "token_calls": sizes.token_calls,
+                "blocks": sizes.blocks,
+                "per_block": sizes.per_block,
+            }
+            try:
+                result = run(client, params)
+            except WorkloadFailed as exc:
+                rows.append(skipped_row(client, len(header), f"failed: {exc}"))
+                continue
+            measured = statistics.median(result["measured_us"])
+            baseline = statistics.median(result["baseline_us"])
+            rows.append(
+                [
+                    client.label,
+                    f"{result['token_ns']:,.0f}",
+                    f"{measured:,.0f}",
+                    f"{baseline:,.0f}",
+                    f"{measured - baseline:,.0f}",
+                    f"{measured / baseline:.2f}",
+                ]
+            )
+    report.table(header, rows)
+
+
+# -- main ------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as info:
+        for line in info:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    return (
+        f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} cores, "
+        f"load average at start {load}"
+    )
+
+
+BENCHMARKS = ("stalls", "stampede", "crawl", "memory", "hotpath")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="a smoke run: small sizes, one round")
+    parser.add_argument(
+        "--only", action="append", choices=BENCHMARKS, help="run only this benchmark (repeatable)"
+    )
+    parser.add_argument(
+        "--query-latency", type=float, default=0.05,
+        help="seconds the server takes per query in the crawl and memory benchmarks",
+    )  # fmt: skip
+    parser.add_argument("--save", type=Path, help="also write the report here")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    chosen = args.only or list(BENCHMARKS)
+    save = args.save if args.save or args.quick else HERE / "results" / "latest.md"
+
+    started = time.perf_counter()
+    report = Report()
+    print("preparing the peers' venvs (bench/.venvs) ...", file=sys.stderr, flush=True)
+    peers = prepare_peers()
+    report.line(f"# archibald benchmarks{' (quick)' if args.quick else ''}")
+    report.line()
+    report.line(f"- Date: {time.strftime('%Y-%m-%d %H:%M %Z')}")
+    report.line(f"- Machine: {machine()}")
+    report.line(f"- Python: {platform.python_version()} (archibald 1.2.5: {_python_of(peers)})")
+    report.line(
+        "- Versions: " + ", ".join(f"{name} {version}" for name, version in peers.versions.items())
+    )
+    report.line(
+        f"- Command: `python bench/run.py{' ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else ''}`"
+    )
+    report.line()
+    steps: dict[str, Callable[[], None]] = {
+        "stalls": lambda: bench_stalls(report, peers, sizes),
+        "stampede": lambda: bench_stampede(report, peers, sizes),
+        "hotpath": lambda: bench_hotpath(report, peers, sizes),
+    }
+    crawl_rss: dict[str, float] = {}
+    for name in BENCHMARKS:
+        if name not in chosen:
+            continue
+        if name == "crawl" or (name == "memory" and "crawl" not in chosen):
+            crawl_rss = bench_crawl(report, peers, sizes, args.query_latency)
+        if name == "memory":
+            bench_memory(report, peers, sizes, crawl_rss, args.query_latency)
+        elif name in steps:
+            steps[name]()
+    report.line(f"Run time: {time.perf_counter() - started:.0f} s.")
+    if save:
+        save.parent.mkdir(parents=True, exist_ok=True)
+        save.write_text("\n".join(report.lines) + "\n", encoding="utf-8")
+        print(f"written to {save}", file=sys.stderr)
+    return 0
+
+
+def _python_of(peers: Peers) -> str:
+    if peers.python312 is None:
+        return "no Python 3.12+ found"
+    done = subprocess.run([peers.python312, "--version"], capture_output=True, text=True)
+    return done.stdout.strip() or peers.python312
+
+
+if __name__ == "__main__":
+    sys.exit(main())

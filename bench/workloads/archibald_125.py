@@ -1,0 +1,71 @@
+"""archibald 1.2.5 from PyPI, measured (run by its own venv's Python 3.12).
+
+Two things a user of 1.2.5 has to do, done here as they would:
+
+- Its ``UserTokenAuth`` asks for a referer-bound token (``client=referer``) but never
+  sends a ``Referer`` header, so ArcGIS (and FakeArcGIS) rejects every request with 498.
+  The workload gives its internal httpx client that header.
+- ``FeatureLayer.query`` returns the whole layer as one list: the crawl counts it then.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import _common
+import _scenarios
+import httpx
+
+from archibald import ArchieClient, FeatureLayer, NoAuth, UserTokenAuth
+
+
+class Session:
+    def __init__(self, client: ArchieClient, auth: UserTokenAuth, query: str, referer: str) -> None:
+        self.auth = auth
+        self.referer = referer
+        self._client = client
+        self._query = query
+
+    async def count(self) -> None:
+        await self._client.get(self._query, params={"where": "1=1", "returnCountOnly": "true"})
+
+
+def with_referer(client: ArchieClient, auth: Any, referer: str) -> None:
+    """Give 1.2.5's lazily made httpx client the Referer its tokens are bound to."""
+    client._client = httpx.AsyncClient(auth=auth, timeout=60.0, headers={"Referer": referer})
+
+
+def session_opener(p: dict[str, Any]) -> _scenarios.OpenSession:
+    @asynccontextmanager
+    async def open_session(concurrency: int) -> AsyncIterator[Session]:
+        auth = UserTokenAuth(p["user"], p["password"], base_url=p["origin"], expiration=60)
+        async with (
+            auth,
+            ArchieClient(p["services"], auth, max_concurrent_requests=concurrency) as client,
+        ):
+            with_referer(client, auth, p["origin"])
+            yield Session(client, auth, p["query"], p["origin"])
+
+    return open_session
+
+
+async def crawl(p: dict[str, Any]) -> dict[str, Any]:
+    tally = _common.Tally(p["expected"])
+    rss_before = _common.rss_mb()
+    start = time.perf_counter()
+    async with ArchieClient(
+        p["services"], NoAuth(), max_concurrent_requests=p["concurrency"]
+    ) as client:
+        layer = FeatureLayer(client, p["service"], 0)
+        result = await layer.query()
+        for feature in result.features:
+            tally.add(feature["properties"]["OBJECTID"])
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "rss_before_mb": rss_before, **tally.summary(p["expected"])}
+
+
+if __name__ == "__main__":
+    _scenarios.main(session_opener, crawl)
