@@ -333,28 +333,27 @@ async def _dump(
     started = time.perf_counter()
     with _progress(enabled) as progress:
         task = progress.add_task(label, total=None, rate="", tokens="")
-        async for page in pages:
-            writer.start(
-                {
-                    "objectIdFieldName": page.object_id_field,
-                    "geometryType": page.geometry_type,
-                    "spatialReference": page.spatial_reference,
-                    "fields": list(page.fields),
-                }
-            )
-            for feature in page.features:
-                writer.write(feature, page.object_id_field)
-            rate = writer.count / max(time.perf_counter() - started, 1e-9)
-            tokens = (
-                f"tokens: {auth.statistics().fetches}" if isinstance(auth, RefreshingAuth) else ""
-            )
-            progress.update(
-                task,
-                total=pages.total,
-                completed=writer.count,
-                rate=f"{rate:,.0f}/s",
-                tokens=tokens,
-            )
+        async with pages:  # the next pages are fetched while this one is written
+            async for page in pages:
+                writer.start(
+                    {
+                        "objectIdFieldName": page.object_id_field,
+                        "geometryType": page.geometry_type,
+                        "spatialReference": page.spatial_reference,
+                        "fields": list(page.fields),
+                    }
+                )
+                for feature in page.features:
+                    writer.write(feature, page.object_id_field)
+                rate = writer.count / max(time.perf_counter() - started, 1e-9)
+                fetches = auth.statistics().fetches if isinstance(auth, RefreshingAuth) else None
+                progress.update(
+                    task,
+                    total=pages.total,
+                    completed=writer.count,
+                    rate=f"{rate:,.0f}/s",
+                    tokens="" if fetches is None else f"tokens: {fetches}",
+                )
 
 
 @main.command()

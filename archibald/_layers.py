@@ -15,21 +15,31 @@ How a crawl stays complete and exact (`FeatureLayer.pages`):
    server will not return some ids at all) raises `IncompleteResultError` naming the ids,
    never a short result.
 
-Fetches run concurrently in windows of ``max_concurrency`` batches; a window is fetched
-completely before its pages are yielded, so nothing runs while the consumer holds a page,
-memory stays bounded by one window, and breaking out of the loop leaves nothing behind.
+Inside ``async with``, the stream fetches ahead in a task group: a credit per page (there
+are ``max_concurrency``) is taken when a fetch starts and given back when the consumer takes
+the page, so fetching overlaps the consumer and memory stays bounded. Errors of a fetch are
+handed to the consumer in order, never raised in the task group (which would cancel the
+consumer's own code). Without ``async with``, fetches run in windows of
+``max_concurrency`` batches; a window is fetched completely before its pages are yielded,
+so nothing runs while the consumer holds a page and breaking out leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import array
 import collections
+import contextlib
 import itertools
+import math
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AsyncExitStack
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar
 
 import anyio
+import anyio.abc
 import attrs
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._geojson import esri_feature_to_geojson
 from .exceptions import (
@@ -484,9 +494,11 @@ class MapService(_Service[MapLayer]):
 class PageStream:
     """The pages of a crawl (see `FeatureLayer.pages`): an async iterator.
 
-    It is a plain object, not an async generator: each step fetches a whole window of
-    pages and returns, so nothing runs between steps, and a loop that stops early needs
-    no clean-up. It is also an async context manager, for symmetry with other streams.
+    Open it with ``async with`` to fetch ahead: up to ``max_concurrency`` pages are
+    fetched while the consumer works, and leaving the block cancels what is still running.
+    Without ``async with``, each step fetches a whole window of pages and returns, so
+    nothing runs between steps and a loop that stops early needs no clean-up. It is a
+    plain object, not an async generator, so Trio does not warn on an early ``break``.
     """
 
     def __init__(
@@ -524,6 +536,13 @@ class PageStream:
         self._failed: BaseException | None = None
         self._closed = False
         self._delivered = 0
+        # Inside `async with`: a task group that fetches ahead of the consumer.
+        self._stack: AsyncExitStack | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._producer: anyio.CancelScope | None = None
+        self._slots: MemoryObjectReceiveStream[_Slot] | None = None
+        self._head: _Slot | None = None
+        self._credits: anyio.Semaphore | None = None
 
     @property
     def total(self) -> int | None:
@@ -548,19 +567,21 @@ class PageStream:
                 f"the crawl of {self._layer.url} already failed after {self._delivered} "
                 "features; start a new one"
             ) from self._failed
-        if not self._ready:
-            try:
-                await self._fetch_next_window()
-            except Exception as exc:
-                self._failed = exc
-                raise
-        if not self._ready:
-            raise StopAsyncIteration
-        page = self._ready.popleft()
+        try:
+            if self._task_group is not None:
+                page = await self._next_fetched_ahead(self._task_group)
+            else:
+                page = await self._next_in_windows()
+        except StopAsyncIteration:
+            raise
+        except Exception as exc:
+            self._failed = exc
+            raise
         self._delivered += len(page)
         return page
 
-    async def _fetch_next_window(self) -> None:
+    async def _begin(self) -> tuple[_Crawl, array.array[int]]:
+        """List the ids (the snapshot) and prepare the crawl, on the first step."""
         if self._crawl is None or self._ids is None:
             info = await self._layer._queryable()
             size = info.max_record_count
@@ -576,29 +597,146 @@ class PageStream:
                 self._out_sr,
                 size,
             )
-        ids = self._ids
-        window: list[array.array[int]] = []
-        end = self._position
-        while len(window) < self._concurrency and end < len(ids):
-            step = self._crawl.page_size
-            window.append(ids[end : end + step])
-            end += step
-        if window:
-            pages = await self._crawl.fetch_window(window, ordered=self._ordered)
-            # Only now: a step cancelled mid-window fetches the same window again.
-            self._position = end
-            self._ready.extend(pages)
+        return self._crawl, self._ids
+
+    # -- without `async with`: one window per step, nothing running between steps ---------
+
+    async def _next_in_windows(self) -> Page:
+        if not self._ready:
+            crawl, ids = await self._begin()
+            window: list[array.array[int]] = []
+            end = self._position
+            while len(window) < self._concurrency and end < len(ids):
+                step = crawl.page_size
+                window.append(ids[end : end + step])
+                end += step
+            if window:
+                pages = await crawl.fetch_window(window, ordered=self._ordered)
+                # Only now: a step cancelled mid-window fetches the same window again.
+                self._position = end
+                self._ready.extend(pages)
+        if not self._ready:
+            raise StopAsyncIteration
+        return self._ready.popleft()
+
+    # -- inside `async with`: fetching ahead, max_concurrency pages at most ----------------
+
+    async def _next_fetched_ahead(self, task_group: anyio.abc.TaskGroup) -> Page:
+        if self._slots is None:
+            crawl, ids = await self._begin()
+            self._credits = anyio.Semaphore(self._concurrency)
+            send, self._slots = anyio.create_memory_object_stream[_Slot](math.inf)
+            self._producer = anyio.CancelScope()
+            task_group.start_soon(self._produce, crawl, ids, send, self._producer)
+        assert self._credits is not None
+        if self._head is None:
+            try:
+                self._head = await self._slots.receive()
+            except anyio.EndOfStream:
+                raise StopAsyncIteration from None
+        slot = self._head
+        await slot.done.wait()  # a step cancelled here keeps its slot for the next one
+        self._head = None
+        self._credits.release()
+        if slot.error is not None:
+            raise slot.error
+        assert slot.page is not None
+        return slot.page
+
+    async def _produce(
+        self,
+        crawl: _Crawl,
+        ids: array.array[int],
+        send: MemoryObjectSendStream[_Slot],
+        scope: anyio.CancelScope,
+    ) -> None:
+        """Start one fetch per batch as credits allow: a credit comes back when the
+        consumer takes a page, so fetched and in-flight pages never exceed the limit."""
+        assert self._credits is not None
+        failed = anyio.Event()
+        with scope, send:
+            async with anyio.create_task_group() as fetches:
+                position = 0
+                while position < len(ids):
+                    await self._credits.acquire()
+                    if failed.is_set() or self._closed:
+                        break  # the consumer stops at the failure; fetch nothing more
+                    slot = _Slot(ids[position : position + crawl.page_size])
+                    position += len(slot.batch)
+                    if self._ordered:
+                        _hand_over(send, slot)
+                    fetches.start_soon(self._fetch, crawl, slot, send, failed)
+
+    async def _fetch(
+        self,
+        crawl: _Crawl,
+        slot: _Slot,
+        send: MemoryObjectSendStream[_Slot],
+        failed: anyio.Event,
+    ) -> None:
+        try:
+            slot.page = await crawl.fetch_batch(slot.batch)
+        except Exception as exc:
+            # Handed to the consumer, never raised here: a task group error would cancel
+            # the consumer's own code inside `async with`.
+            slot.error = crawl.failure(exc, slot.batch)
+            failed.set()
+        slot.done.set()
+        if not self._ordered:
+            _hand_over(send, slot)
 
     async def aclose(self) -> None:
-        """Drop what is buffered and end the crawl; nothing else needs closing."""
+        """Drop what is buffered and end the crawl, stopping any fetch still running."""
         self._ready.clear()
+        self._head = None
         self._closed = True
+        if self._producer is not None:
+            self._producer.cancel()
+        if self._slots is not None:
+            self._slots.close()
 
     async def __aenter__(self) -> PageStream:
+        if self._stack is not None:
+            raise RuntimeError("this stream is already open")
+        stack = AsyncExitStack()
+        self._task_group = await stack.enter_async_context(anyio.create_task_group())
+        self._stack = stack
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
         await self.aclose()
+        stack, self._stack, self._task_group = self._stack, None, None
+        if stack is None:
+            return None
+        try:
+            return await stack.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            # The task group wraps an error of the block's own code (an error of the crawl,
+            # say) in an exception group; let it out as it was raised instead.
+            if exc is None or _leaves(group) != [exc]:
+                raise
+        return False
+
+
+def _hand_over(send: MemoryObjectSendStream[_Slot], slot: _Slot) -> None:
+    """Queue *slot* for the consumer, unless it has left (the stream was closed)."""
+    with contextlib.suppress(anyio.BrokenResourceError):
+        send.send_nowait(slot)
+
+
+@attrs.define(eq=False)
+class _Slot:
+    """One batch fetched ahead: its page or its error, once ``done`` is set."""
+
+    batch: array.array[int]
+    done: anyio.Event = attrs.Factory(anyio.Event)
+    page: Page | None = None
+    error: Exception | None = None
 
 
 class FeatureStream:
@@ -644,10 +782,17 @@ class FeatureStream:
         await self._pages.aclose()
 
     async def __aenter__(self) -> FeatureStream:
+        await self._pages.__aenter__()
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        self._current.clear()
+        return await self._pages.__aexit__(exc_type, exc, tb)
 
 
 # -- the crawl ----------------------------------------------------------------------------
@@ -681,7 +826,7 @@ class _Crawl:
         """Fetch *batches* concurrently; every one complete, or one error for all."""
         results: list[Page | None] = [None] * len(batches)
         arrival: list[int] = []
-        failure: list[BaseException] = []
+        failure: list[Exception] = []
         failed: list[array.array[int]] = []
 
         async def fetch(index: int, batch: array.array[int]) -> None:
@@ -705,18 +850,23 @@ class _Crawl:
                 raise leaves[0] from None
             raise
         if failure:
-            error = failure[0]
-            if isinstance(error, IncompleteResultError) or not isinstance(error, ArchieError):
-                raise error
-            missing = list(failed[0])
-            raise IncompleteResultError(
-                f"{len(missing)} features of {self.layer.url} could not be fetched "
-                f"(object ids {_ranges(missing)}), so the crawl stopped: {error}",
-                missing=missing,
-            ) from error
+            raise self.failure(failure[0], failed[0])
         order = range(len(batches)) if ordered else arrival
         pages = [results[i] for i in order]
         return [p for p in pages if p is not None]
+
+    def failure(self, error: Exception, batch: array.array[int]) -> Exception:
+        """What the consumer gets when *batch* could not be fetched because of *error*."""
+        if isinstance(error, IncompleteResultError) or not isinstance(error, ArchieError):
+            return error
+        missing = list(batch)
+        incomplete = IncompleteResultError(
+            f"{len(missing)} features of {self.layer.url} could not be fetched "
+            f"(object ids {_ranges(missing)}), so the crawl stopped: {error}",
+            missing=missing,
+        )
+        incomplete.__cause__ = error
+        return incomplete
 
     async def fetch_batch(self, batch: array.array[int]) -> Page:
         """One batch, complete: a range query, then any missing ids by ``objectIds``."""

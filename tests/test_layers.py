@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import tracemalloc
-from contextlib import aclosing
+from contextlib import aclosing, nullcontext
 from typing import Any
 
 import anyio
@@ -45,19 +45,27 @@ def client_for(fake: FakeArcGIS, **kwargs: Any) -> ArchieClient:
     return ArchieClient(fake.services_url, auth, transport=fake.transport(), **kwargs)
 
 
-async def crawl_ids(layer: FeatureLayer, **kwargs: Any) -> list[int]:
+@pytest.fixture(params=["windows", "ahead"])
+def ahead(request: pytest.FixtureRequest) -> bool:
+    """Crawl without `async with` (a window per step) and inside it (fetching ahead)."""
+    return bool(request.param == "ahead")
+
+
+async def crawl_ids(layer: FeatureLayer, ahead: bool = False, **kwargs: Any) -> list[int]:
     ids: list[int] = []
-    async for page in layer.pages(**kwargs):
-        ids.extend(page.object_ids)
-        assert [f["attributes"]["OBJECTID"] for f in page.features] == page.object_ids
+    pages = layer.pages(**kwargs)
+    async with pages if ahead else nullcontext(pages):
+        async for page in pages:
+            ids.extend(page.object_ids)
+            assert [f["attributes"]["OBJECTID"] for f in page.features] == page.object_ids
     return ids
 
 
-async def test_every_feature_once_in_order(fake: FakeArcGIS) -> None:
+async def test_every_feature_once_in_order(fake: FakeArcGIS, ahead: bool) -> None:
     """10,001 features, maxRecordCount 1,000: every OID exactly once, in order."""
     async with client_for(fake) as client:
         layer = FeatureLayer(client, "Parcels", 0)
-        assert ALL == await crawl_ids(layer)
+        assert ALL == await crawl_ids(layer, ahead)
     assert 1 + 1 + 11 == fake.statistics().requests["query"]  # ids, their count, 11 pages
 
 
@@ -77,48 +85,52 @@ async def test_every_feature_once_in_order(fake: FakeArcGIS) -> None:
     ],
 )
 async def test_every_feature_once_when_the_server_misbehaves(
-    fake: FakeArcGIS, misbehave: Any
+    fake: FakeArcGIS, misbehave: Any, ahead: bool
 ) -> None:
     """Capped pages, no pagination, ignored offsets, 503s, scrambled order: still exact."""
     misbehave(fake)
     async with client_for(fake) as client:
-        assert ALL == await crawl_ids(FeatureLayer(client, "Parcels", 0))
+        assert ALL == await crawl_ids(FeatureLayer(client, "Parcels", 0), ahead)
 
 
-async def test_a_capped_server_shrinks_the_page_size(fake: FakeArcGIS) -> None:
+async def test_a_capped_server_shrinks_the_page_size(fake: FakeArcGIS, ahead: bool) -> None:
     """After a server caps a page at 400, later requests ask for 400, not 1,000."""
     fake.faults.page_cap = 400
     async with client_for(fake) as client:
-        ids = await crawl_ids(FeatureLayer(client, "Parcels", 0), max_concurrency=1)
+        ids = await crawl_ids(FeatureLayer(client, "Parcels", 0), ahead, max_concurrency=1)
     assert ALL == ids
     # 1 id list + 1 capped page + 2 refills + 23 pages of 400 + the rest
     assert fake.statistics().requests["query"] <= 30
 
 
-async def test_every_token_revoked_mid_crawl(fake: FakeArcGIS) -> None:
+async def test_every_token_revoked_mid_crawl(fake: FakeArcGIS, ahead: bool) -> None:
     """The server revokes every token halfway: the crawl goes on, one token request later."""
     async with client_for(fake) as client:
         ids: list[int] = []
-        async for page in FeatureLayer(client, "Parcels", 0).pages(max_concurrency=4):
-            ids.extend(page.object_ids)
-            if len(ids) == 5000:
-                fake.revoke_all_tokens()
+        pages = FeatureLayer(client, "Parcels", 0).pages(max_concurrency=4)
+        async with pages if ahead else nullcontext(pages):
+            async for page in pages:
+                ids.extend(page.object_ids)
+                if len(ids) == 5000:
+                    fake.revoke_all_tokens()
     assert ALL == ids
     assert 2 == fake.statistics().requests["generateToken"]
 
 
-async def test_a_page_that_keeps_failing_is_reported(fake: FakeArcGIS) -> None:
+async def test_a_page_that_keeps_failing_is_reported(fake: FakeArcGIS, ahead: bool) -> None:
     """A page failing after all retries: IncompleteResultError naming its ids, not a short
-    result."""
+    result; every page before it is delivered."""
     async with client_for(fake, retry=RetryPolicy(attempts=3)) as client:
         layer = FeatureLayer(client, "Parcels", 0)
         ids: list[int] = []
 
         async def crawl() -> None:
-            async for page in layer.pages(max_concurrency=1):
-                ids.extend(page.object_ids)
-                if len(ids) == 3000:
-                    fake.faults.fail_next("query", status=503, times=3)
+            pages = layer.pages(max_concurrency=1)
+            async with pages if ahead else nullcontext(pages):
+                async for page in pages:
+                    ids.extend(page.object_ids)
+                    if len(ids) == 3000:
+                        fake.faults.fail_next("query", status=503, times=3)
 
         with pytest.raises(IncompleteResultError) as info:
             await crawl()
@@ -303,18 +315,19 @@ async def test_streaming_keeps_memory_flat() -> None:
 # -- regressions found in review -------------------------------------------------------
 
 
-async def test_a_cancelled_step_loses_nothing(fake: FakeArcGIS) -> None:
+async def test_a_cancelled_step_loses_nothing(fake: FakeArcGIS, ahead: bool) -> None:
     """A consumer that gives up waiting for one page and goes on still gets every feature."""
     fake.faults.latency["query"] = 1.0
     async with client_for(fake) as client:
         pages = FeatureLayer(client, "Parcels", 0).pages(max_concurrency=4)
         ids: list[int] = []
-        ids.extend((await anext(pages)).object_ids)
-        with anyio.move_on_after(0.5):  # cancelled in the middle of fetching a window
-            for _ in range(4):
-                ids.extend((await anext(pages)).object_ids)
-        async for page in pages:
-            ids.extend(page.object_ids)
+        async with pages if ahead else nullcontext(pages):
+            ids.extend((await anext(pages)).object_ids)
+            with anyio.move_on_after(0.5):  # cancelled in the middle of fetching
+                for _ in range(4):
+                    ids.extend((await anext(pages)).object_ids)
+            async for page in pages:
+                ids.extend(page.object_ids)
     assert ALL == ids
 
 
@@ -342,11 +355,119 @@ async def test_a_failure_in_a_wide_window_names_its_batch(fake: FakeArcGIS) -> N
     assert 4001 <= min(info.value.missing)
 
 
-async def test_as_they_arrive(fake: FakeArcGIS) -> None:
+async def test_as_they_arrive(fake: FakeArcGIS, ahead: bool) -> None:
     """ordered=False still delivers every feature once."""
+    fake.faults.failure_rate["query"] = 0.05
     async with client_for(fake) as client:
-        ids = await crawl_ids(FeatureLayer(client, "Parcels", 0), ordered=False)
+        ids = await crawl_ids(FeatureLayer(client, "Parcels", 0), ahead, ordered=False)
     assert ALL == sorted(ids)
+
+
+# -- fetching ahead, inside `async with` --------------------------------------------------
+
+
+async def test_inside_async_with_the_next_pages_are_fetched_while_the_consumer_works(
+    fake: FakeArcGIS,
+) -> None:
+    """While the consumer works on one page, the next ones are already on their way, so
+    a slow consumer and a slow server overlap instead of taking turns."""
+    fake.faults.latency["query"] = 1.0
+    async with client_for(fake) as client:
+        layer = FeatureLayer(client, "Parcels", 0)
+        ids: list[int] = []
+        started = anyio.current_time()
+        async with layer.pages(max_concurrency=4) as pages:
+            async for page in pages:
+                ids.extend(page.object_ids)
+                await anyio.sleep(1.0)  # the consumer's own work
+        elapsed = anyio.current_time() - started
+    assert ALL == ids
+    # ids and count (2 s), the first page (1 s), then 11 pages of work (11 s) during
+    # which every other page is fetched. In windows it would take 2 + 3 + 11 = 16 s.
+    assert elapsed < 14.5
+
+
+async def test_fetching_ahead_is_bounded_by_max_concurrency(fake: FakeArcGIS) -> None:
+    """A consumer that stops taking pages stops the fetching: at most max_concurrency
+    pages are fetched and not yet taken, whatever the layer's size."""
+    async with (
+        client_for(fake) as client,
+        FeatureLayer(client, "Parcels", 0).pages(max_concurrency=3) as pages,
+    ):
+        await anext(pages)
+        await anyio.sleep(60)
+        # the ids, their count, the page taken, and pages 2, 3 and 4
+        assert 2 + 1 + 3 == fake.statistics().requests["query"]
+        await anext(pages)
+        await anyio.sleep(60)
+        assert 2 + 2 + 3 == fake.statistics().requests["query"]  # and then page 5
+
+
+async def test_leaving_async_with_early_stops_every_fetch(fake: FakeArcGIS) -> None:
+    """Break out after the first page: the fetches ahead are cancelled when the block ends,
+    and nothing goes on running."""
+    fake.faults.latency["query"] = 1.0
+    async with client_for(fake) as client:
+        layer = FeatureLayer(client, "Parcels", 0)
+        async with layer.features(max_concurrency=4) as features:
+            async for _feature in features:
+                break
+        sent = fake.statistics().requests["query"]
+        await anyio.sleep(10)
+        assert sent == fake.statistics().requests["query"]
+        assert 10_001 == await layer.count()
+
+
+async def test_aclose_inside_async_with_ends_the_crawl_not_the_block(fake: FakeArcGIS) -> None:
+    """aclose() stops the fetches ahead but does not cancel the code around it."""
+    fake.faults.latency["query"] = 1.0
+    async with client_for(fake) as client:
+        async with FeatureLayer(client, "Parcels", 0).pages(max_concurrency=4) as pages:
+            await anext(pages)
+            await pages.aclose()
+            await anyio.sleep(5)  # not cancelled
+            with pytest.raises(IncompleteResultError, match="closed after 1000"):
+                await anext(pages)
+            after = fake.statistics().requests["query"]
+        await anyio.sleep(5)
+        assert after == fake.statistics().requests["query"]
+
+
+async def test_a_failure_ahead_comes_after_the_pages_before_it(fake: FakeArcGIS) -> None:
+    """A batch fetched ahead fails for good while earlier ones are still coming: the
+    consumer gets every earlier page, then the error naming that batch."""
+    fake.faults.latency["query"] = 1.0
+
+    class FailSixthPage(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            if b"%3E%3D+5001+" in request.content:  # where=OBJECTID >= 5001 AND ...
+                return httpx.Response(503, text="Service Unavailable")
+            return await fake.transport().handle_async_request(request)
+
+    auth = UserTokenAuth(USER, PASSWORD, fake.portal_url, http_client=fake.client())
+    client = ArchieClient(
+        fake.services_url, auth, transport=FailSixthPage(), retry=RetryPolicy(attempts=1)
+    )
+    ids: list[int] = []
+
+    async def crawl() -> None:
+        async with FeatureLayer(client, "Parcels", 0).pages(max_concurrency=4) as pages:
+            async for page in pages:
+                ids.extend(page.object_ids)
+
+    async with auth, client:
+        with pytest.raises(IncompleteResultError) as info:
+            await crawl()
+    assert list(range(1, 5001)) == ids
+    assert list(range(5001, 6001)) == info.value.missing
+
+
+async def test_a_stream_opens_once(fake: FakeArcGIS) -> None:
+    async with client_for(fake) as client:
+        pages = FeatureLayer(client, "Parcels", 0).pages()
+        async with pages:
+            with pytest.raises(RuntimeError, match="already open"):
+                await pages.__aenter__()
 
 
 class CutIds(httpx.AsyncBaseTransport):
