@@ -457,14 +457,15 @@ class ArchieClient:
                 )
                 failure.__cause__ = exc
             else:
-                logger.debug(
-                    "%s %s -> %d in %.3f s (attempt %d)",
-                    request.method,
-                    redact_url(request.url),
-                    response.status_code,
-                    anyio.current_time() - started,
-                    transient_failures + 1,
-                )
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug(
+                        "%s %s -> %d in %.3f s (attempt %d)",
+                        request.method,
+                        redact_url(request.url),
+                        response.status_code,
+                        anyio.current_time() - started,
+                        transient_failures + 1,
+                    )
                 if response.status_code in _REDIRECTS and "location" in response.headers:
                     redirects += 1
                     if redirects > _MAX_REDIRECTS:
@@ -726,6 +727,8 @@ def _enforce_format(query: dict[str, str], form: dict[str, str] | None) -> str:
 
 def _split_query(url: str) -> tuple[str, dict[str, str]]:
     """The URL without its query string, and the query's parameters."""
+    if "?" not in url and "#" not in url:
+        return url, {}  # the usual case; a malformed URL fails in `_build`
     try:
         parsed = httpx.URL(url)
         parsed.port  # noqa: B018  (a malformed port raises here)

@@ -7,6 +7,7 @@ parameter pass through `redact_url` before they reach a message or a log record.
 
 from __future__ import annotations
 
+import functools
 import html
 import ipaddress
 from collections.abc import Iterable
@@ -87,9 +88,19 @@ def is_loopback_host(host: str) -> bool:
 def is_secure_url(url: str) -> bool:
     """Whether a secret may travel to *url*: HTTPS, or plain HTTP to a loopback host."""
     parts = urlsplit(url)
-    if parts.scheme == "https":
+    return is_secure_origin(parts.scheme, parts.hostname or "")
+
+
+@functools.lru_cache(maxsize=64)
+def is_secure_origin(scheme: str, host: str) -> bool:
+    """Whether a secret may travel to *host* over *scheme* (see `is_secure_url`).
+
+    Cached: it is asked on every request, of the same few hosts.
+    """
+    scheme = scheme.lower()
+    if scheme == "https":
         return True
-    return parts.scheme == "http" and is_loopback_host(parts.hostname or "")
+    return scheme == "http" and is_loopback_host(host)
 
 
 def origin_of(url: str) -> str:

@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import httpx
 
-from .._secrets import is_secure_url, redact_url
+from .._secrets import is_secure_origin, redact_url
 from ..exceptions import ConfigurationError
 
 __all__ = ["ArcGISAuth", "NoAuth", "TokenPlacement"]
@@ -156,7 +156,7 @@ class ArcGISAuth(httpx.Auth, abc.ABC):
         """
         if not token:
             return request
-        if not is_secure_url(str(request.url)):
+        if not is_secure_origin(request.url.scheme, request.url.host):
             logger.warning(
                 "not sending the token to %s: tokens travel over HTTPS only (loopback excepted)",
                 redact_url(request.url),
