@@ -76,11 +76,13 @@ QUERY_LATENCY = 0.02  # seconds per request in the token benchmarks
 class Client:
     """One client measured: a workload script and the interpreter that runs it."""
 
+    key: str
     name: str
     script: str
     backend: str | None  # "trio", "asyncio", or None for a synchronous client
     python: str | None = None  # None: not available
     skipped: str = ""  # why, when python is None
+    params: dict[str, Any] = field(default_factory=dict)  # added to every workload's
 
     @property
     def label(self) -> str:
@@ -168,15 +170,23 @@ def prepare_peers() -> Peers:
         old, why_not = ensure_venv("archibald-1.2.5", python312, ["archibald==1.2.5", "trio"])
     esridump, esri_why_not = ensure_venv("esridump", me, ["esridump==1.13.0"])
     for client in (
-        Client("hand-written httpx", "httpx_ceiling.py", "trio", me),
-        Client("hand-written httpx", "httpx_ceiling.py", "asyncio", me),
-        Client("archibald", "archibald_now.py", "trio", me),
-        Client("archibald", "archibald_now.py", "asyncio", me),
-        Client("archibald 1.2.5", "archibald_125.py", "asyncio", old, why_not),
-        Client("archibald 1.2.5", "archibald_125.py", "trio", old, why_not),
-        Client("esridump", "esridump_crawl.py", None, esridump, esri_why_not),
+        Client("ceiling-trio", "hand-written httpx", "httpx_ceiling.py", "trio", me),
+        Client("ceiling-asyncio", "hand-written httpx", "httpx_ceiling.py", "asyncio", me),
+        Client("now-trio", "archibald", "archibald_now.py", "trio", me),
+        Client("now-asyncio", "archibald", "archibald_now.py", "asyncio", me),
+        Client(
+            "now-windows",
+            "archibald, no `async with`",
+            "archibald_now.py",
+            "trio",
+            me,
+            params={"windows": True},
+        ),
+        Client("old-asyncio", "archibald 1.2.5", "archibald_125.py", "asyncio", old, why_not),
+        Client("old-trio", "archibald 1.2.5", "archibald_125.py", "trio", old, why_not),
+        Client("esridump", "esridump", "esridump_crawl.py", None, esridump, esri_why_not),
     ):
-        peers.clients[f"{client.script}:{client.backend}"] = client
+        peers.clients[client.key] = client
     peers.versions["archibald"] = installed_version(me, "archibald")
     peers.versions["httpx"] = installed_version(me, "httpx")
     if old:
@@ -220,11 +230,21 @@ class WorkloadFailed(Exception):
     pass
 
 
+# What makes the run fail: this archibald (or the baseline, run by the same interpreter)
+# failing or losing features. A peer that fails only gets a "failed" row.
+PROBLEMS: list[str] = []
+
+
+def ours(client: Client) -> bool:
+    return client.python == sys.executable
+
+
 def run(client: Client, params: dict[str, Any], timeout: float = 900) -> dict[str, Any]:
     """Run *client*'s workload with *params*; its result, or `WorkloadFailed`."""
     assert client.python is not None
+    params = {**params, **client.params}
     if client.backend:
-        params = {**params, "backend": client.backend}
+        params["backend"] = client.backend
     try:
         done = subprocess.run(
             [client.python, str(WORKLOADS / client.script), json.dumps(params)],
@@ -233,14 +253,19 @@ def run(client: Client, params: dict[str, Any], timeout: float = 900) -> dict[st
             timeout=timeout,
             cwd=WORKLOADS,
         )
-    except subprocess.TimeoutExpired as exc:
-        raise WorkloadFailed(f"timed out after {timeout:.0f} s") from exc
-    for line in done.stdout.splitlines():
-        if line.startswith("RESULT "):
-            result: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
-            return result
-    lines = done.stderr.strip().splitlines() or ["(no output)"]
-    raise WorkloadFailed(lines[-1][:200])
+    except subprocess.TimeoutExpired:
+        why = f"timed out after {timeout:.0f} s"
+    else:
+        for line in done.stdout.splitlines():
+            if line.startswith("RESULT "):
+                result: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
+                if ours(client) and result.get("complete") is False:
+                    PROBLEMS.append(f"{client.label} lost or repeated features: {result}")
+                return result
+        why = (done.stderr.strip().splitlines() or ["(no output)"])[-1][:200]
+    if ours(client):
+        PROBLEMS.append(f"{client.label} failed: {why}")
+    raise WorkloadFailed(why)
 
 
 def common_params(origin: str) -> dict[str, Any]:
@@ -314,10 +339,10 @@ def bench_stalls(report: Report, peers: Peers, sizes: Sizes) -> None:
     }
     header = [
         "client", "requests", "token requests", "requests that waited", "wait p50 (ms)",
-        "wait p99 (ms)", "wait max (ms)", "failed",
+        "wait p99 (ms)", "wait max (ms)", "waiting in all (s)", "failed",
     ]  # fmt: skip
     rows: list[list[object]] = []
-    for key in ("archibald_now.py:trio", "archibald_now.py:asyncio", "archibald_125.py:asyncio"):
+    for key in ("now-trio", "now-asyncio", "old-asyncio"):
         client = peers.clients[key]
         if client.python is None:
             rows.append(skipped_row(client, len(header)))
@@ -345,6 +370,7 @@ def bench_stalls(report: Report, peers: Peers, sizes: Sizes) -> None:
                 ms(pct(waits, 50)),
                 ms(pct(waits, 99)),
                 ms(max(waits, default=0.0)),
+                f"{sum(waits):.1f}",
                 result["failures"],
             ]
         )
@@ -371,7 +397,7 @@ def bench_stampede(report: Report, peers: Peers, sizes: Sizes) -> None:
         "query_latency": QUERY_LATENCY,
     }
     columns: dict[str, dict[int, str]] = {}
-    for key in ("archibald_now.py:trio", "archibald_125.py:asyncio"):
+    for key in ("now-trio", "old-asyncio"):
         client = peers.clients[key]
         if client.python is None:
             columns[client.label] = dict.fromkeys(sizes.stampede, f"skipped: {client.skipped}")
@@ -439,12 +465,13 @@ def crawl_runs(
 
 
 CRAWLERS = (
-    "httpx_ceiling.py:trio",
-    "httpx_ceiling.py:asyncio",
-    "archibald_now.py:trio",
-    "archibald_now.py:asyncio",
-    "archibald_125.py:asyncio",
-    "esridump_crawl.py:None",
+    "ceiling-trio",
+    "ceiling-asyncio",
+    "now-trio",
+    "now-asyncio",
+    "now-windows",
+    "old-asyncio",
+    "esridump",
 )
 
 
@@ -515,10 +542,10 @@ def bench_memory(
     )
     report.line()
     keys = (
-        "archibald_now.py:trio",
-        "archibald_125.py:asyncio",
-        "esridump_crawl.py:None",
-        "httpx_ceiling.py:trio",
+        "now-trio",
+        "old-asyncio",
+        "esridump",
+        "ceiling-trio",
     )
     if small != sizes.crawl_features:
         raise ValueError("the small memory size is the crawl benchmark's")
@@ -562,10 +589,10 @@ def bench_hotpath(report: Report, peers: Peers, sizes: Sizes) -> None:
     settings = {"layers": {"Small": 100}}
     with server(settings) as origin:
         for key in (
-            "archibald_now.py:trio",
-            "archibald_now.py:asyncio",
-            "archibald_125.py:trio",
-            "archibald_125.py:asyncio",
+            "now-trio",
+            "now-asyncio",
+            "old-trio",
+            "old-asyncio",
         ):
             client = peers.clients[key]
             if client.python is None:
@@ -672,7 +699,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         save.parent.mkdir(parents=True, exist_ok=True)
         save.write_text("\n".join(report.lines) + "\n", encoding="utf-8")
         print(f"written to {save}", file=sys.stderr)
-    return 0
+    for problem in PROBLEMS:
+        print(f"bench: {problem}", file=sys.stderr)
+    return 1 if PROBLEMS else 0
 
 
 def _python_of(peers: Peers) -> str:

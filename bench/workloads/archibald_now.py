@@ -46,10 +46,14 @@ async def crawl(p: dict[str, Any]) -> dict[str, Any]:
     async with ArchieClient(
         p["services"], NoAuth(), max_concurrent_requests=p["concurrency"]
     ) as client:
-        layer = FeatureLayer(client, p["service"], 0)
-        async with layer.features() as stream:
+        stream = FeatureLayer(client, p["service"], 0).features()
+        if p.get("windows"):  # the stream without `async with`: a window per step
             async for feature in stream:
                 tally.add(feature["attributes"]["OBJECTID"])
+        else:
+            async with stream:  # fetching ahead
+                async for feature in stream:
+                    tally.add(feature["attributes"]["OBJECTID"])
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "rss_before_mb": rss_before, **tally.summary(p["expected"])}
 
