@@ -543,6 +543,7 @@ class PageStream:
         self._slots: MemoryObjectReceiveStream[_Slot] | None = None
         self._head: _Slot | None = None
         self._credits: anyio.Semaphore | None = None
+        self._scheduled_all = False
 
     @property
     def total(self) -> int | None:
@@ -557,11 +558,14 @@ class PageStream:
     def __aiter__(self) -> PageStream:
         return self
 
+    def _closed_error(self) -> IncompleteResultError:
+        return IncompleteResultError(
+            f"the crawl of {self._layer.url} was closed after {self._delivered} features"
+        )
+
     async def __anext__(self) -> Page:
         if self._closed:
-            raise IncompleteResultError(
-                f"the crawl of {self._layer.url} was closed after {self._delivered} features"
-            )
+            raise self._closed_error()
         if self._failed is not None:
             raise IncompleteResultError(
                 f"the crawl of {self._layer.url} already failed after {self._delivered} "
@@ -633,12 +637,20 @@ class PageStream:
             try:
                 self._head = await self._slots.receive()
             except anyio.EndOfStream:
+                if self._closed or not self._scheduled_all:
+                    raise self._closed_error() from None
                 raise StopAsyncIteration from None
+            except anyio.ClosedResourceError:  # closed by aclose() while waiting
+                raise self._closed_error() from None
         slot = self._head
         await slot.done.wait()  # a step cancelled here keeps its slot for the next one
+        if self._closed:
+            raise self._closed_error()
         self._head = None
         self._credits.release()
         if slot.error is not None:
+            if self._producer is not None:
+                self._producer.cancel()  # the crawl stops here: nothing more is fetched
             raise slot.error
         assert slot.page is not None
         return slot.page
@@ -666,6 +678,9 @@ class PageStream:
                     if self._ordered:
                         _hand_over(send, slot)
                     fetches.start_soon(self._fetch, crawl, slot, send, failed)
+                else:
+                    # Only now may the end of the slots mean the end of the crawl.
+                    self._scheduled_all = True
 
     async def _fetch(
         self,
@@ -681,7 +696,10 @@ class PageStream:
             # the consumer's own code inside `async with`.
             slot.error = crawl.failure(exc, slot.batch)
             failed.set()
-        slot.done.set()
+        finally:
+            if slot.page is None and slot.error is None:  # cancelled: the crawl was closed
+                slot.error = self._closed_error()
+            slot.done.set()  # never leave a consumer waiting
         if not self._ordered:
             _hand_over(send, slot)
 
@@ -698,6 +716,8 @@ class PageStream:
     async def __aenter__(self) -> PageStream:
         if self._stack is not None:
             raise RuntimeError("this stream is already open")
+        if self._crawl is not None or self._closed:
+            raise RuntimeError("open the stream with `async with` before iterating it")
         stack = AsyncExitStack()
         self._task_group = await stack.enter_async_context(anyio.create_task_group())
         self._stack = stack
@@ -718,7 +738,7 @@ class PageStream:
         except BaseExceptionGroup as group:
             # The task group wraps an error of the block's own code (an error of the crawl,
             # say) in an exception group; let it out as it was raised instead.
-            if exc is None or _leaves(group) != [exc]:
+            if exc is None or len(group.exceptions) != 1 or not _same(group.exceptions[0], exc):
                 raise
         return False
 
@@ -746,6 +766,7 @@ class FeatureStream:
         self._pages = pages
         self._geojson = geojson
         self._current: collections.deque[dict[str, Any]] = collections.deque()
+        self._dropped = 0  # features taken from pages but never handed out
         self._object_id_field = ""
 
     @property
@@ -761,7 +782,7 @@ class FeatureStream:
     @property
     def delivered(self) -> int:
         """How many features have been handed out so far."""
-        return self._pages.delivered - len(self._current)
+        return self._pages.delivered - len(self._current) - self._dropped
 
     def __aiter__(self) -> FeatureStream:
         return self
@@ -776,9 +797,13 @@ class FeatureStream:
             return esri_feature_to_geojson(feature, self._object_id_field)
         return feature
 
-    async def aclose(self) -> None:
-        """Drop what is buffered."""
+    def _drop(self) -> None:
+        self._dropped += len(self._current)
         self._current.clear()
+
+    async def aclose(self) -> None:
+        """Drop what is buffered and end the crawl."""
+        self._drop()
         await self._pages.aclose()
 
     async def __aenter__(self) -> FeatureStream:
@@ -791,7 +816,7 @@ class FeatureStream:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        self._current.clear()
+        self._drop()
         return await self._pages.__aexit__(exc_type, exc, tb)
 
 
@@ -974,6 +999,18 @@ def _id_array(values: object, url: str) -> array.array[int]:
     if all(a < b for a, b in itertools.pairwise(ids)):  # the usual case: no set, no sort
         return array.array("q", ids)
     return array.array("q", sorted(set(ids)))
+
+
+def _same(raised: BaseException, original: BaseException) -> bool:
+    """Whether *raised* is *original*, or a copy of the group *original* (Trio's nursery
+    splits groups, which copies them but keeps their leaves)."""
+    if raised is original:
+        return True
+    return (
+        isinstance(raised, BaseExceptionGroup)
+        and isinstance(original, BaseExceptionGroup)
+        and _leaves(raised) == _leaves(original)
+    )
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

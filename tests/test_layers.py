@@ -433,33 +433,115 @@ async def test_aclose_inside_async_with_ends_the_crawl_not_the_block(fake: FakeA
         assert after == fake.statistics().requests["query"]
 
 
-async def test_a_failure_ahead_comes_after_the_pages_before_it(fake: FakeArcGIS) -> None:
-    """A batch fetched ahead fails for good while earlier ones are still coming: the
-    consumer gets every earlier page, then the error naming that batch."""
-    fake.faults.latency["query"] = 1.0
+class FailBatch(httpx.AsyncBaseTransport):
+    """FakeArcGIS, except that the batch starting at object id *first* always fails."""
 
-    class FailSixthPage(httpx.AsyncBaseTransport):
-        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-            if b"%3E%3D+5001+" in request.content:  # where=OBJECTID >= 5001 AND ...
-                return httpx.Response(503, text="Service Unavailable")
-            return await fake.transport().handle_async_request(request)
+    def __init__(self, fake: FakeArcGIS, first: int) -> None:
+        self.fake = fake
+        self.marker = f"%3E%3D+{first}+".encode()  # where=OBJECTID >= <first> AND ...
 
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.marker in request.content:
+            return httpx.Response(503, text="Service Unavailable")
+        return await self.fake.transport().handle_async_request(request)
+
+
+def failing_client(fake: FakeArcGIS, first: int) -> tuple[UserTokenAuth, ArchieClient]:
     auth = UserTokenAuth(USER, PASSWORD, fake.portal_url, http_client=fake.client())
     client = ArchieClient(
-        fake.services_url, auth, transport=FailSixthPage(), retry=RetryPolicy(attempts=1)
+        fake.services_url, auth, transport=FailBatch(fake, first), retry=RetryPolicy(attempts=1)
     )
+    return auth, client
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_a_failure_ahead_comes_after_the_pages_before_it(
+    fake: FakeArcGIS, ordered: bool
+) -> None:
+    """A batch fetched ahead fails for good while others are still coming: the consumer
+    gets the error naming that batch (in order: after every page before it), and nothing
+    more is fetched once it has."""
+    fake.faults.latency["query"] = 1.0
+    auth, client = failing_client(fake, 5001)
     ids: list[int] = []
+    sent: list[int] = []
 
     async def crawl() -> None:
-        async with FeatureLayer(client, "Parcels", 0).pages(max_concurrency=4) as pages:
-            async for page in pages:
-                ids.extend(page.object_ids)
+        pages = FeatureLayer(client, "Parcels", 0).pages(max_concurrency=4, ordered=ordered)
+        async with pages:
+            try:
+                async for page in pages:
+                    ids.extend(page.object_ids)
+            finally:
+                sent.append(fake.statistics().requests["query"])
+                await anyio.sleep(10)  # still inside the block: nothing goes on
+                sent.append(fake.statistics().requests["query"])
 
     async with auth, client:
         with pytest.raises(IncompleteResultError) as info:
             await crawl()
-    assert list(range(1, 5001)) == ids
     assert list(range(5001, 6001)) == info.value.missing
+    assert sent[0] == sent[1]
+    if ordered:
+        assert list(range(1, 5001)) == ids
+    else:
+        assert len(ids) == len(set(ids))
+        assert not set(ids) & set(range(5001, 6001))
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_aclose_from_another_task_wakes_the_consumer(fake: FakeArcGIS, ordered: bool) -> None:
+    """A watchdog closes the stream while the consumer waits for a page: the consumer is
+    told the crawl was closed, and does not hang or end as if the crawl were complete."""
+    fake.faults.latency["query"] = 1.0
+    ids: list[int] = []
+    outcome: list[Exception] = []
+    async with client_for(fake) as client:
+        pages = FeatureLayer(client, "Parcels", 0).pages(max_concurrency=4, ordered=ordered)
+        async with pages:
+
+            async def consume() -> None:
+                try:
+                    async for page in pages:
+                        ids.extend(page.object_ids)
+                except IncompleteResultError as exc:
+                    outcome.append(exc)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(consume)
+                await anyio.sleep(3.5)  # ids and count (2 s), then the first pages
+                await pages.aclose()
+    assert 0 < len(ids) < 10_001
+    assert 1 == len(outcome)
+    assert "closed" in str(outcome[0])
+
+
+async def test_a_stream_iterated_first_cannot_be_entered(fake: FakeArcGIS) -> None:
+    async with client_for(fake) as client:
+        pages = FeatureLayer(client, "Parcels", 0).pages()
+        await anext(pages)
+        with pytest.raises(RuntimeError, match="before iterating"):
+            await pages.__aenter__()
+
+
+async def test_errors_of_the_block_come_out_as_raised(fake: FakeArcGIS) -> None:
+    """An error raised by the code inside `async with` is not wrapped in another group."""
+    async with client_for(fake) as client:
+        layer = FeatureLayer(client, "Parcels", 0)
+        group = ExceptionGroup("mine", [ValueError("one"), KeyError("two")])
+
+        async def raise_in_block(error: Exception) -> None:
+            async with layer.features() as features:
+                await anext(features)
+                raise error
+
+        with pytest.raises(ExceptionGroup) as info:
+            await raise_in_block(group)
+        assert info.value is group
+        plain = ValueError("plain")
+        with pytest.raises(ValueError, match="plain") as caught:
+            await raise_in_block(plain)
+        assert caught.value is plain
 
 
 async def test_a_stream_opens_once(fake: FakeArcGIS) -> None:
