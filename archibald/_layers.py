@@ -31,7 +31,7 @@ import collections
 import contextlib
 import itertools
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar
@@ -289,19 +289,20 @@ class _Layer:
         await self._queryable()
         where = where.strip() or "1=1"
         for attempt in (1, 2):
-            body = await self._client.post_json(
+            listing = self._client.post_json(
                 f"{self._path}/query", data={"where": where, "returnIdsOnly": True}
             )
+            if verify:  # the list and the count are asked for at once
+                body, count = await _together(listing, self.count(where))
+            else:
+                body, count = await listing, None
             ids = _id_array(body.get("objectIds"), self._url)
             if body.get("exceededTransferLimit"):
                 raise IncompleteResultError(
                     f"{self._url} cut its list of object ids short (exceededTransferLimit); "
                     "the crawl cannot know what to fetch"
                 )
-            if not verify:
-                return ids
-            count = await self.count(where)
-            if count == len(ids):
+            if count is None or count == len(ids):
                 return ids
             if attempt == 2:
                 raise IncompleteResultError(
@@ -437,6 +438,8 @@ class MapLayer(_Layer):
 
 
 LayerT = TypeVar("LayerT", bound=_Layer)
+A = TypeVar("A")
+B = TypeVar("B")
 
 
 class _Service(Generic[LayerT]):
@@ -999,6 +1002,26 @@ def _id_array(values: object, url: str) -> array.array[int]:
     if all(a < b for a, b in itertools.pairwise(ids)):  # the usual case: no set, no sort
         return array.array("q", ids)
     return array.array("q", sorted(set(ids)))
+
+
+async def _together(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
+    """Await both at once; an error of either is raised as it is (not in a group)."""
+    results: list[Any] = [None, None]
+    errors: list[Exception] = []
+
+    async def run(index: int, awaitable: Awaitable[Any]) -> None:
+        try:
+            results[index] = await awaitable
+        except Exception as exc:
+            errors.append(exc)
+            tg.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run, 0, first)
+        tg.start_soon(run, 1, second)
+    if errors:
+        raise errors[0]
+    return results[0], results[1]
 
 
 def _same(raised: BaseException, original: BaseException) -> bool:
