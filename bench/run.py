@@ -322,7 +322,7 @@ def skipped_row(client: Client, width: int, why: str | None = None) -> list[obje
 
 
 def bench_stalls(report: Report, peers: Peers, sizes: Sizes) -> None:
-    report.line("## 1. Stalls at token renewal")
+    report.line("### 1. Stalls at token renewal")
     report.line()
     report.line(
         f"{WORKERS} workers request without pause for {sizes.stall_seconds:.0f} s; the server "
@@ -378,7 +378,7 @@ def bench_stalls(report: Report, peers: Peers, sizes: Sizes) -> None:
 
 
 def bench_stampede(report: Report, peers: Peers, sizes: Sizes) -> None:
-    report.line("## 2. Rejection stampede")
+    report.line("### 2. Rejection stampede")
     report.line()
     report.line(
         "N requests in flight at once (the client allows N), all holding a token the "
@@ -478,7 +478,7 @@ CRAWLERS = (
 def bench_crawl(report: Report, peers: Peers, sizes: Sizes, latency: float) -> dict[str, float]:
     """The crawl table; returns each client's median peak RSS, for the memory table."""
     n = sizes.crawl_features
-    report.line("## 3. Crawl throughput")
+    report.line("### 3. Crawl throughput")
     report.line()
     report.line(
         f"Every feature of a {n:,}-feature point layer, in pages of {PAGE:,}; the server "
@@ -533,7 +533,7 @@ def bench_memory(
     report: Report, peers: Peers, sizes: Sizes, at_small: dict[str, float], latency: float
 ) -> None:
     small, large = sizes.memory_features
-    report.line("## 4. Memory")
+    report.line("### 4. Memory")
     report.line()
     report.line(
         f"Peak resident memory (VmHWM) of each client's process over a whole-layer crawl, "
@@ -571,7 +571,7 @@ def bench_memory(
 
 
 def bench_hotpath(report: Report, peers: Peers, sizes: Sizes) -> None:
-    report.line("## 5. Hot path")
+    report.line("### 5. Hot path")
     report.line()
     report.line(
         f"`get_token()` with a valid token ({sizes.token_calls:,} calls), and one small "
@@ -667,7 +667,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = Report()
     print("preparing the peers' venvs (bench/.venvs) ...", file=sys.stderr, flush=True)
     peers = prepare_peers()
-    report.line(f"# archibald benchmarks{' (quick)' if args.quick else ''}")
+    report.line(f"archibald benchmarks, {'quick (smoke) run' if args.quick else 'full run'}:")
     report.line()
     report.line(f"- Date: {time.strftime('%Y-%m-%d %H:%M %Z')}")
     report.line(f"- Machine: {machine()}")
