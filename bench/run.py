@@ -318,6 +318,17 @@ def skipped_row(client: Client, width: int, why: str | None = None) -> list[obje
     return [client.label, f"skipped: {why or client.skipped}", *[""] * (width - 2)]
 
 
+def run_or_fail_row(
+    client: Client, params: dict[str, Any], rows: list[list[object]], width: int
+) -> dict[str, Any] | None:
+    """`run`; or, if the workload failed, a "failed" row in *rows* and None."""
+    try:
+        return run(client, params)
+    except WorkloadFailed as exc:
+        rows.append(skipped_row(client, width, f"failed: {exc}"))
+        return None
+
+
 # -- the benchmarks --------------------------------------------------------------------
 
 
@@ -354,10 +365,8 @@ def bench_stalls(report: Report, peers: Peers, sizes: Sizes) -> None:
                 "workers": WORKERS,
                 "duration": sizes.stall_seconds,
             }
-            try:
-                result = run(client, params)
-            except WorkloadFailed as exc:
-                rows.append(skipped_row(client, len(header), f"failed: {exc}"))
+            result = run_or_fail_row(client, params, rows, len(header))
+            if result is None:
                 continue
         waits = result["waits"]
         waited = sum(1 for wait in waits if wait >= 0.001)
@@ -605,10 +614,8 @@ def bench_hotpath(report: Report, peers: Peers, sizes: Sizes) -> None:
                 "blocks": sizes.blocks,
                 "per_block": sizes.per_block,
             }
-            try:
-                result = run(client, params)
-            except WorkloadFailed as exc:
-                rows.append(skipped_row(client, len(header), f"failed: {exc}"))
+            result = run_or_fail_row(client, params, rows, len(header))
+            if result is None:
                 continue
             measured = statistics.median(result["measured_us"])
             baseline = statistics.median(result["baseline_us"])

@@ -70,17 +70,33 @@ def control(origin: str, action: str) -> dict[str, Any]:
 
 
 class Tally:
-    """Counts object ids as a crawl delivers them: how many, how many distinct.
+    """Times a crawl and counts the object ids it delivers: how many, how many distinct.
+
+        with Tally(expected) as tally:
+            for feature in crawl():
+                tally.add(oid_of(feature))
+        emit(tally.result())
 
     A bytearray indexed by object id costs one byte per id, so the check does not
     disturb the memory being measured (a set of a million ints would add ~60 MB).
     """
 
     def __init__(self, expected: int) -> None:
+        self.expected = expected
         self.seen = bytearray(expected + 2)
         self.delivered = 0
         self.duplicates = 0
         self.out_of_range = 0
+        self.rss_before = 0.0
+        self.started = self.seconds = 0.0
+
+    def __enter__(self) -> Tally:
+        self.rss_before = rss_mb()
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.seconds = time.perf_counter() - self.started
 
     def add(self, oid: int) -> None:
         self.delivered += 1
@@ -91,12 +107,14 @@ class Tally:
         else:
             self.seen[oid] = 1
 
-    def summary(self, expected: int) -> dict[str, Any]:
+    def result(self) -> dict[str, Any]:
         distinct = self.delivered - self.duplicates - self.out_of_range
         return {
+            "seconds": self.seconds,
+            "rss_before_mb": self.rss_before,
             "delivered": self.delivered,
             "distinct": distinct,
-            "complete": distinct == expected and self.delivered == expected,
+            "complete": distinct == self.expected and self.delivered == self.expected,
         }
 
 

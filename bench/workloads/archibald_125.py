@@ -10,7 +10,6 @@ Two things a user of 1.2.5 has to do, done here as they would:
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -53,18 +52,14 @@ def session_opener(p: dict[str, Any]) -> _scenarios.OpenSession:
 
 
 async def crawl(p: dict[str, Any]) -> dict[str, Any]:
-    tally = _common.Tally(p["expected"])
-    rss_before = _common.rss_mb()
-    start = time.perf_counter()
-    async with ArchieClient(
-        p["services"], NoAuth(), max_concurrent_requests=p["concurrency"]
-    ) as client:
-        layer = FeatureLayer(client, p["service"], 0)
-        result = await layer.query()
-        for feature in result.features:
-            tally.add(feature["properties"]["OBJECTID"])
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "rss_before_mb": rss_before, **tally.summary(p["expected"])}
+    with _common.Tally(p["expected"]) as tally:
+        async with ArchieClient(
+            p["services"], NoAuth(), max_concurrent_requests=p["concurrency"]
+        ) as client:
+            result = await FeatureLayer(client, p["service"], 0).query()
+            for feature in result.features:
+                tally.add(feature["properties"]["OBJECTID"])
+    return tally.result()
 
 
 if __name__ == "__main__":

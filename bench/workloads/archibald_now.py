@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -40,22 +39,19 @@ def session_opener(p: dict[str, Any]) -> _scenarios.OpenSession:
 
 
 async def crawl(p: dict[str, Any]) -> dict[str, Any]:
-    tally = _common.Tally(p["expected"])
-    rss_before = _common.rss_mb()
-    start = time.perf_counter()
-    async with ArchieClient(
-        p["services"], NoAuth(), max_concurrent_requests=p["concurrency"]
-    ) as client:
-        stream = FeatureLayer(client, p["service"], 0).features()
-        if p.get("windows"):  # the stream without `async with`: a window per step
-            async for feature in stream:
-                tally.add(feature["attributes"]["OBJECTID"])
-        else:
-            async with stream:  # fetching ahead
+    with _common.Tally(p["expected"]) as tally:
+        async with ArchieClient(
+            p["services"], NoAuth(), max_concurrent_requests=p["concurrency"]
+        ) as client:
+            stream = FeatureLayer(client, p["service"], 0).features()
+            if p.get("windows"):  # the stream without `async with`: a window per step
                 async for feature in stream:
                     tally.add(feature["attributes"]["OBJECTID"])
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "rss_before_mb": rss_before, **tally.summary(p["expected"])}
+            else:
+                async with stream:  # fetching ahead
+                    async for feature in stream:
+                        tally.add(feature["attributes"]["OBJECTID"])
+    return tally.result()
 
 
 if __name__ == "__main__":

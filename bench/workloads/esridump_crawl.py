@@ -8,21 +8,16 @@ others use.
 
 from __future__ import annotations
 
-import time
-
 import _common
 from esridump.dumper import EsriDumper
 
 if __name__ == "__main__":
     p = _common.params()
     assert p["scenario"] == "crawl", "esridump only crawls"
-    tally = _common.Tally(p["expected"])
-    rss_before = _common.rss_mb()
-    start = time.perf_counter()
-    dumper = EsriDumper(
-        f"{p['services']}/{p['service']}/0", max_page_size=p["page"], pause_seconds=0
-    )
-    for feature in dumper:
-        tally.add(feature["properties"]["OBJECTID"])
-    seconds = time.perf_counter() - start
-    _common.emit({"seconds": seconds, "rss_before_mb": rss_before, **tally.summary(p["expected"])})
+    with _common.Tally(p["expected"]) as tally:
+        dumper = EsriDumper(
+            f"{p['services']}/{p['service']}/0", max_page_size=p["page"], pause_seconds=0
+        )
+        for feature in dumper:
+            tally.add(feature["properties"]["OBJECTID"])
+    _common.emit(tally.result())

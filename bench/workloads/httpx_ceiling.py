@@ -7,7 +7,6 @@ object-id tally, no token: nothing a real crawler could do without.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import _common
@@ -16,39 +15,36 @@ import httpx
 
 
 async def crawl(p: dict[str, Any]) -> dict[str, Any]:
-    tally = _common.Tally(p["expected"])
-    rss_before = _common.rss_mb()
-    start = time.perf_counter()
-    url = f"{p['services']}/{p['service']}/0/query"
-    limits = httpx.Limits(max_connections=p["concurrency"])
-    async with httpx.AsyncClient(limits=limits, timeout=60.0) as http:
-        answer = await http.get(
-            url, params={"where": "1=1", "returnCountOnly": "true", "f": "json"}
-        )
-        total = answer.json()["count"]
-        offsets = iter(range(0, total, p["page"]))
+    with _common.Tally(p["expected"]) as tally:
+        url = f"{p['services']}/{p['service']}/0/query"
+        limits = httpx.Limits(max_connections=p["concurrency"])
+        async with httpx.AsyncClient(limits=limits, timeout=60.0) as http:
+            answer = await http.get(
+                url, params={"where": "1=1", "returnCountOnly": "true", "f": "json"}
+            )
+            total = answer.json()["count"]
+            offsets = iter(range(0, total, p["page"]))
 
-        async def worker() -> None:
-            for offset in offsets:  # the tasks share one iterator: each offset once
-                page = await http.get(
-                    url,
-                    params={
-                        "where": "1=1",
-                        "outFields": "*",
-                        "orderByFields": "OBJECTID",
-                        "resultOffset": offset,
-                        "resultRecordCount": p["page"],
-                        "f": "json",
-                    },
-                )
-                for feature in page.json()["features"]:
-                    tally.add(feature["attributes"]["OBJECTID"])
+            async def worker() -> None:
+                for offset in offsets:  # the tasks share one iterator: each offset once
+                    page = await http.get(
+                        url,
+                        params={
+                            "where": "1=1",
+                            "outFields": "*",
+                            "orderByFields": "OBJECTID",
+                            "resultOffset": offset,
+                            "resultRecordCount": p["page"],
+                            "f": "json",
+                        },
+                    )
+                    for feature in page.json()["features"]:
+                        tally.add(feature["attributes"]["OBJECTID"])
 
-        async with anyio.create_task_group() as tg:
-            for _ in range(p["concurrency"]):
-                tg.start_soon(worker)
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "rss_before_mb": rss_before, **tally.summary(p["expected"])}
+            async with anyio.create_task_group() as tg:
+                for _ in range(p["concurrency"]):
+                    tg.start_soon(worker)
+    return tally.result()
 
 
 if __name__ == "__main__":
