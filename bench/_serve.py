@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 import trio
+from workloads._common import raise_fd_limit  # bench/ is this script's folder
 
 from archibald.testing import FakeArcGIS
 from archibald.testing._emulator import Request, Response
@@ -67,6 +68,7 @@ def build(settings: dict[str, Any]) -> BenchFake:
 
 
 async def main(settings: dict[str, Any]) -> None:
+    raise_fd_limit()
     fake = build(settings)
     async with fake.serve() as origin:
         print(origin, flush=True)

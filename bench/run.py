@@ -23,6 +23,8 @@ import json
 import math
 import os
 import platform
+import random
+import select
 import shutil
 import statistics
 import subprocess
@@ -59,9 +61,9 @@ class Sizes:
 
 
 FULL = Sizes(
-    40.0, 70.0, (10, 100, 1000), 200_000, (200_000, 1_000_000), 3, 3, True, 200_000, 20, 100
+    75.0, 70.0, (10, 100, 1000), 200_000, (200_000, 1_000_000), 5, 3, True, 200_000, 30, 100
 )
-QUICK = Sizes(3.0, 61.5, (10, 100, 1000), 20_000, (20_000, 50_000), 1, 1, False, 20_000, 4, 25)
+QUICK = Sizes(2.0, 61.5, (10, 100), 20_000, (20_000, 50_000), 1, 1, False, 20_000, 4, 25)
 PAGE = 2000
 CONCURRENCY = 8  # requests in flight, for every async crawler
 WORKERS = 20  # concurrent workers in the stall benchmark
@@ -152,12 +154,13 @@ def ensure_venv(name: str, python: str, requirements: Sequence[str]) -> tuple[st
     return str(interpreter), ""
 
 
-def installed_version(python: str, package: str) -> str:
-    done = subprocess.run(
-        [python, "-c", f"import importlib.metadata as m; print(m.version({package!r}))"],
-        capture_output=True,
-        text=True,
+def versions_of(python: str, *packages: str) -> str:
+    """``package version`` of each of *packages* in the environment of *python*."""
+    code = (
+        "import importlib.metadata as m, sys\n"
+        "print(', '.join(f'{p} {m.version(p)}' for p in sys.argv[1:]))"
     )
+    done = subprocess.run([python, "-c", code, *packages], capture_output=True, text=True)
     return done.stdout.strip() or "?"
 
 
@@ -184,15 +187,23 @@ def prepare_peers() -> Peers:
         ),
         Client("old-asyncio", "archibald 1.2.5", "archibald_125.py", "asyncio", old, why_not),
         Client("old-trio", "archibald 1.2.5", "archibald_125.py", "trio", old, why_not),
+        Client(
+            "old-asyncio-pool",
+            "archibald 1.2.5, N connections",
+            "archibald_125.py",
+            "asyncio",
+            old,
+            why_not,
+            params={"connections": "concurrency"},
+        ),
         Client("esridump", "esridump", "esridump_crawl.py", None, esridump, esri_why_not),
     ):
         peers.clients[client.key] = client
-    peers.versions["archibald"] = installed_version(me, "archibald")
-    peers.versions["httpx"] = installed_version(me, "httpx")
+    peers.versions["this archibald"] = versions_of(me, "archibald", "httpx", "anyio", "trio")
     if old:
-        peers.versions["archibald 1.2.5"] = installed_version(old, "archibald")
+        peers.versions["1.2.5's venv"] = versions_of(old, "archibald", "httpx", "anyio", "trio")
     if esridump:
-        peers.versions["esridump"] = installed_version(esridump, "esridump")
+        peers.versions["esridump's venv"] = versions_of(esridump, "esridump", "requests")
     return peers
 
 
@@ -213,7 +224,8 @@ def server(settings: dict[str, Any]) -> Iterator[str]:
     ):
         try:
             assert process.stdout is not None
-            origin = process.stdout.readline().strip()
+            ready, _, _ = select.select([process.stdout], [], [], 180)  # 1M features: ~15 s
+            origin = process.stdout.readline().strip() if ready else ""
             if not origin.startswith("http://"):
                 log.seek(0)
                 raise RuntimeError(f"the bench server did not start:\n{log.read()[-2000:]}")
@@ -239,7 +251,10 @@ def ours(client: Client) -> bool:
     return client.python == sys.executable
 
 
-def run(client: Client, params: dict[str, Any], timeout: float = 900) -> dict[str, Any]:
+WORKLOAD_TIMEOUT = 900.0  # seconds; shorter in a quick run
+
+
+def run(client: Client, params: dict[str, Any]) -> dict[str, Any]:
     """Run *client*'s workload with *params*; its result, or `WorkloadFailed`."""
     assert client.python is not None
     params = {**params, **client.params}
@@ -250,11 +265,11 @@ def run(client: Client, params: dict[str, Any], timeout: float = 900) -> dict[st
             [client.python, str(WORKLOADS / client.script), json.dumps(params)],
             capture_output=True,
             text=True,
-            timeout=timeout,
+            timeout=WORKLOAD_TIMEOUT,
             cwd=WORKLOADS,
         )
     except subprocess.TimeoutExpired:
-        why = f"timed out after {timeout:.0f} s"
+        why = f"timed out after {WORKLOAD_TIMEOUT:.0f} s"
     else:
         for line in done.stdout.splitlines():
             if line.startswith("RESULT "):
@@ -309,7 +324,7 @@ def ms(seconds: float) -> str:
 
 def pct(values: Sequence[float], q: float) -> float:
     if not values:
-        return float("nan")
+        return 0.0
     ordered = sorted(values)  # the nearest-rank method
     return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
 
@@ -336,11 +351,17 @@ def bench_stalls(report: Report, peers: Peers, sizes: Sizes) -> None:
     report.line("### 1. Stalls at token renewal")
     report.line()
     report.line(
-        f"{WORKERS} workers request without pause for {sizes.stall_seconds:.0f} s; the server "
-        f"grants {sizes.token_seconds:.0f}-second tokens, its token endpoint takes "
-        f"{TOKEN_LATENCY * 1000:.0f} ms and a query {QUERY_LATENCY * 1000:.0f} ms. The wait is "
-        "the time a request spent in `get_token()`, after the first token."
+        f"{WORKERS} workers request without pause for {sizes.stall_seconds:g} s; the server "
+        f"grants {sizes.token_seconds:g}-second tokens, its token endpoint takes "
+        f"{TOKEN_LATENCY * 1000:.0f} ms and a query {QUERY_LATENCY * 1000:.0f} ms. A request "
+        "*waited* if it spent 1 ms or more in `get_token()` (after the first token); the "
+        "waits are those of the requests that waited; latency is every request's, end to end."
     )
+    if sizes.stall_seconds < sizes.token_seconds / 2:
+        report.line(
+            "(Quick run: too short for archibald's first renewal, at half the lifetime; "
+            "the full run covers two.)"
+        )
     report.line()
     settings = {
         "layers": {"Small": 100},
@@ -349,8 +370,9 @@ def bench_stalls(report: Report, peers: Peers, sizes: Sizes) -> None:
         "query_latency": QUERY_LATENCY,
     }
     header = [
-        "client", "requests", "token requests", "requests that waited", "wait p50 (ms)",
-        "wait p99 (ms)", "wait max (ms)", "waiting in all (s)", "failed",
+        "client", "requests", "token requests", "requests that waited",
+        "waited per renewal", "wait p50 / p99 / max (ms)", "latency p50 / p99 / max (ms)",
+        "failed",
     ]  # fmt: skip
     rows: list[list[object]] = []
     for key in ("now-trio", "now-asyncio", "old-asyncio"):
@@ -368,18 +390,23 @@ def bench_stalls(report: Report, peers: Peers, sizes: Sizes) -> None:
             result = run_or_fail_row(client, params, rows, len(header))
             if result is None:
                 continue
-        waits = result["waits"]
-        waited = sum(1 for wait in waits if wait >= 0.001)
+        waits = [wait for wait in result["waits"] if wait >= 0.001]
+        latencies = result["latencies"]
+        renewals = result["token_requests"]
+        if ours(client):
+            if result["failures"] or waits:
+                PROBLEMS.append(f"{client.label}: requests waited or failed at renewal")
+            if renewals == 0 and sizes is FULL:
+                PROBLEMS.append(f"{client.label} never renewed its token in the stall run")
         rows.append(
             [
                 client.label,
-                len(waits),
-                result["token_requests"],
-                f"{waited} ({waited / max(1, len(waits)):.1%})",
-                ms(pct(waits, 50)),
-                ms(pct(waits, 99)),
-                ms(max(waits, default=0.0)),
-                f"{sum(waits):.1f}",
+                len(latencies),
+                renewals,
+                f"{len(waits)} ({len(waits) / max(1, len(latencies)):.1%})",
+                f"{len(waits) / renewals:.0f}" if renewals else "-",
+                " / ".join(ms(v) for v in (pct(waits, 50), pct(waits, 99), max(waits, default=0))),
+                " / ".join(ms(v) for v in (pct(latencies, 50), pct(latencies, 99), max(latencies))),
                 result["failures"],
             ]
         )
@@ -390,9 +417,11 @@ def bench_stampede(report: Report, peers: Peers, sizes: Sizes) -> None:
     report.line("### 2. Rejection stampede")
     report.line()
     report.line(
-        "N requests in flight at once (the client allows N), all holding a token the "
+        "N requests at once (each client allows N in flight), all holding a token the "
         "server has just revoked; the token endpoint takes "
-        f"{TOKEN_LATENCY * 1000:.0f} ms. Token requests made to recover"
+        f"{TOKEN_LATENCY * 1000:.0f} ms. archibald opens up to N connections; 1.2.5 keeps "
+        "httpx's default pool of 100 connections (what its users get), and in the last "
+        "column is given a pool of N. Token requests made to recover"
         + (
             f" (median of {sizes.stampede_repeats} runs, range in brackets)."
             if sizes.stampede_repeats > 1
@@ -406,7 +435,7 @@ def bench_stampede(report: Report, peers: Peers, sizes: Sizes) -> None:
         "query_latency": QUERY_LATENCY,
     }
     columns: dict[str, dict[int, str]] = {}
-    for key in ("now-trio", "old-asyncio"):
+    for key in ("now-trio", "old-asyncio", "old-asyncio-pool"):
         client = peers.clients[key]
         if client.python is None:
             columns[client.label] = dict.fromkeys(sizes.stampede, f"skipped: {client.skipped}")
@@ -425,6 +454,8 @@ def bench_stampede(report: Report, peers: Peers, sizes: Sizes) -> None:
                 for row in result["rows"]:
                     counts[row["n"]].append(row["token_requests"])
                     failures[row["n"]] += row["failures"]
+                    if ours(client) and (row["failures"] or row["token_requests"] != 1):
+                        PROBLEMS.append(f"{client.label} in the stampede: {row}")
         cells = {}
         for n in sizes.stampede:
             if error:
@@ -447,7 +478,12 @@ def bench_stampede(report: Report, peers: Peers, sizes: Sizes) -> None:
 def crawl_runs(
     peers: Peers, keys: Sequence[str], features: int, rounds: int, warmup: bool, latency: float
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str]]:
-    """Each client's crawl results over *rounds* (round robin), and why any failed."""
+    """Each client's crawl results over *rounds*, and why any failed.
+
+    Every client crawls once per round, in an order shuffled each round (seeded), so
+    that no client always follows the same one.
+    """
+    shuffler = random.Random(8)
     settings = {"open_layers": {"Bench": features}, "query_latency": latency}
     results: dict[str, list[dict[str, Any]]] = {key: [] for key in keys}
     failed: dict[str, str] = {}
@@ -459,7 +495,10 @@ def crawl_runs(
             "expected": features,
         }
         for index in range(rounds + (1 if warmup else 0)):
-            for key in keys:
+            order = list(keys)
+            if index:
+                shuffler.shuffle(order)
+            for key in order:
                 client = peers.clients[key]
                 if client.python is None or key in failed:
                     continue
@@ -492,10 +531,11 @@ def bench_crawl(report: Report, peers: Peers, sizes: Sizes, latency: float) -> d
     report.line(
         f"Every feature of a {n:,}-feature point layer, in pages of {PAGE:,}; the server "
         f"takes {latency * 1000:.0f} ms per query. The async clients keep {CONCURRENCY} "
-        "requests in flight; esridump is sequential. Median of "
-        f"{sizes.repeats} round(s){' after a warm-up round' if sizes.warmup else ''}, in "
-        "round-robin order. The ceiling is "
-        "the faster backend of the hand-written httpx crawler."
+        "requests in flight; esridump is sequential (so 50 ms a page make at least "
+        f"{n // PAGE * latency:g} s). Median of {sizes.repeats} round(s)"
+        f"{' after a warm-up round' if sizes.warmup else ''}, in an order shuffled each "
+        "round, with the range over the rounds. The ceiling is the faster backend of the "
+        'hand-written httpx crawler. "First feature" is the time to the first feature.'
     )
     report.line()
     results, failed = crawl_runs(peers, CRAWLERS, n, sizes.repeats, sizes.warmup, latency)
@@ -508,7 +548,8 @@ def bench_crawl(report: Report, peers: Peers, sizes: Sizes, latency: float) -> d
         "client",
         "features (distinct)",
         "every feature once",
-        "seconds",
+        "seconds [range]",
+        "first feature (s)",
         "features/s",
         "vs ceiling",
     ]
@@ -529,7 +570,9 @@ def bench_crawl(report: Report, peers: Peers, sizes: Sizes, latency: float) -> d
                 client.label,
                 f"{last['delivered']:,} ({last['distinct']:,})",
                 "yes" if complete else "**no**",
-                f"{seconds:.2f}",
+                f"{seconds:.2f} [{min(r['seconds'] for r in runs):.2f}-"
+                f"{max(r['seconds'] for r in runs):.2f}]",
+                f"{statistics.median(r['first_feature_s'] for r in runs):.2f}",
                 f"{n / seconds:,.0f}",
                 f"{ceiling / seconds:.2f}",
             ]
@@ -547,7 +590,8 @@ def bench_memory(
     report.line(
         f"Peak resident memory (VmHWM) of each client's process over a whole-layer crawl, "
         f"in MB. The {small:,} column is the median of the crawls above; the {large:,} "
-        'column is one crawl. "Before" is the process after its imports, before the crawl.'
+        'column is one crawl. "Before" is the process after its imports, before the crawl; '
+        '"growth" is the peak at the larger size minus "before" (what the crawl itself took).'
     )
     report.line()
     keys = (
@@ -559,7 +603,10 @@ def bench_memory(
     if small != sizes.crawl_features:
         raise ValueError("the small memory size is the crawl benchmark's")
     results, failed = crawl_runs(peers, keys, large, 1, False, latency)
-    header = ["client", f"peak at {small:,}", f"peak at {large:,}", "before", "every feature once"]
+    header = [
+        "client", f"peak at {small:,}", f"peak at {large:,}", "before", "growth",
+        "every feature once",
+    ]  # fmt: skip
     rows: list[list[object]] = []
     for key in keys:
         client = peers.clients[key]
@@ -573,6 +620,7 @@ def bench_memory(
                 f"{at_small.get(key, float('nan')):,.0f}",
                 f"{result['rss_peak_mb']:,.0f}",
                 f"{result['rss_before_mb']:,.0f}",
+                f"{result['rss_peak_mb'] - result['rss_before_mb']:,.0f}",
                 "yes" if result["complete"] else "**no**",
             ]
         )
@@ -585,14 +633,15 @@ def bench_hotpath(report: Report, peers: Peers, sizes: Sizes) -> None:
     report.line(
         f"`get_token()` with a valid token ({sizes.token_calls:,} calls), and one small "
         "secured request (a count) through each client against the same request made with "
-        "a bare `httpx.AsyncClient` in the same process, one at a time; medians of "
-        f"{sizes.blocks} alternating blocks of {sizes.per_block}. The server answers at "
-        "once, so the difference is the client's own cost."
+        "a bare `httpx.AsyncClient` in the same process, one at a time, in "
+        f"{sizes.blocks} pairs of blocks of {sizes.per_block} (which goes first alternates). "
+        "The client's cost is the median over the pairs of the difference, with its "
+        "interquartile range; the server answers at once, so it is the client's own work."
     )
     report.line()
     header = [
         "client", "get_token() (ns)", "request via client (µs)", "bare httpx (µs)",
-        "client's cost (µs)", "ratio",
+        "client's cost (µs) [IQR]", "ratio",
     ]  # fmt: skip
     rows: list[list[object]] = []
     settings = {"layers": {"Small": 100}}
@@ -617,22 +666,35 @@ def bench_hotpath(report: Report, peers: Peers, sizes: Sizes) -> None:
             result = run_or_fail_row(client, params, rows, len(header))
             if result is None:
                 continue
-            measured = statistics.median(result["measured_us"])
-            baseline = statistics.median(result["baseline_us"])
+            pairs = list(zip(result["measured_us"], result["baseline_us"], strict=True))
+            costs = [m - b for m, b in pairs]
             rows.append(
                 [
                     client.label,
                     f"{result['token_ns']:,.0f}",
-                    f"{measured:,.0f}",
-                    f"{baseline:,.0f}",
-                    f"{measured - baseline:,.0f}",
-                    f"{measured / baseline:.2f}",
+                    f"{statistics.median(m for m, _ in pairs):,.0f}",
+                    f"{statistics.median(b for _, b in pairs):,.0f}",
+                    f"{statistics.median(costs):,.0f} [{pct(costs, 25):,.0f} to "
+                    f"{pct(costs, 75):,.0f}]",
+                    f"{statistics.median(m / b for m, b in pairs):.2f}",
                 ]
             )
     report.table(header, rows)
 
 
 # -- main ------------------------------------------------------------------------------
+
+
+def revision() -> str:
+    """The commit measured, and whether the working tree differed from it."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], capture_output=True, text=True, cwd=HERE)
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown (not a git checkout)"
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", "../archibald")
+    return f"commit {commit}" + (" with uncommitted changes" if dirty else "")
 
 
 def machine() -> str:
@@ -668,7 +730,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     chosen = args.only or list(BENCHMARKS)
-    save = args.save if args.save or args.quick else HERE / "results" / "latest.md"
+    full = not args.quick and not args.only
+    save = args.save or (HERE / "results" / "latest.md" if full else None)
+    global WORKLOAD_TIMEOUT
+    WORKLOAD_TIMEOUT = 180.0 if args.quick else 900.0
 
     started = time.perf_counter()
     report = Report()
@@ -678,9 +743,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.line()
     report.line(f"- Date: {time.strftime('%Y-%m-%d %H:%M %Z')}")
     report.line(f"- Machine: {machine()}")
+    report.line(f"- Code: {revision()}")
     report.line(f"- Python: {platform.python_version()} (archibald 1.2.5: {_python_of(peers)})")
     report.line(
-        "- Versions: " + ", ".join(f"{name} {version}" for name, version in peers.versions.items())
+        "- Versions: " + "; ".join(f"{name}: {version}" for name, version in peers.versions.items())
     )
     report.line(
         f"- Command: `python bench/run.py{' ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else ''}`"

@@ -129,7 +129,7 @@ async def serve(fake: FakeArcGIS) -> AsyncIterator[str]:
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
-    listener.listen(128)  # connections queue up until hypercorn accepts them
+    listener.listen(1024)  # connections queue up until hypercorn accepts them (1,000 at once)
     config = Config()
     config.bind = [f"fd://{listener.detach()}"]  # hypercorn owns the socket from here
     config.accesslog = None

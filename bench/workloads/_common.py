@@ -7,6 +7,7 @@ starts with ``RESULT`` on standard output, which `bench/run.py` collects.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import resource
@@ -88,7 +89,7 @@ class Tally:
         self.duplicates = 0
         self.out_of_range = 0
         self.rss_before = 0.0
-        self.started = self.seconds = 0.0
+        self.started = self.seconds = self.first = 0.0
 
     def __enter__(self) -> Tally:
         self.rss_before = rss_mb()
@@ -99,6 +100,8 @@ class Tally:
         self.seconds = time.perf_counter() - self.started
 
     def add(self, oid: int) -> None:
+        if not self.delivered:
+            self.first = time.perf_counter() - self.started
         self.delivered += 1
         if not 0 <= oid < len(self.seen):
             self.out_of_range += 1
@@ -111,6 +114,7 @@ class Tally:
         distinct = self.delivered - self.duplicates - self.out_of_range
         return {
             "seconds": self.seconds,
+            "first_feature_s": self.first,
             "rss_before_mb": self.rss_before,
             "delivered": self.delivered,
             "distinct": distinct,
@@ -121,9 +125,10 @@ class Tally:
 def raise_fd_limit() -> None:
     """Allow as many open sockets as the hard limit does (the stampede opens 1,000)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        target = hard if hard != resource.RLIM_INFINITY else 65536
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(target, 65536), hard))
+    target = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if soft < target:
+        with contextlib.suppress(ValueError, OSError):  # macOS refuses some values
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 async def interleaved(

@@ -32,9 +32,13 @@ class Session:
         await self._client.get(self._query, params={"where": "1=1", "returnCountOnly": "true"})
 
 
-def with_referer(client: ArchieClient, auth: Any, referer: str) -> None:
-    """Give 1.2.5's lazily made httpx client the Referer its tokens are bound to."""
-    client._client = httpx.AsyncClient(auth=auth, timeout=60.0, headers={"Referer": referer})
+def with_referer(client: ArchieClient, auth: Any, referer: str, connections: int | None) -> None:
+    """Give 1.2.5's lazily made httpx client the Referer its tokens are bound to (and, if
+    asked, a pool of *connections* instead of httpx's default 100)."""
+    limits = httpx.Limits() if connections is None else httpx.Limits(max_connections=connections)
+    client._client = httpx.AsyncClient(
+        auth=auth, timeout=60.0, headers={"Referer": referer}, limits=limits
+    )
 
 
 def session_opener(p: dict[str, Any]) -> _scenarios.OpenSession:
@@ -45,7 +49,8 @@ def session_opener(p: dict[str, Any]) -> _scenarios.OpenSession:
             auth,
             ArchieClient(p["services"], auth, max_concurrent_requests=concurrency) as client,
         ):
-            with_referer(client, auth, p["origin"])
+            connections = concurrency if p.get("connections") == "concurrency" else None
+            with_referer(client, auth, p["origin"], connections)
             yield Session(client, auth, p["query"], p["origin"])
 
     return open_session
