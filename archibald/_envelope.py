@@ -27,7 +27,7 @@ from .exceptions import (
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["Envelope", "arcgis_error", "read_envelope", "snippet"]
+__all__ = ["Envelope", "arcgis_error", "read_envelope", "snippet", "whole_number"]
 
 _ERRORS_BY_CODE: dict[int, type[ArcGISError]] = {
     498: TokenExpiredError,
@@ -58,7 +58,7 @@ def read_envelope(body: Mapping[str, Any]) -> Envelope | None:
         error = {"code": body.get("code"), "details": body.get("messages")}
     else:
         return None
-    code = _as_code(error.get("code"))
+    code = whole_number(error.get("code"))
     oauth = error.get("error") if isinstance(error.get("error"), str) else None
     details = error.get("details")
     detail_list = [str(d) for d in details if d not in (None, "")] if _is_list(details) else []
@@ -98,15 +98,21 @@ def arcgis_error(
     )
 
 
-def _as_code(value: object) -> int | None:
+def whole_number(value: object) -> int | None:
+    """*value* as an int: also from a whole float or a string of digits; else None.
+
+    Servers send error codes and object ids as numbers, floats or strings.
+    """
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if (text[1:] if text.startswith("-") else text).isdecimal():
+            return int(text)
     return None
 
 

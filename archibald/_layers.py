@@ -41,6 +41,7 @@ import anyio.abc
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._envelope import whole_number
 from ._geojson import esri_feature_to_geojson
 from .exceptions import (
     ArchieError,
@@ -163,10 +164,7 @@ class Page:
 
     def to_geojson(self) -> dict[str, Any]:
         """The page as a GeoJSON FeatureCollection (coordinates as they came)."""
-        return {
-            "type": "FeatureCollection",
-            "features": [esri_feature_to_geojson(f, self.object_id_field) for f in self.features],
-        }
+        return _feature_collection(self.features, self.object_id_field)
 
 
 @attrs.frozen(kw_only=True)
@@ -192,10 +190,14 @@ class QueryResult:
 
     def to_geojson(self) -> dict[str, Any]:
         """The result as a GeoJSON FeatureCollection (coordinates as they came)."""
-        return {
-            "type": "FeatureCollection",
-            "features": [esri_feature_to_geojson(f, self.object_id_field) for f in self.features],
-        }
+        return _feature_collection(self.features, self.object_id_field)
+
+
+def _feature_collection(features: list[dict[str, Any]], object_id_field: str) -> dict[str, Any]:
+    return {
+        "type": "FeatureCollection",
+        "features": [esri_feature_to_geojson(f, object_id_field) for f in features],
+    }
 
 
 class _Layer:
@@ -400,18 +402,20 @@ class _Layer:
         features: list[dict[str, Any]] = []
         fields: Sequence[Mapping[str, Any]] = ()
         geometry_type, spatial_reference = info.geometry_type, info.spatial_reference
-        async for page in self.pages(
+        pages = self.pages(
             where,
             out_fields=out_fields,
             return_geometry=return_geometry,
             out_sr=out_sr,
             page_size=page_size,
             max_concurrency=max_concurrency,
-        ):
-            features.extend(page.features)
-            fields = page.fields or fields
-            geometry_type = page.geometry_type or geometry_type
-            spatial_reference = page.spatial_reference or spatial_reference
+        )
+        async with pages:  # fetching ahead
+            async for page in pages:
+                features.extend(page.features)
+                fields = page.fields or fields
+                geometry_type = page.geometry_type or geometry_type
+                spatial_reference = page.spatial_reference or spatial_reference
         return QueryResult(
             features=features,
             fields=fields or info.fields,
@@ -964,25 +968,12 @@ class _Crawl:
             value = attributes.get(oid) if isinstance(attributes, dict) else None
             if value is None and isinstance(attributes, dict):  # case differs on some servers
                 value = next((v for k, v in attributes.items() if k.lower() == oid.lower()), None)
-            oid_value = _as_oid(value)
+            oid_value = whole_number(value)
             if oid_value is not None and oid_value in wanted:
                 found[oid_value] = feature
 
 
 _MAX_OID = 2**63 - 1
-
-
-def _as_oid(value: object) -> int | None:
-    """An object id as an int: also from a whole float or a digit string; else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdecimal():
-        return int(value)
-    return None
 
 
 def _id_array(values: object, url: str) -> array.array[int]:
@@ -993,7 +984,7 @@ def _id_array(values: object, url: str) -> array.array[int]:
         raise IncompleteResultError(f"{url} answered returnIdsOnly without a list of ids")
     ids: list[int] = []
     for value in values:
-        oid = _as_oid(value)
+        oid = whole_number(value)
         if oid is None or not -_MAX_OID <= oid <= _MAX_OID:
             raise IncompleteResultError(
                 f"{url} answered returnIdsOnly with an id that is not a 64-bit integer"

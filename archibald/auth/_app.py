@@ -15,7 +15,11 @@ from ..exceptions import ConfigurationError, TokenRefreshError
 from ._base import TokenPlacement
 from ._env import PORTAL_URL, read_env
 from ._refresher import IssuedToken, RefreshingAuth, TokenSource
-from ._token_http import check_minutes, check_token_url, portal_endpoint, post_token_form
+from ._token_http import (
+    check_minutes,
+    post_token_form,
+    token_endpoint,
+)
 
 __all__ = ["AppCredentialsAuth"]
 
@@ -114,13 +118,9 @@ class AppCredentialsAuth(RefreshingAuth):
         if not isinstance(client_secret, str) or not client_secret:
             raise ConfigurationError(f"the client secret of app {client_id!r} must not be empty")
         check_minutes(expiration)
-        if token_url is None:
-            url = portal_endpoint(check_token_url(base_url, "base_url"), "oauth2/token")
-        else:
-            url = check_token_url(token_url, "token_url")
         super().__init__(
             _ClientCredentials(
-                url=url,
+                url=token_endpoint(base_url, token_url, "oauth2/token"),
                 client_id=client_id,
                 client_secret=Secret(client_secret),
                 expiration=expiration,

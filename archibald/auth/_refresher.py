@@ -22,7 +22,6 @@ import logging
 import math
 import time
 from contextlib import AsyncExitStack
-from types import TracebackType
 from typing import Self
 
 import anyio
@@ -346,14 +345,6 @@ class RefreshingAuth(ArcGISAuth):
         self._stack = stack
         self._active = True
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Stop the refresher, wake every waiter with `AuthNotActiveError`, close the client.

@@ -10,7 +10,6 @@ exchange on the one refresher, renewing the server token right after the portal 
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
-from types import TracebackType
 from typing import Self
 from urllib.parse import urlsplit, urlunsplit
 
@@ -255,14 +254,6 @@ class FederatedServerAuth(RefreshingAuth):
             raise
         self._portal_stack = stack
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Stop renewing the server token; leave the portal auth if this auth entered it."""

@@ -59,6 +59,14 @@ def portal_endpoint(base_url: str, operation: str) -> str:
     return f"{base_url}/sharing/rest/{operation}"
 
 
+def token_endpoint(base_url: str, token_url: str | None, operation: str) -> str:
+    """The token endpoint: *token_url* if given, else the portal's *operation* below
+    *base_url*; either checked with `check_token_url`."""
+    if token_url is not None:
+        return check_token_url(token_url, "token_url")
+    return portal_endpoint(check_token_url(base_url, "base_url"), operation)
+
+
 def check_minutes(expiration: object) -> int:
     """A token lifetime request, in whole minutes (at least 1)."""
     if isinstance(expiration, bool) or not isinstance(expiration, int) or expiration < 1:

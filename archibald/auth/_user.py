@@ -15,7 +15,12 @@ from ._base import TokenPlacement
 from ._env import PORTAL_URL, read_env
 from ._refresher import IssuedToken, RefreshingAuth, TokenSource, lifetime_from_expires
 from ._server import discover_token_url, server_root
-from ._token_http import check_minutes, check_token_url, portal_endpoint, post_token_form
+from ._token_http import (
+    check_minutes,
+    check_token_url,
+    post_token_form,
+    token_endpoint,
+)
 
 __all__ = ["UserTokenAuth"]
 
@@ -130,13 +135,9 @@ class UserTokenAuth(RefreshingAuth):
         check_minutes(expiration)
         if referer is not None and (not isinstance(referer, str) or not referer):
             raise ConfigurationError("referer must be a non-empty string, or None")
-        if token_url is None:
-            url = portal_endpoint(check_token_url(base_url, "base_url"), "generateToken")
-        else:
-            url = check_token_url(token_url, "token_url")
         super().__init__(
             _GenerateToken(
-                url=url,
+                url=token_endpoint(base_url, token_url, "generateToken"),
                 username=username,
                 password=Secret(password),
                 expiration=expiration,

@@ -285,29 +285,26 @@ class _Parser:
 
 
 def _all(terms: list[Expr]) -> Expr:
-    def evaluate(row: Row) -> bool | None:
-        unknown = False
-        for term in terms:
-            value = term(row)
-            if value is False:
-                return False
-            if value is None:
-                unknown = True
-        return None if unknown else True
-
-    return evaluate
+    return _combine(terms, decisive=False)
 
 
 def _any(terms: list[Expr]) -> Expr:
+    return _combine(terms, decisive=True)
+
+
+def _combine(terms: list[Expr], *, decisive: bool) -> Expr:
+    """AND (*decisive* False) or OR (True) in SQL's three-valued logic: one term equal to
+    *decisive* decides; otherwise an unknown (NULL) term makes the result unknown."""
+
     def evaluate(row: Row) -> bool | None:
         unknown = False
         for term in terms:
-            value = term(row)
-            if value is True:
-                return True
+            value: object = term(row)
+            if value is decisive:
+                return decisive
             if value is None:
                 unknown = True
-        return None if unknown else False
+        return None if unknown else not decisive
 
     return evaluate
 
