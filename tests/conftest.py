@@ -1,7 +1,7 @@
 """Every async test runs on asyncio and on trio, both on a virtual clock.
 
-Trio gets its autojump `MockClock`; asyncio gets looptime's event loop, which also jumps
-to the next timer whenever every task is blocked. Hours of token life pass in
+Trio gets its autojump `MockClock`; asyncio gets `archibald.testing.AutojumpEventLoop`,
+which also jumps to the next timer whenever every task is blocked. Hours of token life pass in
 milliseconds, and no test sleeps for real.
 """
 
@@ -13,9 +13,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-import looptime
 import pytest
 from trio.testing import MockClock
+
+from archibald.testing import AutojumpEventLoop
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -29,7 +30,7 @@ def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
         return request.param, {}
     if request.param == "trio":
         return "trio", {"clock": MockClock(autojump_threshold=0)}
-    return "asyncio", {"loop_factory": looptime.new_event_loop}
+    return "asyncio", {"loop_factory": AutojumpEventLoop}
 
 
 # A test that deadlocks fails instead of hanging: on the virtual clock this deadline comes

@@ -10,6 +10,7 @@ layer = fake.add_feature_layer("Parcels", count=10_001, max_record_count=1000, s
 """
 
 from ._adaptors import ArcGISTransport as ArcGISTransport
+from ._clock import AutojumpEventLoop as AutojumpEventLoop
 from ._data import GENERATED_FIELDS as GENERATED_FIELDS
 from ._data import FakeLayer as FakeLayer
 from ._data import FakeService as FakeService
@@ -21,6 +22,7 @@ from ._emulator import Faults as Faults
 __all__ = [
     "GENERATED_FIELDS",
     "ArcGISTransport",
+    "AutojumpEventLoop",
     "FakeArcGIS",
     "FakeLayer",
     "FakeService",
