@@ -19,6 +19,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import math
 import time
 from collections.abc import Iterable, Mapping
 from contextlib import AsyncExitStack
@@ -32,6 +33,8 @@ import httpx
 
 from ._envelope import Envelope, arcgis_error, read_envelope, snippet
 from ._secrets import SECRET_PARAMETERS, is_secure_url, origin_of, redact_url
+from ._urls import check_http_url, check_service_path
+from ._validate import is_number, is_whole
 from ._version import __version__
 from .auth import ArcGISAuth, NoAuth
 from .config import RetryPolicy
@@ -113,14 +116,15 @@ class ArchieClient:
 
     Errors that ArcGIS reports inside HTTP 200 responses become typed exceptions; a
     rejected token is refreshed once and the request retried; transient failures of
-    requests that are safe to repeat are retried with backoff. If *auth* is not active
-    yet, the client enters it and leaves it with its own block; an auth the caller
-    already entered is shared and left alone.
+    requests that are safe to repeat are retried with backoff. The client takes a hold on
+    *auth* for its block: it enters the auth if nobody has, and an auth shared with other
+    clients (or entered by the caller) stops only when its last holder leaves.
 
     Args:
         base_url: The services root, ending in ``rest/services``.
         auth: How requests are authorized; `NoAuth` by default.
-        timeout: The HTTP timeout of one request, in seconds.
+        timeout: The longest one attempt of a request may take, in seconds, from sending
+            it to the last byte of the answer (also httpx's timeout for each read).
         max_concurrent_requests: The most requests in flight at once, for this client.
         retry: How transient failures are retried.
         trusted_origins: More origins (``https://host``) that may receive the token,
@@ -158,21 +162,13 @@ class ArchieClient:
             )
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise ConfigurationError(f"retry must be a RetryPolicy, got a {type(retry).__name__}")
-        if (
-            isinstance(max_url_length, bool)
-            or not isinstance(max_url_length, int)
-            or max_url_length < 100
-        ):
+        if not is_whole(max_url_length, 100):
             raise ConfigurationError(
                 f"max_url_length must be a whole number of at least 100, got {max_url_length!r}"
             )
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        if not is_number(timeout) or not 0 < timeout < math.inf:
             raise ConfigurationError(f"timeout must be a positive number of seconds: {timeout!r}")
-        if (
-            isinstance(max_concurrent_requests, bool)
-            or not isinstance(max_concurrent_requests, int)
-            or max_concurrent_requests < 1
-        ):
+        if not is_whole(max_concurrent_requests, 1):
             raise ConfigurationError(
                 f"max_concurrent_requests must be a whole number >= 1: {max_concurrent_requests!r}"
             )
@@ -193,6 +189,7 @@ class ArchieClient:
         self._stack: AsyncExitStack | None = None
         self._counters = _Counters()
         self._last_rejected: str | None = None
+        self._warned_plain_http: set[str] = set()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -202,8 +199,7 @@ class ArchieClient:
         stack = AsyncExitStack()
         async with AsyncExitStack() as unwind:
             unwind.push_async_exit(stack)
-            if not self._auth.is_active:
-                await stack.enter_async_context(self._auth)
+            await stack.enter_async_context(self._auth)  # a hold: see "Sharing an auth"
             if self._given_http is not None:
                 self._http = self._given_http
             else:
@@ -263,10 +259,13 @@ class ArchieClient:
             raise InvalidParameterError(f"endpoint must be a string path, got {endpoint!r}")
         if urlsplit(endpoint).scheme:
             raise InvalidParameterError(
-                f"endpoint {endpoint!r} is an absolute URL; pass it as url= instead"
+                f"endpoint {redact_url(endpoint)!r} is an absolute URL; pass it as url= instead"
             )
         endpoint = endpoint.strip("/")
-        return f"{self._base_url}/{endpoint}" if endpoint else self._base_url
+        if not endpoint:
+            return self._base_url
+        path, mark, query = endpoint.partition("?")
+        return f"{self._base_url}/{check_service_path(path, 'endpoint')}{mark}{query}"
 
     async def get(
         self, endpoint: str = "", *, url: str | None = None, params: Params | None = None
@@ -356,15 +355,7 @@ class ArchieClient:
             return self.url_for(endpoint)
         if endpoint:
             raise InvalidParameterError("give an endpoint or url=, not both")
-        try:
-            parts = urlsplit(url)
-            parts.port  # noqa: B018  (a malformed port raises here)
-        except (ValueError, TypeError, AttributeError) as exc:
-            raise InvalidParameterError("url must be an absolute http(s) URL string") from exc
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InvalidParameterError(
-                f"url must be an absolute http(s) URL, got {redact_url(url)!r}"
-            )
+        check_http_url(url, "url", InvalidParameterError, extras="allow")
         return url
 
     def _open(self) -> tuple[httpx.AsyncClient, anyio.CapacityLimiter]:
@@ -387,7 +378,11 @@ class ArchieClient:
         self._open()
         url, query = _split_query(url)
         query.update(_encode(params))
-        form = _encode(data)
+        form = _encode(data, "data")
+        if files is not None and not isinstance(files, Mapping):
+            raise InvalidParameterError(f"files must be a mapping, got a {type(files).__name__}")
+        if idempotent is not None and not isinstance(idempotent, bool):
+            raise InvalidParameterError(f"idempotent must be True, False or None: {idempotent!r}")
         secrets = _secret_values(query, form)
         fmt = _enforce_format(query, form if method == "POST" and not files else None)
         if method == "GET" and len(url) + 1 + len(urlencode(query)) > self._max_url_length:
@@ -403,11 +398,7 @@ class ArchieClient:
             known = origin_of(url) in self._trusted
             trusted = known and is_secure_url(url)
             if known and not trusted and not isinstance(self._auth, NoAuth):
-                logger.warning(
-                    "not sending the token to %s: tokens travel over HTTPS only "
-                    "(loopback excepted)",
-                    redact_url(url),
-                )
+                self._warn_plain_http(url)
             token = ""
             never_sent = False
             failure: ArchieError
@@ -425,11 +416,21 @@ class ArchieClient:
                         request = self._auth.authorize(request, token)
                     self._counters.requests += 1
                     started = anyio.current_time()
-                    response = await http.send(request, auth=None, follow_redirects=False)
+                    # httpx's timeout bounds each read; this bounds the whole exchange,
+                    # so a server that trickles its answer cannot hold a request forever.
+                    with anyio.fail_after(self._timeout):
+                        response = await http.send(request, auth=None, follow_redirects=False)
             except TokenRefreshError as exc:
                 if not exc.retryable:
                     raise
                 failure = exc
+            except TimeoutError as exc:
+                failure = NetworkError(
+                    f"{method} {redact_url(url)} failed: no complete answer within "
+                    f"{self._timeout:g} s (the client's timeout)",
+                    url=url,
+                )
+                failure.__cause__ = exc
             except httpx.TransportError as exc:
                 # A request that never left (no connection, no free connection) may be
                 # sent again whatever it does, an edit included.
@@ -445,7 +446,7 @@ class ArchieClient:
                     type(exc).__name__,
                 )
                 failure = NetworkError(
-                    f"{method} {redact_url(url)} failed: {_describe_transport_error(exc)}",
+                    f"{method} {redact_url(url)} failed: {_describe_transport_error(exc, url)}",
                     url=url,
                 )
                 failure.__cause__ = exc
@@ -530,6 +531,17 @@ class ArchieClient:
                     continue
             raise failure
 
+    def _warn_plain_http(self, url: str) -> None:
+        """Warn, once per origin, that a trusted origin gets no token over plain HTTP."""
+        origin = origin_of(url)
+        if origin in self._warned_plain_http:
+            return
+        self._warned_plain_http.add(origin)
+        logger.warning(
+            "not sending the token to %s: tokens travel over HTTPS only (loopback excepted)",
+            origin,
+        )
+
     def _rejection_hint(self, url: str, token: str, refreshed: bool, code: int | None) -> str:
         if not token:
             if isinstance(self._auth, NoAuth) and code == 499:
@@ -605,6 +617,15 @@ def _classify(
         return _Failure(error)
     if parsed or (fmt == "pbf" and status < 400):
         return _Success(body if parsed and fmt != "pbf" else response.content)
+    if "json" in content_type:  # a torn JSON body: worth another try
+        torn = ServiceError(
+            status,
+            f"the JSON answer could not be decoded: it was cut short or is malformed "
+            f"({len(response.content):,} bytes, HTTP {status}): {snippet(response, secrets)}",
+            raw_response=response,
+            url=url,
+        )
+        return _Transient(torn, None)
     error = ServiceError(
         status,
         f"expected JSON but got {content_type or 'no content type'} (HTTP {status}): "
@@ -612,8 +633,6 @@ def _classify(
         raw_response=response,
         url=url,
     )
-    if "json" in content_type:  # a torn JSON body: worth another try
-        return _Transient(error, None)
     return _Failure(error)
 
 
@@ -670,20 +689,49 @@ def _follow(
     return url, method, kept, form
 
 
-def _describe_transport_error(exc: httpx.TransportError) -> str:
+def _describe_transport_error(exc: httpx.TransportError, url: str) -> str:
+    """What went wrong, in the words of the operating system where it said any."""
+    host = urlsplit(url).hostname or "the server"
+    reason = _reason(exc)
+    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+        return f"could not connect to {host} in time ({type(exc).__name__})"
     if isinstance(exc, httpx.TimeoutException):
-        return f"timed out ({type(exc).__name__})"
+        return f"{host} took too long to answer ({type(exc).__name__})"
     if isinstance(exc, httpx.ConnectError):
-        return "could not connect (ConnectError)"
-    return f"the connection broke ({type(exc).__name__})"
+        return f"could not connect to {host}: {reason or type(exc).__name__}"
+    return f"the connection to {host} broke: {reason or type(exc).__name__}"
 
 
-def _encode(params: Params | None) -> dict[str, str]:
+def _reason(exc: BaseException) -> str:
+    """The operating system's words for the innermost cause of *exc* (such as
+    "Name or service not known" or "Connection refused"), else its message."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    message = ""
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            return str(current.strerror)
+        if str(current) and not message:
+            message = str(current)
+        current = current.__cause__ or current.__context__
+    # httpx quotes the OS error as "[Errno 111] Connection refused"
+    return message.split("] ", 1)[-1] if message.startswith("[Errno") else message
+
+
+def _encode(params: Params | None, what: str = "params") -> dict[str, str]:
     """ArcGIS parameter values: lists comma-joined, objects as JSON, booleans as words."""
-    if not params:
+    if params is None:
         return {}
+    if not isinstance(params, Mapping):
+        raise InvalidParameterError(
+            f"{what} must be a mapping of parameter names to values, such as "
+            f"{{'where': '1=1'}}; got a {type(params).__name__}"
+        )
     encoded = {}
     for key, value in params.items():
+        if not isinstance(key, str):
+            raise InvalidParameterError(f"{what} names must be strings, got {key!r}")
         if value is None:
             continue
         if isinstance(value, bool):
@@ -773,19 +821,8 @@ def _object(body: Any) -> dict[str, Any]:
 
 
 def _check_base_url(base_url: object) -> str:
-    if not isinstance(base_url, str):
-        raise InvalidServiceURL(f"base_url must be a string, got a {type(base_url).__name__}")
-    url = base_url.strip().rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidServiceURL(
-            f"base_url must be an http(s) URL ending in rest/services, got {redact_url(base_url)!r}"
-        )
-    if parts.query or parts.fragment:
-        raise InvalidServiceURL(
-            f"base_url must not have a query string: {redact_url(base_url)!r}; pass "
-            "parameters with each request, and tokens through an auth"
-        )
+    parts = check_http_url(base_url, "base_url", InvalidServiceURL)
+    url = parts.geturl().rstrip("/")
     path = parts.path.rstrip("/")
     if path.endswith("/rest/services"):
         return url
@@ -800,9 +837,5 @@ def _check_base_url(base_url: object) -> str:
 
 
 def _check_origin(origin: object) -> str:
-    if not isinstance(origin, str):
-        raise ConfigurationError(f"trusted origins must be strings, got {origin!r}")
-    parts = urlsplit(origin)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(f"a trusted origin looks like https://host, got {origin!r}")
-    return origin_of(origin)
+    parts = check_http_url(origin, "a trusted origin (https://host)", ConfigurationError)
+    return origin_of(parts.geturl())

@@ -4,71 +4,227 @@ Esri polygons are a flat list of rings: outer rings run clockwise, holes counter
 and nothing says which hole belongs to which outer ring. GeoJSON wants each polygon's
 outer ring (counter-clockwise) followed by its holes (clockwise). So rings are classified
 by the sign of their area, and each hole goes to the smallest outer ring that contains it.
+
+The rules for what real servers send (each one seen in the wild):
+
+- A ring needs four positions once closed (RFC 7946 3.1.6); a ring that closes on itself
+  sooner (A-B-A) has no area and is dropped, and a line needs two positions. A geometry
+  with nothing left is null.
+- An empty point is ``{"x": "NaN", ...}`` or ``{"x": null, ...}``: null.
+- Positions keep x, y and z. The third value of an Esri position is M, not z, when the
+  answer says ``hasM`` without ``hasZ``; M never reaches GeoJSON, which has no place for it.
+- A geometry that cannot be converted (strings for numbers, infinities, unknown shapes)
+  raises `GeometryError` here; `GeoJSONConverter` turns that into a null geometry and a
+  count the caller can read, so one bad row never stops a crawl.
 """
 
 from __future__ import annotations
 
-import itertools
+import logging
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["esri_feature_to_geojson", "esri_geometry_to_geojson"]
+__all__ = [
+    "GeoJSONConverter",
+    "GeometryError",
+    "esri_feature_to_geojson",
+    "esri_geometry_to_geojson",
+]
 
-Ring = Sequence[Sequence[float]]
+logger = logging.getLogger("archibald")
+
+Position = list[float]
+Ring = list[Position]
+
+_EMPTY = (None, "NaN", "nan")
 
 
-def esri_geometry_to_geojson(geometry: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """Convert one Esri JSON geometry to a GeoJSON geometry (None stays None).
+class GeometryError(ValueError):
+    """An Esri geometry that has no GeoJSON equivalent (bad numbers, unknown shape)."""
+
+
+def esri_geometry_to_geojson(
+    geometry: Mapping[str, Any] | None,
+    *,
+    has_z: bool | None = None,
+    has_m: bool | None = None,
+) -> dict[str, Any] | None:
+    """Convert one Esri JSON geometry to a GeoJSON geometry; an empty one becomes None.
+
+    Args:
+        geometry: The Esri geometry.
+        has_z: Whether positions carry z (the answer's ``hasZ``), if known.
+        has_m: Whether positions carry M (the answer's ``hasM``), if known. With M and no
+            z, the third value of a position is M and is left out.
 
     Raises:
-        ValueError: The geometry has none of the keys Esri geometries have.
+        GeometryError: The geometry cannot be converted.
     """
     if not geometry:
         return None
+    if not isinstance(geometry, Mapping):
+        raise GeometryError(f"not an Esri geometry: a {type(geometry).__name__}")
+    has_z = geometry.get("hasZ", has_z)
+    has_m = geometry.get("hasM", has_m)
+    keep = 3 if has_z or (has_z is None and not has_m) else 2
+    try:
+        return _convert(geometry, keep)
+    except GeometryError:
+        raise
+    except (TypeError, ValueError, IndexError, KeyError, AttributeError) as exc:
+        raise GeometryError(f"not a valid Esri geometry ({type(exc).__name__}: {exc})") from exc
+
+
+def esri_feature_to_geojson(
+    feature: Mapping[str, Any],
+    object_id_field: str | None = None,
+    *,
+    has_z: bool | None = None,
+    has_m: bool | None = None,
+) -> dict[str, Any]:
+    """Convert one Esri JSON feature to a GeoJSON Feature, its object id as the ``id``.
+
+    Raises:
+        GeometryError: The geometry cannot be converted (see `GeoJSONConverter` for a
+            converter that writes null instead).
+    """
+    geometry = esri_geometry_to_geojson(feature.get("geometry"), has_z=has_z, has_m=has_m)
+    return _feature(feature, object_id_field, geometry)
+
+
+class GeoJSONConverter:
+    """Converts Esri features to GeoJSON, never failing on a bad geometry.
+
+    A geometry that cannot be converted becomes a null geometry (the attributes are kept),
+    is counted in `unconvertible`, and is logged once per converter.
+    """
+
+    def __init__(self) -> None:
+        self.unconvertible = 0
+
+    def feature(
+        self,
+        feature: Mapping[str, Any],
+        object_id_field: str | None = None,
+        *,
+        has_z: bool | None = None,
+        has_m: bool | None = None,
+    ) -> dict[str, Any]:
+        """The GeoJSON Feature for *feature* (arguments as for `esri_feature_to_geojson`)."""
+        try:
+            geometry = esri_geometry_to_geojson(feature.get("geometry"), has_z=has_z, has_m=has_m)
+        except GeometryError as exc:
+            self.unconvertible += 1
+            if self.unconvertible == 1:
+                oid = (feature.get("attributes") or {}).get(object_id_field or "")
+                logger.warning(
+                    "a geometry could not be converted to GeoJSON and is written as null "
+                    "(object id %s): %s",
+                    oid,
+                    exc,
+                )
+            geometry = None
+        return _feature(feature, object_id_field, geometry)
+
+
+def _feature(
+    feature: Mapping[str, Any], object_id_field: str | None, geometry: dict[str, Any] | None
+) -> dict[str, Any]:
+    attributes = dict(feature.get("attributes") or {})
+    result: dict[str, Any] = {"type": "Feature"}
+    if object_id_field is not None and attributes.get(object_id_field) is not None:
+        result["id"] = attributes[object_id_field]
+    result["geometry"] = geometry
+    result["properties"] = attributes
+    return result
+
+
+def _convert(geometry: Mapping[str, Any], keep: int) -> dict[str, Any] | None:
     if "x" in geometry:
-        if geometry["x"] is None or geometry.get("y") is None:  # an empty point
-            return None
-        coords = [geometry["x"], geometry["y"]]
-        if geometry.get("z") is not None:
-            coords.append(geometry["z"])
-        return {"type": "Point", "coordinates": coords}
-    if "points" in geometry:
-        return {"type": "MultiPoint", "coordinates": [list(p) for p in geometry["points"]]}
-    if "paths" in geometry:
-        paths = [[list(p) for p in path] for path in geometry["paths"] if path]
-        if not paths:
-            return None
-        if len(paths) == 1:
-            return {"type": "LineString", "coordinates": paths[0]}
-        return {"type": "MultiLineString", "coordinates": paths}
+        return _point(geometry, keep)
     if "rings" in geometry:
-        polygons = _polygons(geometry["rings"])
+        polygons = _polygons(geometry["rings"], keep)
         if not polygons:
             return None
         if len(polygons) == 1:
             return {"type": "Polygon", "coordinates": polygons[0]}
         return {"type": "MultiPolygon", "coordinates": polygons}
-    raise ValueError(f"not an Esri geometry: keys {sorted(geometry)}")
+    if "paths" in geometry:
+        lines = (_positions(path, keep) for path in _list(geometry["paths"]))
+        paths = [line for line in lines if len(line) >= 2]
+        if not paths:
+            return None
+        if len(paths) == 1:
+            return {"type": "LineString", "coordinates": paths[0]}
+        return {"type": "MultiLineString", "coordinates": paths}
+    if "points" in geometry:
+        points = _positions(geometry["points"], keep)
+        return {"type": "MultiPoint", "coordinates": points} if points else None
+    if "xmin" in geometry:
+        return _envelope(geometry)
+    raise GeometryError(f"not an Esri geometry: keys {sorted(geometry)}")
 
 
-def esri_feature_to_geojson(
-    feature: Mapping[str, Any], object_id_field: str | None = None
-) -> dict[str, Any]:
-    """Convert one Esri JSON feature to a GeoJSON Feature, its object id as the ``id``."""
-    attributes = dict(feature.get("attributes") or {})
-    result: dict[str, Any] = {"type": "Feature"}
-    if object_id_field is not None and attributes.get(object_id_field) is not None:
-        result["id"] = attributes[object_id_field]
-    result["geometry"] = esri_geometry_to_geojson(feature.get("geometry"))
-    result["properties"] = attributes
-    return result
+def _point(geometry: Mapping[str, Any], keep: int) -> dict[str, Any] | None:
+    x, y = geometry["x"], geometry.get("y")
+    if _is_empty(x) or _is_empty(y):
+        return None
+    coordinates = [_number(x), _number(y)]
+    z = geometry.get("z")
+    if keep == 3 and z is not None and not _is_empty(z):
+        coordinates.append(_number(z))
+    return {"type": "Point", "coordinates": coordinates}
+
+
+def _envelope(geometry: Mapping[str, Any]) -> dict[str, Any] | None:
+    values = [geometry.get(k) for k in ("xmin", "ymin", "xmax", "ymax")]
+    if any(_is_empty(v) for v in values):
+        return None
+    xmin, ymin, xmax, ymax = (_number(v) for v in values)
+    ring = [[xmin, ymin], [xmax, ymin], [xmax, ymax], [xmin, ymax], [xmin, ymin]]
+    return {"type": "Polygon", "coordinates": [ring]}
+
+
+def _is_empty(value: object) -> bool:
+    return value in _EMPTY or (isinstance(value, float) and math.isnan(value))
+
+
+def _number(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise GeometryError(f"a coordinate is not a finite number: {value!r}")
+    return value
+
+
+def _list(value: object) -> Sequence[Any]:
+    if not isinstance(value, list | tuple):
+        raise GeometryError(f"expected a list of coordinates, got a {type(value).__name__}")
+    return value
+
+
+def _positions(raw: object, keep: int) -> list[Position]:
+    """Positions cut to *keep* values, each checked to hold finite numbers."""
+    positions = [p if len(p) <= keep else p[:keep] for p in _list(raw)]
+    total = 0.0
+    for position in positions:
+        if len(position) < 2:
+            raise GeometryError(f"a position needs x and y, got {position!r}")
+        total += position[0] + position[1]  # a string or None raises here
+    if keep == 3:
+        total += sum(p[2] for p in positions if len(p) == 3)
+    if not math.isfinite(total):
+        raise GeometryError("a coordinate is not a finite number")
+    return positions
 
 
 def _signed_area(ring: Ring) -> float:
     """Twice the signed area: negative for clockwise rings (x right, y up)."""
     total = 0.0
-    for (x1, y1, *_), (x2, y2, *_) in itertools.pairwise(ring):
+    x1, y1 = ring[0][0], ring[0][1]
+    for position in ring[1:]:
+        x2, y2 = position[0], position[1]
         total += x1 * y2 - x2 * y1
+        x1, y1 = x2, y2
     return total
 
 
@@ -76,28 +232,44 @@ def _contains(ring: Ring, point: Sequence[float]) -> bool:
     """Even-odd point-in-ring test."""
     x, y = point[0], point[1]
     inside = False
-    for (x1, y1, *_), (x2, y2, *_) in itertools.pairwise(ring):
+    x1, y1 = ring[0][0], ring[0][1]
+    for position in ring[1:]:
+        x2, y2 = position[0], position[1]
         if (y1 > y) != (y2 > y) and x < (x2 - x1) * (y - y1) / (y2 - y1) + x1:
             inside = not inside
+        x1, y1 = x2, y2
     return inside
 
 
-def _polygons(rings: Sequence[Ring]) -> list[list[list[list[float]]]]:
-    closed = [_closed([list(p) for p in ring]) for ring in rings if len(ring) >= 3]
-    outers = [ring for ring in closed if _signed_area(ring) < 0]
-    holes = [ring for ring in closed if _signed_area(ring) >= 0]
+def _polygons(raw_rings: object, keep: int) -> list[list[Ring]]:
+    outers: list[tuple[Ring, float]] = []
+    holes: list[Ring] = []
+    for raw in _list(raw_rings):
+        ring = [p if len(p) <= keep else p[:keep] for p in _list(raw)]
+        if ring and ring[0] != ring[-1]:
+            ring.append(ring[0])
+        if len(ring) < 4:  # no area: A-B-A, or fewer positions still
+            continue
+        if keep == 3 and len(ring[0]) == 3:
+            _positions(ring, keep)  # z is not part of the area: check it here
+        area = _signed_area(ring)  # a string or None among the numbers raises here
+        if not math.isfinite(area):
+            raise GeometryError("a coordinate is not a finite number")
+        if area < 0:
+            ring.reverse()  # clockwise outer ring to GeoJSON's counter-clockwise
+            outers.append((ring, -area))
+        else:
+            holes.append(ring)
     if not outers:  # wrongly wound data: every ring is an outer ring, already CCW
         return [[ring] for ring in holes]
-    polygons: list[list[list[list[float]]]] = [[ring[::-1]] for ring in outers]  # to CCW
+    polygons: list[list[Ring]] = [[ring] for ring, _ in outers]
     for hole in holes:
-        owners = [i for i, outer in enumerate(outers) if _contains(outer, hole[0])]
+        owners = [i for i, (outer, _) in enumerate(outers) if _contains(outer, hole[0])]
+        hole.reverse()  # to GeoJSON's clockwise
         if owners:
-            smallest = min(owners, key=lambda i: abs(_signed_area(outers[i])))
-            polygons[smallest].append(hole[::-1])  # to CW
+            smallest = min(owners, key=lambda i: outers[i][1])
+            polygons[smallest].append(hole)
         else:  # a counter-clockwise ring inside nothing: an outer ring wound the other way
+            hole.reverse()
             polygons.append([hole])
     return polygons
-
-
-def _closed(ring: list[list[float]]) -> list[list[float]]:
-    return ring if ring[0] == ring[-1] else [*ring, ring[0]]

@@ -42,8 +42,11 @@ import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._envelope import whole_number
-from ._geojson import esri_feature_to_geojson
+from ._geojson import GeoJSONConverter
+from ._urls import check_service_path
+from ._validate import is_whole
 from .exceptions import (
+    ArcGISError,
     ArchieError,
     IncompleteResultError,
     InvalidParameterError,
@@ -150,6 +153,8 @@ class Page:
         geometry_type: The geometry type, or None.
         spatial_reference: The spatial reference of the geometries, or None.
         object_id_field: The object-id field.
+        has_z: Whether positions carry z values (the answer's ``hasZ``), if it said.
+        has_m: Whether positions carry M values (the answer's ``hasM``), if it said.
     """
 
     features: list[dict[str, Any]]
@@ -158,13 +163,19 @@ class Page:
     geometry_type: str | None
     spatial_reference: Mapping[str, Any] | None = attrs.field(repr=False)
     object_id_field: str
+    has_z: bool | None = attrs.field(default=None, repr=False)
+    has_m: bool | None = attrs.field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.features)
 
     def to_geojson(self) -> dict[str, Any]:
-        """The page as a GeoJSON FeatureCollection (coordinates as they came)."""
-        return _feature_collection(self.features, self.object_id_field)
+        """The page as a GeoJSON FeatureCollection (coordinates as they came).
+
+        A geometry that cannot be converted becomes null, with a warning in the log
+        (see the geometry rules in the layers guide).
+        """
+        return _feature_collection(self.features, self.object_id_field, self.has_z, self.has_m)
 
 
 @attrs.frozen(kw_only=True)
@@ -177,6 +188,8 @@ class QueryResult:
         geometry_type: The geometry type, or None.
         spatial_reference: The spatial reference of the geometries, or None.
         object_id_field: The object-id field.
+        has_z: Whether positions carry z values, if the server said.
+        has_m: Whether positions carry M values, if the server said.
     """
 
     features: list[dict[str, Any]]
@@ -184,19 +197,30 @@ class QueryResult:
     geometry_type: str | None
     spatial_reference: Mapping[str, Any] | None
     object_id_field: str
+    has_z: bool | None = attrs.field(default=None, repr=False)
+    has_m: bool | None = attrs.field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.features)
 
     def to_geojson(self) -> dict[str, Any]:
-        """The result as a GeoJSON FeatureCollection (coordinates as they came)."""
-        return _feature_collection(self.features, self.object_id_field)
+        """The result as a GeoJSON FeatureCollection (coordinates as they came).
+
+        A geometry that cannot be converted becomes null, with a warning in the log.
+        """
+        return _feature_collection(self.features, self.object_id_field, self.has_z, self.has_m)
 
 
-def _feature_collection(features: list[dict[str, Any]], object_id_field: str) -> dict[str, Any]:
+def _feature_collection(
+    features: list[dict[str, Any]],
+    object_id_field: str,
+    has_z: bool | None,
+    has_m: bool | None,
+) -> dict[str, Any]:
+    convert = GeoJSONConverter().feature
     return {
         "type": "FeatureCollection",
-        "features": [esri_feature_to_geojson(f, object_id_field) for f in features],
+        "features": [convert(f, object_id_field, has_z=has_z, has_m=has_m) for f in features],
     }
 
 
@@ -206,9 +230,9 @@ class _Layer:
     _kind: str = ""
 
     def __init__(self, client: ArchieClient, service_path: str, layer_id: int) -> None:
-        if isinstance(layer_id, bool) or not isinstance(layer_id, int) or layer_id < 0:
+        if not is_whole(layer_id, 0):
             raise InvalidParameterError(f"layer_id must be a whole number >= 0, got {layer_id!r}")
-        path = service_path.strip("/")
+        path = check_service_path(service_path)
         if not path.endswith(f"/{self._kind}") and path != self._kind:
             path = f"{path}/{self._kind}"
         self._client = client
@@ -268,6 +292,7 @@ class _Layer:
 
     async def count(self, where: str = "1=1") -> int:
         """How many features match *where*."""
+        where = check_where(where)
         await self._queryable()
         body = await self._client.get_json(
             f"{self._path}/query", params={"where": where, "returnCountOnly": True}
@@ -279,7 +304,7 @@ class _Layer:
 
     async def object_ids(self, where: str = "1=1") -> list[int]:
         """The object ids of the features that match *where*, ascending."""
-        return list(await self._object_ids(where))
+        return list(await self._object_ids(check_where(where)))
 
     async def _object_ids(self, where: str, *, verify: bool = False) -> array.array[int]:
         """The matching ids, ascending; with *verify*, checked against the server's count.
@@ -289,7 +314,6 @@ class _Layer:
         if they disagree (the layer may have been edited in between).
         """
         await self._queryable()
-        where = where.strip() or "1=1"
         for attempt in (1, 2):
             listing = self._client.post_json(
                 f"{self._path}/query", data={"where": where, "returnIdsOnly": True}
@@ -402,6 +426,7 @@ class _Layer:
         features: list[dict[str, Any]] = []
         fields: Sequence[Mapping[str, Any]] = ()
         geometry_type, spatial_reference = info.geometry_type, info.spatial_reference
+        has_z = has_m = None
         pages = self.pages(
             where,
             out_fields=out_fields,
@@ -416,12 +441,16 @@ class _Layer:
                 fields = page.fields or fields
                 geometry_type = page.geometry_type or geometry_type
                 spatial_reference = page.spatial_reference or spatial_reference
+                has_z = page.has_z if page.has_z is not None else has_z
+                has_m = page.has_m if page.has_m is not None else has_m
         return QueryResult(
             features=features,
             fields=fields or info.fields,
             geometry_type=geometry_type,
             spatial_reference=spatial_reference,
             object_id_field=info.object_id_field,
+            has_z=has_z,
+            has_m=has_m,
         )
 
 
@@ -451,7 +480,7 @@ class _Service(Generic[LayerT]):
 
     def __init__(self, client: ArchieClient, service_path: str) -> None:
         kind = self._layer_class._kind
-        path = service_path.strip("/")
+        path = check_service_path(service_path)
         if not path.endswith(f"/{kind}") and path != kind:
             path = f"{path}/{kind}"
         self._client = client
@@ -520,16 +549,19 @@ class PageStream:
         max_concurrency: int | None,
         ordered: bool,
     ) -> None:
-        if page_size is not None and (isinstance(page_size, bool) or page_size < 1):
-            raise InvalidParameterError(f"page_size must be at least 1, got {page_size!r}")
-        if max_concurrency is not None and (
-            isinstance(max_concurrency, bool) or max_concurrency < 1
-        ):
+        for name, value in (("page_size", page_size), ("max_concurrency", max_concurrency)):
+            if value is not None and not is_whole(value, 1):
+                raise InvalidParameterError(f"{name} must be a whole number >= 1, got {value!r}")
+        if out_sr is not None and not is_whole(out_sr, 1):
             raise InvalidParameterError(
-                f"max_concurrency must be at least 1, got {max_concurrency!r}"
+                f"out_sr must be a spatial reference id (wkid) such as 4326, got {out_sr!r}"
+            )
+        if not isinstance(return_geometry, bool):
+            raise InvalidParameterError(
+                f"return_geometry must be True or False, got {return_geometry!r}"
             )
         self._layer = layer
-        self._where = where
+        self._where = check_where(where)
         self._out_fields = out_fields
         self._return_geometry = return_geometry
         self._out_sr = out_sr
@@ -571,8 +603,8 @@ class PageStream:
         )
 
     async def __anext__(self) -> Page:
-        if self._closed:
-            raise self._closed_error()
+        if self._closed:  # closed by its consumer: ends, as a closed async generator does
+            raise StopAsyncIteration
         if self._failed is not None:
             raise IncompleteResultError(
                 f"the crawl of {self._layer.url} already failed after {self._delivered} "
@@ -598,12 +630,13 @@ class PageStream:
             size = info.max_record_count
             if self._page_size is not None:
                 size = min(self._page_size, size)
+            out_fields = _fields_param(self._out_fields, info, self._layer.url)  # before any query
             self._ids = await self._layer._object_ids(self._where, verify=True)
             self._crawl = _Crawl(
                 self._layer,
                 info,
                 self._where,
-                _fields_param(self._out_fields, info),
+                out_fields,
                 self._return_geometry,
                 self._out_sr,
                 size,
@@ -774,7 +807,8 @@ class FeatureStream:
         self._geojson = geojson
         self._current: collections.deque[dict[str, Any]] = collections.deque()
         self._dropped = 0  # features taken from pages but never handed out
-        self._object_id_field = ""
+        self._page: Page | None = None  # the page the current features came from
+        self._converter = GeoJSONConverter()
 
     @property
     def pages(self) -> PageStream:
@@ -791,17 +825,26 @@ class FeatureStream:
         """How many features have been handed out so far."""
         return self._pages.delivered - len(self._current) - self._dropped
 
+    @property
+    def unconvertible_geometries(self) -> int:
+        """With ``format="geojson"``: features handed out with a null geometry because
+        theirs could not be converted (see the geometry rules in the layers guide)."""
+        return self._converter.unconvertible
+
     def __aiter__(self) -> FeatureStream:
         return self
 
     async def __anext__(self) -> dict[str, Any]:
         while not self._current:
-            page = await self._pages.__anext__()
+            page = self._page = await self._pages.__anext__()
             self._current.extend(page.features)
-            self._object_id_field = page.object_id_field
         feature = self._current.popleft()
         if self._geojson:
-            return esri_feature_to_geojson(feature, self._object_id_field)
+            source = self._page
+            assert source is not None
+            return self._converter.feature(
+                feature, source.object_id_field, has_z=source.has_z, has_m=source.has_m
+            )
         return feature
 
     def _drop(self) -> None:
@@ -853,6 +896,7 @@ class _Crawl:
         if out_sr is not None:
             self.params["outSR"] = out_sr
         self.page_size = page_size
+        self.succeeded = False  # whether any batch has come back whole yet
 
     async def fetch_window(self, batches: list[array.array[int]], *, ordered: bool) -> list[Page]:
         """Fetch *batches* concurrently; every one complete, or one error for all."""
@@ -891,6 +935,15 @@ class _Crawl:
         """What the consumer gets when *batch* could not be fetched because of *error*."""
         if isinstance(error, IncompleteResultError) or not isinstance(error, ArchieError):
             return error
+        if isinstance(error, ArcGISError) and error.code == 400 and not self.succeeded:
+            # The server refused the query itself (a field or spatial reference it does
+            # not know): a mistake in the request, not features that went missing.
+            rejected = InvalidParameterError(
+                f"{self.layer.url} rejected the query ({_describe_params(self.params)}): "
+                f"{error.message}{_details(error)}"
+            )
+            rejected.__cause__ = error
+            return rejected
         missing = list(batch)
         incomplete = IncompleteResultError(
             f"{len(missing)} features of {self.layer.url} could not be fetched "
@@ -909,7 +962,7 @@ class _Crawl:
         body = await self._query({"where": where})
         found: dict[int, dict[str, Any]] = {}
         self._collect(body, wanted, found)
-        shape = _shape(body)
+        shape = _Shape.of(body)
         if 0 < len(found) < len(wanted) and body.get("exceededTransferLimit"):
             self._shrink(len(found))  # the server caps pages below what it advertises
         missing = sorted(wanted - found.keys())
@@ -921,7 +974,7 @@ class _Crawl:
                 got_before = len(found)
                 body = await self._query({"objectIds": chunk})
                 self._collect(body, set(chunk), found)
-                shape = _shape(body, *shape)
+                shape = shape.merge(_Shape.of(body))
                 got = len(found) - got_before
                 if 0 < got < len(chunk):
                     self._shrink(got)
@@ -933,14 +986,16 @@ class _Crawl:
                     "deleted since the crawl began, or withheld by the server",
                     missing=missing,
                 )
-        fields, geometry_type, spatial_reference = shape
+        self.succeeded = True
         return Page(
             features=[found[i] for i in batch],
             object_ids=list(batch),
-            fields=fields or self.info.fields,
-            geometry_type=geometry_type or self.info.geometry_type,
-            spatial_reference=spatial_reference or self.info.spatial_reference,
+            fields=shape.fields or self.info.fields,
+            geometry_type=shape.geometry_type or self.info.geometry_type,
+            spatial_reference=shape.spatial_reference or self.info.spatial_reference,
             object_id_field=oid,
+            has_z=shape.has_z,
+            has_m=shape.has_m,
         )
 
     def _shrink(self, returned: int) -> None:
@@ -1034,29 +1089,79 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     return found
 
 
-def _shape(
-    body: Mapping[str, Any],
-    fields: Sequence[Mapping[str, Any]] = (),
-    geometry_type: str | None = None,
-    spatial_reference: Mapping[str, Any] | None = None,
-) -> tuple[Sequence[Mapping[str, Any]], str | None, Mapping[str, Any] | None]:
-    return (
-        body.get("fields") or fields,
-        body.get("geometryType") or geometry_type,
-        body.get("spatialReference") or spatial_reference,
-    )
+@attrs.frozen
+class _Shape:
+    """What a query answer says about its features, besides the features."""
+
+    fields: Sequence[Mapping[str, Any]]
+    geometry_type: str | None
+    spatial_reference: Mapping[str, Any] | None
+    has_z: bool | None
+    has_m: bool | None
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> _Shape:
+        has_z, has_m = body.get("hasZ"), body.get("hasM")
+        return cls(
+            body.get("fields") or (),
+            body.get("geometryType") or None,
+            body.get("spatialReference") or None,
+            has_z if isinstance(has_z, bool) else None,
+            has_m if isinstance(has_m, bool) else None,
+        )
+
+    def merge(self, later: _Shape) -> _Shape:
+        """This shape, filled in from a later answer where it said nothing."""
+        return _Shape(
+            later.fields or self.fields,
+            later.geometry_type or self.geometry_type,
+            later.spatial_reference or self.spatial_reference,
+            later.has_z if later.has_z is not None else self.has_z,
+            later.has_m if later.has_m is not None else self.has_m,
+        )
 
 
-def _fields_param(out_fields: str | Iterable[str], info: LayerInfo) -> str:
+def _fields_param(out_fields: str | Iterable[str], info: LayerInfo, url: str) -> str:
+    """The ``outFields`` parameter; names the layer does not have are refused here."""
     if isinstance(out_fields, str):
         names = [n.strip() for n in out_fields.split(",") if n.strip()]
+    elif isinstance(out_fields, Iterable) and all(isinstance(n, str) for n in out_fields):
+        names = [n.strip() for n in out_fields]
     else:
-        names = [str(n) for n in out_fields]
+        raise InvalidParameterError(
+            f"out_fields must be '*', a comma-separated string or a list of field names, "
+            f"got {out_fields!r}"
+        )
     if not names or "*" in names:
         return "*"
+    known = {str(f.get("name", "")).lower(): f.get("name") for f in info.fields}
+    unknown = [n for n in names if known and n.lower() not in known]
+    if unknown:
+        listed = ", ".join(str(name) for name in known.values())
+        raise InvalidParameterError(
+            f"{url} has no field {', '.join(map(repr, unknown))}; its fields are: {listed}"
+        )
     if info.object_id_field.lower() not in {n.lower() for n in names}:
         names.append(info.object_id_field)  # needed to check that every feature arrived
     return ",".join(names)
+
+
+def _describe_params(params: Mapping[str, Any]) -> str:
+    return ", ".join(f"{key}={value}" for key, value in params.items())
+
+
+def _details(error: ArcGISError) -> str:
+    extra = [d for d in error.details if d and d != error.message]
+    return f" ({'; '.join(extra)})" if extra else ""
+
+
+def check_where(where: object) -> str:
+    """A ``where`` clause: a string; blank means every feature (``1=1``)."""
+    if not isinstance(where, str):
+        raise InvalidParameterError(
+            f"where must be an SQL string such as '1=1' or \"STATUS = 'open'\", got {where!r}"
+        )
+    return where.strip() or "1=1"
 
 
 def _ranges(ids: Sequence[int], limit: int = 5) -> str:

@@ -44,12 +44,17 @@ class Secret:
 
 
 def redact_url(url: object) -> str:
-    """Return *url* as a string with the values of secret query parameters masked."""
+    """Return *url* as a string with the values of secret query parameters, and any user
+    name and password before the host, masked."""
     text = str(url)
     try:
         parts = urlsplit(text)
     except ValueError:
         return text
+    if "@" in parts.netloc:
+        host = parts.netloc.rsplit("@", 1)[1]
+        parts = parts._replace(netloc=f"{_MASK}@{host}")
+        text = urlunsplit(parts)
     if not parts.query:
         return text
     pairs = parse_qsl(parts.query, keep_blank_values=True)

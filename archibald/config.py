@@ -17,7 +17,10 @@ import attrs
 
 from .exceptions import ConfigurationError
 
-__all__ = ["RetryPolicy", "TokenPolicy"]
+__all__ = ["LATEST_RENEWAL", "RetryPolicy", "TokenPolicy"]
+
+LATEST_RENEWAL = 0.9
+"""The latest point of a token's life, as a fraction, at which it is renewed."""
 
 
 def _at_least(minimum: float, *, strict: bool = False) -> Any:
@@ -70,8 +73,10 @@ class TokenPolicy:
             after it was issued, so a short-lived token is renewed at most every half
             lifetime by default instead of continuously.
         min_renew_interval: Never renew sooner than this many seconds after the last
-            token was issued, whatever the lifetime (a guard against a server whose clock
-            makes its tokens look nearly expired).
+            token was issued (a guard against a server whose clock makes its tokens look
+            nearly expired), unless the token would expire first: renewal never comes
+            later than 90% of a token's lifetime, so tokens of a few seconds are renewed
+            at 90% of their life.
         retry_initial: The first wait after a failed renewal.
         retry_max: The longest wait between two attempts.
         retry_jitter: A random extra wait of up to this many seconds, so that many
@@ -105,13 +110,22 @@ class TokenPolicy:
                 f"({self.retry_initial!r})"
             )
 
-    def renew_delay(self, lifetime: float) -> float:
-        """Seconds after issue at which a token of *lifetime* seconds is renewed."""
-        return max(
-            lifetime - self.renew_before,
-            lifetime * self.min_renew_fraction,
-            self.min_renew_interval,
-        )
+    def renew_delay(self, lifetime: float, preferred: float | None = None) -> float:
+        """Seconds after issue at which a token of *lifetime* seconds is renewed.
+
+        The `min_renew_interval` guard may delay renewal, but never past
+        `LATEST_RENEWAL` (90%) of the lifetime: a token shorter than the guard's interval
+        is renewed at 90% of its life, not after it has expired.
+
+        Args:
+            lifetime: The token's lifetime in seconds.
+            preferred: A delay the token's source asks for instead of the policy's (a
+                server token that follows its portal token); never beyond *lifetime*.
+        """
+        guard = min(self.min_renew_interval, lifetime * LATEST_RENEWAL)
+        if preferred is not None:
+            return min(max(preferred, guard), lifetime)
+        return max(lifetime - self.renew_before, lifetime * self.min_renew_fraction, guard)
 
     def retry_delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number *attempt* (1 for the first failure).

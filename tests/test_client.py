@@ -253,7 +253,9 @@ async def test_dropped_connections_are_retried_then_reported(
     async with make_client(fake, wire, retry=RetryPolicy(attempts=3)) as client:
         assert {"count": 3000} == await client.get_json(f"{PARCELS}/query", params=COUNT)
         fake.faults.drop_next("query", times=3)
-        with pytest.raises(NetworkError, match="the connection broke") as info:
+        with pytest.raises(
+            NetworkError, match=r"the connection to arcgis\.example\.com broke"
+        ) as info:
             await client.get_json(f"{PARCELS}/query", params=COUNT)
     assert isinstance(info.value.__cause__, httpx.RemoteProtocolError)
     assert info.value.url is not None
@@ -360,7 +362,7 @@ def envelope(code: int, message: str, *details: str) -> dict[str, Any]:
          ServiceError, "HTTP 502 Bad Gateway: <html><body><h1>502 Bad Gateway</h1>nginx"),
         (httpx.Response(200, content=b'{"features": [{"attr',
                         headers={"content-type": "application/json"}),
-         ServiceError, "expected JSON but got application/json (HTTP 200): {\"features\""),
+         ServiceError, "cut short or is malformed (20 bytes, HTTP 200): {\"features\""),
         (httpx.Response(200, html="<html>Sign in</html>"),
          ServiceError, "expected JSON but got text/html"),
     ],
@@ -649,3 +651,143 @@ async def test_an_edit_that_never_left_is_sent_again(fake: FakeArcGIS) -> None:
         body = await client.post_json(f"{PARCELS}/applyEdits", data={"deletes": [1]})
     assert [True] == [r["success"] for r in body["deleteResults"]]
     assert 2 == attempts
+
+
+# -- hardening: each test below failed before its fix ----------------------------------
+
+
+class Trickle(httpx.AsyncBaseTransport):
+    """A server that sends its headers at once, then one body byte every half second."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, headers={"content-type": "application/json"}, stream=TrickleBody()
+        )
+
+
+class TrickleBody(httpx.AsyncByteStream):
+    async def __aiter__(self) -> Any:
+        for byte in b'{"count": ' + b" " * 400 + b"1}":
+            await anyio.sleep(0.5)
+            yield bytes([byte])
+
+
+async def test_the_timeout_bounds_the_whole_exchange() -> None:
+    """A trickling answer fails after `timeout` seconds in all, not after every byte."""
+    async with ArchieClient(
+        BASE, NoAuth(), timeout=3, retry=RetryPolicy(attempts=1), transport=Trickle()
+    ) as client:
+        started = anyio.current_time()
+        with pytest.raises(NetworkError, match="no complete answer within 3 s"):
+            await client.get_json("Roads/FeatureServer/0/query", params={"where": "1=1"})
+        elapsed = anyio.current_time() - started
+    assert 3 <= elapsed < 3.5
+
+
+async def test_a_read_that_times_out_is_retried_within_the_policy() -> None:
+    """Each attempt gets its own deadline: two attempts take twice the timeout."""
+    async with ArchieClient(
+        BASE, NoAuth(), timeout=2, retry=RetryPolicy(attempts=2, base=0), transport=Trickle()
+    ) as client:
+        started = anyio.current_time()
+        with pytest.raises(NetworkError):
+            await client.get_json("Roads/FeatureServer/0/query")
+        assert 1 == client.statistics().retries
+    assert 4 <= anyio.current_time() - started < 4.5
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://bob:PASSWORD-1@gis.example.com/arcgis/rest/services",
+        "https://PASSWORD-1@gis.example.com/arcgis/rest/services",
+        "https://bob:PASSWORD-1@gis.example.com/arcgis/rest/services?f=json",
+    ],
+)
+def test_credentials_in_a_url_are_refused_without_showing_them(base_url: str) -> None:
+    """A user name or password in base_url: a clear error that does not repeat it."""
+    with pytest.raises(InvalidServiceURL, match="user name or password") as info:
+        ArchieClient(base_url)
+    assert "PASSWORD-1" not in str(info.value)
+    assert "bob" not in str(info.value)
+
+
+async def test_credentials_in_a_request_url_or_origin_are_refused() -> None:
+    """The same rule for url=, trusted origins and token endpoints."""
+    with pytest.raises(ConfigurationError, match="user name or password") as origin:
+        ArchieClient(BASE, trusted_origins=["https://u:PASSWORD-2@tiles.example.com"])
+    with pytest.raises(ConfigurationError, match="user name or password") as portal:
+        UserTokenAuth(USER, PASSWORD, "https://u:PASSWORD-3@portal.example.com")
+    with respx.mock(assert_all_called=False):
+        async with ArchieClient(BASE) as client:
+            with pytest.raises(InvalidParameterError, match="user name or password") as url:
+                await client.get(url="https://u:PASSWORD-4@gis.example.com/x")
+    for error in (origin, portal, url):
+        assert "PASSWORD" not in str(error.value)
+
+
+def test_a_fragment_is_named_as_a_fragment() -> None:
+    """base_url with '#...' says fragment, not query string."""
+    with pytest.raises(InvalidServiceURL, match="must not have a fragment"):
+        ArchieClient(f"{BASE}#layers")
+
+
+@pytest.mark.parametrize("params", [[1, 2], "where=1=1", {1: "x"}])
+async def test_parameters_that_are_not_a_mapping_are_refused_locally(params: Any) -> None:
+    """params=[1, 2] and the like: InvalidParameterError, and nothing is sent."""
+    with respx.mock(assert_all_called=False) as router:
+        route = router.route().respond(json={})
+        async with ArchieClient(BASE) as client:
+            with pytest.raises(InvalidParameterError, match="params"):
+                await client.get_json("Roads/FeatureServer/0/query", params=params)
+            with pytest.raises(InvalidParameterError, match="data"):
+                await client.post_json("Roads/FeatureServer/0/query", data=params)
+    assert 0 == route.call_count
+
+
+@pytest.mark.parametrize("endpoint", ["../Other/FeatureServer/0", "Roads/../../admin"])
+async def test_an_endpoint_cannot_climb_out_of_the_services_root(endpoint: str) -> None:
+    """'..' in an endpoint is refused, not resolved to another path on the server."""
+    async with ArchieClient(BASE) as client:
+        with pytest.raises(InvalidParameterError, match=r"'\.\.'"):
+            client.url_for(endpoint)
+
+
+def refused(request: httpx.Request) -> httpx.Response:
+    error = OSError(111, "Connection refused")
+    raise httpx.ConnectError("[Errno 111] Connection refused", request=request) from error
+
+
+def unknown_host(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("[Errno -2] Name or service not known", request=request)
+
+
+@pytest.mark.parametrize(
+    ("handler", "cause"),
+    [(refused, "Connection refused"), (unknown_host, "Name or service not known")],
+)
+async def test_a_connection_error_names_its_cause_and_host(handler: Any, cause: str) -> None:
+    """Not just 'ConnectError': the host, and what the operating system said."""
+    transport = httpx.MockTransport(handler)
+    async with ArchieClient(BASE, retry=RetryPolicy(attempts=1), transport=transport) as client:
+        with pytest.raises(NetworkError) as info:
+            await client.get_json("Roads/FeatureServer/0")
+    assert f"could not connect to gis.example.com: {cause}" in str(info.value)
+
+
+async def test_plain_http_to_a_trusted_origin_is_warned_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Three requests with retries to a trusted http:// origin: one warning, not one each."""
+    plain = "http://gis.example.com/arcgis/rest/services"
+    with respx.mock(assert_all_called=False) as router:
+        router.post(TOKEN_URL).respond(json={"token": "tok-wire", "expires": 4102444800000})
+        router.get(url__startswith=plain).mock(
+            side_effect=[httpx.Response(503), httpx.Response(503)]
+            + [httpx.Response(200, json={})] * 5
+        )
+        async with ArchieClient(plain, wire_auth(), retry=RetryPolicy(base=0)) as client:
+            for _ in range(3):
+                await client.get_json("Roads/FeatureServer/0")
+    warnings = [r for r in caplog.records if "not sending the token" in r.getMessage()]
+    assert 1 == len(warnings)

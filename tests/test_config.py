@@ -67,5 +67,22 @@ def test_invalid_values_are_refused_clearly(kwargs: dict[str, object], message: 
 
 
 def test_renewal_is_never_more_frequent_than_the_minimum_interval() -> None:
-    """A token that looks nearly expired (clock skew) is renewed after 10 s, not at once."""
-    assert 10.0 == TokenPolicy().renew_delay(2.0)
+    """A 15-second token is renewed after the 10-s minimum, not at half its life."""
+    assert 10.0 == TokenPolicy().renew_delay(15.0)
+
+
+@pytest.mark.parametrize("lifetime", [0.5, 2.0, 8.0, 10.0])
+def test_a_token_shorter_than_the_minimum_interval_is_renewed_before_it_expires(
+    lifetime: float,
+) -> None:
+    """The guard never pushes renewal past 90% of the lifetime (an 8-s token: at 7.2 s)."""
+    assert lifetime * 0.9 == TokenPolicy().renew_delay(lifetime)
+
+
+def test_a_sources_preferred_delay_is_guarded_but_not_past_expiry() -> None:
+    """A delay a source asks for (a federated token) is kept; the guard lifts a tiny one,
+    but never past 90% of an 8-s token; nothing is renewed after expiry."""
+    assert 30.0 == TokenPolicy().renew_delay(100.0, preferred=30.0)
+    assert 10.0 == TokenPolicy().renew_delay(100.0, preferred=1.0)
+    assert 7.2 == TokenPolicy().renew_delay(8.0, preferred=1.0)
+    assert 100.0 == TokenPolicy().renew_delay(100.0, preferred=500.0)

@@ -17,11 +17,13 @@ from archibald import (
     FeatureLayer,
     FeatureService,
     IncompleteResultError,
+    InvalidParameterError,
     InvalidServiceURL,
     LayerCapabilityError,
     MapLayer,
     MapService,
     RetryPolicy,
+    ServiceError,
     UserTokenAuth,
 )
 from archibald.testing import FakeArcGIS
@@ -261,7 +263,7 @@ async def test_a_two_hour_crawl_on_five_minute_tokens() -> None:
     fake.add_user(USER, PASSWORD)
     fake.add_feature_layer("Slow", count=2_000, max_record_count=20, secured=True)
     fake.faults.latency["query"] = 72.0  # 101 requests one after another: about 2 hours
-    async with client_for(fake) as client:
+    async with client_for(fake, timeout=100) as client:  # answers take 72 s
         start = anyio.current_time()
         ids: list[int] = []
         async for page in FeatureLayer(client, "Slow", 0).pages(max_concurrency=1):
@@ -331,14 +333,23 @@ async def test_a_cancelled_step_loses_nothing(fake: FakeArcGIS, ahead: bool) -> 
     assert ALL == ids
 
 
-async def test_a_closed_stream_says_so(fake: FakeArcGIS) -> None:
-    """After aclose(), the stream raises instead of ending as if complete."""
+async def test_a_stream_closed_by_its_consumer_ends(fake: FakeArcGIS) -> None:
+    """After aclose(), iterating ends (StopAsyncIteration), as a closed async generator does;
+    nothing more is fetched."""
     async with client_for(fake) as client:
         pages = FeatureLayer(client, "Parcels", 0).pages()
+        features = FeatureLayer(client, "Parcels", 0).features()
         await anext(pages)
+        await anext(features)
         await pages.aclose()
-        with pytest.raises(IncompleteResultError, match="closed after 1000"):
+        await features.aclose()
+        before = fake.statistics().requests["query"]
+        with pytest.raises(StopAsyncIteration):
             await anext(pages)
+        with pytest.raises(StopAsyncIteration):
+            await anext(features)
+        assert [] == [page async for page in pages]
+        assert before == fake.statistics().requests["query"]
 
 
 async def test_a_failure_in_a_wide_window_names_its_batch(fake: FakeArcGIS) -> None:
@@ -426,7 +437,7 @@ async def test_aclose_inside_async_with_ends_the_crawl_not_the_block(fake: FakeA
             await anext(pages)
             await pages.aclose()
             await anyio.sleep(5)  # not cancelled
-            with pytest.raises(IncompleteResultError, match="closed after 1000"):
+            with pytest.raises(StopAsyncIteration):
                 await anext(pages)
             after = fake.statistics().requests["query"]
         await anyio.sleep(5)
@@ -588,3 +599,82 @@ async def test_ids_as_strings_and_floats_are_read(fake: FakeArcGIS) -> None:
         layer = FeatureLayer(client, "Parcels", 0)
         ids = [oid async for page in layer.pages() for oid in page.object_ids]
     assert ALL == ids
+
+
+# -- hardening: each test below failed before its fix ----------------------------------
+
+
+@pytest.mark.parametrize("fields", ["NAME,NOPE", ["NAME", "NOPE"]])
+async def test_an_unknown_field_is_named_before_any_feature_is_fetched(
+    fake: FakeArcGIS, fields: Any
+) -> None:
+    """out_fields with a field the layer lacks: InvalidParameterError naming it, no crawl."""
+    async with client_for(fake) as client:
+        with pytest.raises(InvalidParameterError, match="has no field 'NOPE'") as info:
+            async for _ in FeatureLayer(client, "Parcels", 0).pages(out_fields=fields):
+                pass
+    assert "NAME" in str(info.value)  # the fields it does have are listed
+    assert "query" not in fake.statistics().requests
+
+
+@pytest.mark.parametrize("ahead", [False, True])
+async def test_a_query_the_server_rejects_is_a_parameter_error(
+    fake: FakeArcGIS, ahead: bool
+) -> None:
+    """A spatial reference the server refuses: InvalidParameterError at the first page,
+    chained to the server's error, not IncompleteResultError about missing features."""
+    async with client_for(fake) as client:
+        pages = FeatureLayer(client, "Parcels", 0).pages(out_sr=2193, max_concurrency=4)
+        async with pages if ahead else nullcontext(pages):
+            with pytest.raises(InvalidParameterError, match="rejected the query") as info:
+                await anext(pages)
+    assert "outSR=2193" in str(info.value)
+    assert "cannot project to wkid 2193" in str(info.value)
+    assert isinstance(info.value.__cause__, ServiceError)
+
+
+@pytest.mark.parametrize("where", [None, 1, ["1=1"]])
+async def test_a_where_that_is_not_a_string_is_refused_locally(
+    fake: FakeArcGIS, where: Any
+) -> None:
+    """count(None) and the like: InvalidParameterError, and nothing reaches the server."""
+    async with client_for(fake) as client:
+        layer = FeatureLayer(client, "Parcels", 0)
+        before = fake.statistics().total_requests
+        with pytest.raises(InvalidParameterError, match="where must be an SQL string"):
+            await layer.count(where)
+        with pytest.raises(InvalidParameterError, match="where must be an SQL string"):
+            await layer.object_ids(where)
+        with pytest.raises(InvalidParameterError, match="where must be an SQL string"):
+            layer.features(where)
+        assert before == fake.statistics().total_requests
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"out_sr": "4326"}, "out_sr must be"),
+        ({"page_size": 1.5}, "page_size must be"),
+        ({"max_concurrency": "8"}, "max_concurrency must be"),
+        ({"out_fields": 5}, "out_fields must be"),
+        ({"return_geometry": "no"}, "return_geometry must be"),
+    ],
+)
+async def test_crawl_arguments_of_the_wrong_type_are_refused(
+    fake: FakeArcGIS, kwargs: dict[str, Any], message: str
+) -> None:
+    """Wrong types get InvalidParameterError, not a TypeError or a request."""
+    async with client_for(fake) as client:
+        with pytest.raises(InvalidParameterError, match=message):
+            async for _ in FeatureLayer(client, "Parcels", 0).pages(**kwargs):
+                pass
+
+
+@pytest.mark.parametrize("path", ["", "/", "..", "../Secret", "Parcels/../../x", "a//b"])
+async def test_a_service_path_must_name_a_service(fake: FakeArcGIS, path: str) -> None:
+    """An empty or '..' service path is refused when the layer or service is made."""
+    async with client_for(fake) as client:
+        with pytest.raises(InvalidParameterError, match="service"):
+            FeatureLayer(client, path, 0)
+        with pytest.raises(InvalidParameterError, match="service"):
+            FeatureService(client, path)

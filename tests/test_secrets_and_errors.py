@@ -9,7 +9,7 @@ import pytest
 
 import archibald
 from archibald._secrets import Secret, is_secure_url, redact_url, scrub
-from archibald.auth import UserTokenAuth
+from archibald.auth import APIKeyAuth, UserTokenAuth
 from archibald.auth._refresher import lifetime_from_expires
 from archibald.exceptions import (
     ArcGISError,
@@ -122,6 +122,9 @@ def test_lifetime_from_expires(offset: float | None, expected: float) -> None:
         ({"base_url": "www.arcgis.com"}, "http.s. URL"),
         ({"token_url": "https://h.example.com/t?token=x"}, "query string"),
         ({"referer": ""}, "referer must be"),
+        ({"referer": "app\r\nX-Injected: 1"}, "without line breaks"),
+        ({"referer": "app\n"}, "without line breaks"),
+        ({"base_url": "https://alice:pw-SECRET@www.arcgis.com"}, "user name or password"),
     ],
 )
 def test_user_token_auth_refuses_bad_arguments(kwargs: dict[str, object], message: str) -> None:
@@ -184,3 +187,17 @@ def test_scrub_masks_echoed_forms_of_a_secret() -> None:
     cleaned = scrub(page, [secret])
     for form in ("p@ss", "p%40ss"):
         assert form not in cleaned
+
+
+@pytest.mark.parametrize("key", ["AAPK\r\nX-Injected: 1", "AAPK-SECRET\nmore", "AAPK\x00SECRET"])
+def test_an_api_key_that_would_split_a_header_is_refused(key: str) -> None:
+    """A line break or control character inside an API key fails at construction, unshown."""
+    with pytest.raises(ConfigurationError, match="line break") as info:
+        APIKeyAuth(key)
+    assert "SECRET" not in str(info.value)
+    assert "AAPK" not in str(info.value)
+
+
+def test_a_trailing_newline_around_an_api_key_is_trimmed() -> None:
+    """A key read from a file with its newline still works (the ends are trimmed)."""
+    assert "APIKeyAuth(api_key=********)" == repr(APIKeyAuth("AAPK-key\n"))

@@ -15,7 +15,6 @@ from archibald.config import TokenPolicy
 from archibald.exceptions import (
     ArchieClientError,
     AuthNotActiveError,
-    ConfigurationError,
     InvalidCredentialsError,
     TokenRefreshError,
 )
@@ -366,13 +365,16 @@ async def test_use_outside_the_block_is_a_clear_error(server: FakeTokenServer) -
     assert 1 == len(server.requests)
 
 
-async def test_entering_an_active_auth_is_a_clear_error(server: FakeTokenServer) -> None:
-    """A second `async with` on an active auth fails; the first one is unharmed."""
+async def test_entering_an_active_auth_shares_it(server: FakeTokenServer) -> None:
+    """A second `async with` on an active auth takes a hold: no new token, and leaving it
+    leaves the auth running for the first."""
     async with make_auth(server) as auth:
-        with pytest.raises(ConfigurationError, match="already active"):
-            async with auth:
-                pass
+        async with auth:
+            assert "tok-SECRET-1" == await auth.get_token()
+        assert auth.is_active
         assert "tok-SECRET-1" == await auth.get_token()
+    assert not auth.is_active
+    assert 1 == len(server.requests)
 
 
 async def test_an_auth_can_be_entered_again_after_leaving(server: FakeTokenServer) -> None:
@@ -525,3 +527,106 @@ async def test_a_failed_entry_can_be_retried(server: FakeTokenServer) -> None:
     server.mode = "ok"
     async with auth:
         assert "tok-SECRET-1" == await auth.get_token()
+
+
+# -- sharing one auth ---------------------------------------------------------------------
+
+SERVICES = "https://gis.example.com/arcgis/rest/services"
+
+
+def services_transport() -> httpx.MockTransport:
+    return httpx.MockTransport(lambda request: httpx.Response(200, json={"ok": True}))
+
+
+@pytest.mark.parametrize(("first_stays", "second_stays"), [(1.0, 10.0), (10.0, 1.0)])
+async def test_two_clients_entering_one_auth_at_once_share_it(
+    server: FakeTokenServer, first_stays: float, second_stays: float
+) -> None:
+    """Two clients enter the same auth concurrently: one token, neither fails, and the auth
+    stops only after the last one left, whichever leaves first."""
+    from archibald import ArchieClient
+
+    server.latency = 1.0  # the second client arrives while the first is still entering
+    auth = make_auth(server)
+    answers: list[object] = []
+
+    async def use(stay: float) -> None:
+        async with ArchieClient(SERVICES, auth, transport=services_transport()) as client:
+            answers.append(await client.get_json("Roads/FeatureServer/0"))
+            await anyio.sleep(stay)
+            answers.append(await client.get_json("Roads/FeatureServer/0"))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(use, first_stays)
+        await anyio.sleep(0.5)
+        tg.start_soon(use, second_stays)
+    assert [{"ok": True}] * 4 == answers
+    assert 1 == len(server.requests)
+    assert not auth.is_active
+
+
+async def test_a_failed_entry_fails_every_holder_waiting_for_it(server: FakeTokenServer) -> None:
+    """Refused credentials: each client waiting on the same entry gets the refusal, from
+    one token request."""
+    server.mode = "refuse"
+    server.latency = 1.0
+    auth = make_auth(server)
+    errors: list[BaseException] = []
+
+    async def enter() -> None:
+        try:
+            async with auth:
+                pass
+        except InvalidCredentialsError as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(enter)
+    assert 3 == len(errors)
+    assert 1 == len(server.requests)
+    assert not auth.is_active
+
+
+async def test_a_cancelled_first_holder_stops_the_auth_clearly(server: FakeTokenServer) -> None:
+    """The task that started the refresher is cancelled: other holders get a clear error,
+    not a hang."""
+    auth = make_auth(server)
+    host = anyio.CancelScope()
+
+    async def first() -> None:
+        with host:
+            async with auth:
+                await anyio.sleep_forever()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(first)
+        await anyio.sleep(1)
+        async with auth:
+            assert "tok-SECRET-1" == await auth.get_token()
+            host.cancel()
+            await anyio.sleep(1)
+            with pytest.raises(AuthNotActiveError):
+                await auth.get_token()
+    assert not auth.is_active
+
+
+async def test_tokens_shorter_than_the_minimum_interval_never_lapse() -> None:
+    """8-second tokens: renewed before they expire, so no request ever waits or is rejected."""
+    from archibald import ArchieClient, FeatureLayer
+    from archibald.testing import FakeArcGIS
+
+    fake = FakeArcGIS(max_token_minutes=8 / 60)
+    fake.add_user(USERNAME, PASSWORD)
+    fake.add_feature_layer("Short", count=10, secured=True)
+    fake.faults.latency["generateToken"] = 0.2
+    auth = UserTokenAuth(USERNAME, PASSWORD, fake.portal_url, http_client=fake.client())
+    async with ArchieClient(fake.services_url, auth, transport=fake.transport()) as client:
+        layer = FeatureLayer(client, "Short", 0)
+        for _ in range(120):  # a request every half second for a minute
+            assert 10 == await layer.count()
+            await anyio.sleep(0.5)
+        stats = client.statistics()
+        renewals = auth.statistics().fetches
+    assert (0, 0) == (stats.token_waits, stats.token_rejections)
+    assert 8 <= renewals <= 10  # about every 7.2 s (90% of 8 s)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Self
 
 from .._secrets import Secret
+from .._validate import has_line_break
 from ..exceptions import ConfigurationError
 from ._base import ArcGISAuth, TokenPlacement
 from ._env import read_env
@@ -40,6 +41,11 @@ class APIKeyAuth(ArcGISAuth):
     ) -> None:
         if not isinstance(api_key, str) or not api_key.strip():
             raise ConfigurationError("api_key must be a non-empty string")
+        if has_line_break(api_key.strip()) or not api_key.strip().isprintable():
+            raise ConfigurationError(
+                "api_key holds a line break or another control character, which cannot go "
+                "in an HTTP header; check how it was read (a stray newline from a file?)"
+            )
         super().__init__(placement=placement, referer=referer)
         self._key = Secret(api_key.strip())
 

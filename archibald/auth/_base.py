@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, urlencode
 import httpx
 
 from .._secrets import is_secure_origin, redact_url
+from .._validate import has_line_break
 from ..exceptions import ConfigurationError
 
 __all__ = ["ArcGISAuth", "NoAuth", "TokenPlacement"]
@@ -73,6 +74,16 @@ class ArcGISAuth(httpx.Auth, abc.ABC):
             raise ConfigurationError(
                 f"placement must be a TokenPlacement, got {placement!r}; "
                 "for example TokenPlacement.X_ESRI_AUTHORIZATION"
+            )
+        if referer is not None and (
+            not isinstance(referer, str)
+            or not referer
+            or has_line_break(referer)
+            or not referer.isprintable()
+        ):
+            raise ConfigurationError(
+                "referer must be a non-empty string without line breaks or control "
+                f"characters (it is sent as a header), or None; got {referer!r}"
             )
         self._placement = placement
         self._referer = referer

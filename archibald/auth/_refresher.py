@@ -18,10 +18,12 @@ State and its invariants:
 from __future__ import annotations
 
 import abc
+import collections
 import logging
 import math
 import time
 from contextlib import AsyncExitStack
+from types import TracebackType
 from typing import Self
 
 import anyio
@@ -160,6 +162,15 @@ class RefreshingAuth(ArcGISAuth):
     once while a valid token exists. Leaving the block stops the refresher and closes the
     HTTP client the auth created.
 
+    One auth may be shared: by several clients, in one task or in several. Each
+    ``async with`` takes a hold on it. The first starts the refresher; one that comes
+    while the first is still fetching the first token waits for it (and gets its error
+    if that fails); the refresher stops when the last hold is released. The refresher
+    belongs to the task that entered first, so that task, on leaving, waits for holders
+    in other tasks to leave first (if it is cancelled instead, the auth stops and their
+    calls raise `AuthNotActiveError`). The simplest shape is to enter the auth once,
+    around the tasks that share it.
+
     Args:
         source: How to fetch one token.
         policy: When to renew and how to retry.
@@ -195,7 +206,9 @@ class RefreshingAuth(ArcGISAuth):
         self._stack: AsyncExitStack | None = None
         self._host_task: int | None = None
         self._task_group: TaskGroup | None = None
-        self._entered = False
+        self._entering: _Entry | None = None  # set while the first holder is entering
+        self._holds: collections.Counter[int] = collections.Counter()  # by task id
+        self._released: anyio.Event | None = None  # set when a hold in another task ends
         self._active = False
         self._token: _Token | None = None
         self._error: TokenRefreshError | None = None
@@ -317,34 +330,76 @@ class RefreshingAuth(ArcGISAuth):
         )
 
     async def __aenter__(self) -> Self:
-        if self._entered:
-            raise ConfigurationError(
-                f"{self!r} is already active; enter it once and share it between clients"
-            )
-        self._entered = True
+        task = anyio.get_current_task().id
+        while not self._active:
+            entry = self._entering
+            if entry is None:
+                await self._start()
+                break
+            await entry.done.wait()  # another holder is entering: share its outcome
+            if isinstance(entry.error, Exception):
+                raise _entry_failed(self, entry.error) from entry.error
+        self._holds[task] += 1
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Release this block's hold; the last one out stops the refresher."""
+        task = anyio.get_current_task().id
+        if self._holds[task] > 0:
+            self._holds[task] -= 1
+        if not self._holds[task]:
+            del self._holds[task]
+        if task != self._host_task:
+            if self._released is not None:
+                self._released.set()  # the host may be waiting for this hold to end
+            return
+        if task in self._holds:
+            return  # an inner hold of the host task: the host's own is still open
+        try:
+            while self._holds and self._active:  # holders in other tasks: let them finish
+                self._released = anyio.Event()
+                await self._released.wait()
+        finally:
+            await self.aclose()
+
+    async def _enter_dependencies(self, stack: AsyncExitStack) -> None:
+        """Enter what this auth needs while it is active (an auth it draws tokens from)
+        into *stack*, which is left when the auth stops."""
+
+    async def _start(self) -> None:
+        """Enter as the first holder: open the task group, fetch the first token."""
+        entry = self._entering = _Entry()
         self._host_task = anyio.get_current_task().id
         stack = AsyncExitStack()
         try:
+            await self._enter_dependencies(stack)
             if self._own_http:
                 self._http = httpx.AsyncClient(timeout=self._policy.request_timeout)
                 stack.push_async_callback(_close_shielded, self._http)
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
             scope = self._reset_state()
             await self._task_group.start(self._refresher, scope, self._generation)
-        except BaseException:
+        except BaseException as exc:
+            entry.error = exc
             if self._task_group is not None:
                 self._task_group.cancel_scope.cancel()
             try:
                 await stack.aclose()
             finally:
-                self._entered = False
                 self._task_group = None
                 if self._own_http:
                     self._http = None
             raise
+        finally:
+            self._entering = None
+            entry.done.set()
         self._stack = stack
         self._active = True
-        return self
 
     async def aclose(self) -> None:
         """Stop the refresher, wake every waiter with `AuthNotActiveError`, close the client.
@@ -361,6 +416,7 @@ class RefreshingAuth(ArcGISAuth):
             )
         self._active = False
         self._closed = True
+        self._holds.clear()
         self._generation += 1  # a fetch finishing now must not publish
         self._token = None
         self._notify()
@@ -371,7 +427,6 @@ class RefreshingAuth(ArcGISAuth):
         finally:
             if self._own_http:
                 self._http = None
-            self._entered = False
 
     def __repr__(self) -> str:
         state = "active" if self._active else "inactive"
@@ -429,11 +484,7 @@ class RefreshingAuth(ArcGISAuth):
                     await anyio.sleep(delay)
                     continue
                 attempt = 0
-                if issued.renew_after is not None:
-                    after = max(issued.renew_after, self._policy.min_renew_interval)
-                    renew_at = sent_at + min(after, issued.lifetime)
-                else:
-                    renew_at = sent_at + self._policy.renew_delay(issued.lifetime)
+                renew_at = sent_at + self._policy.renew_delay(issued.lifetime, issued.renew_after)
                 if generation == self._generation:
                     self._fetching = False
                     self._renew_at = renew_at
@@ -538,6 +589,24 @@ class RefreshingAuth(ArcGISAuth):
         error.__cause__ = cause
         error.__suppress_context__ = True
         return error
+
+
+@attrs.define(eq=False)
+class _Entry:
+    """The first holder's entry, which later holders wait for."""
+
+    done: anyio.Event = attrs.Factory(anyio.Event)
+    error: BaseException | None = None
+
+
+def _entry_failed(auth: RefreshingAuth, error: Exception) -> Exception:
+    """What a holder that waited for another holder's failed entry raises."""
+    if isinstance(error, TokenRefreshError):
+        return type(error)(str(error), retryable=error.retryable)
+    return AuthNotActiveError(
+        f"{type(auth).__name__} could not be entered (another holder's `async with` "
+        f"failed: {type(error).__name__}: {error})"
+    )
 
 
 async def _close_shielded(http: httpx.AsyncClient) -> None:

@@ -10,7 +10,6 @@ exchange on the one refresher, renewing the server token right after the portal 
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
-from typing import Self
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
@@ -181,7 +180,8 @@ class FederatedServerAuth(RefreshingAuth):
         ...
     ```
 
-    Entering enters the portal auth too if it is not active yet (and leaves it again).
+    Entering takes a hold on the portal auth too (entering it if it is not active yet),
+    released when this auth stops.
 
     Args:
         portal: The portal's token auth.
@@ -229,7 +229,6 @@ class FederatedServerAuth(RefreshingAuth):
             http_client=http_client,
         )
         self._portal = portal
-        self._portal_stack: AsyncExitStack | None = None
 
     @property
     def portal(self) -> RefreshingAuth:
@@ -243,23 +242,6 @@ class FederatedServerAuth(RefreshingAuth):
         assert isinstance(source, _ServerTokenExchange)
         return source.server_url
 
-    async def __aenter__(self) -> Self:
-        stack = AsyncExitStack()
-        if not self._portal.is_active:
-            await stack.enter_async_context(self._portal)
-        try:
-            await super().__aenter__()
-        except BaseException:
-            await stack.aclose()
-            raise
-        self._portal_stack = stack
-        return self
-
-    async def aclose(self) -> None:
-        """Stop renewing the server token; leave the portal auth if this auth entered it."""
-        try:
-            await super().aclose()
-        finally:
-            stack, self._portal_stack = self._portal_stack, None
-            if stack is not None:
-                await stack.aclose()
+    async def _enter_dependencies(self, stack: AsyncExitStack) -> None:
+        """Take a hold on the portal auth (entering it if nobody has) while this is active."""
+        await stack.enter_async_context(self._portal)

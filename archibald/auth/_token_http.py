@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from .._envelope import Envelope, read_envelope, snippet
 from .._secrets import is_secure_url, scrub
+from .._urls import check_http_url
 from ..exceptions import ConfigurationError, InvalidCredentialsError, TokenRefreshError
 
 # Statuses after which the same request may well succeed later.
@@ -32,16 +32,7 @@ _OAUTH_TRANSIENT = frozenset({"server_error", "temporarily_unavailable"})
 
 def check_token_url(url: object, what: str) -> str:
     """Return *url* normalised, or raise `ConfigurationError` if secrets may not go there."""
-    if not isinstance(url, str) or not url.strip():
-        raise ConfigurationError(f"{what} must be a URL string, got {url!r}")
-    url = url.strip().rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(
-            f"{what} must be an http(s) URL such as https://www.arcgis.com, got {url!r}"
-        )
-    if parts.query or parts.fragment:
-        raise ConfigurationError(f"{what} must not have a query string or fragment: {url!r}")
+    url = check_http_url(url, what, ConfigurationError).geturl().rstrip("/")
     if not is_secure_url(url):
         raise ConfigurationError(
             f"{what} must use https:// (credentials would travel in clear text): {url!r}; "

@@ -133,8 +133,6 @@ class UserTokenAuth(RefreshingAuth):
         if not isinstance(password, str) or not password:
             raise ConfigurationError(f"the password for user {username!r} must not be empty")
         check_minutes(expiration)
-        if referer is not None and (not isinstance(referer, str) or not referer):
-            raise ConfigurationError("referer must be a non-empty string, or None")
         super().__init__(
             _GenerateToken(
                 url=token_endpoint(base_url, token_url, "generateToken"),

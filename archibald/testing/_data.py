@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import attrs
 
+from .._validate import is_number
 from ._where import compile_where
 
 __all__ = ["FakeLayer", "FakeService", "generate_features"]
@@ -380,8 +381,9 @@ class FakeLayer:
         ys: list[float] = []
         for row in self._rows.values():
             for x, y in _coordinates(row.get("geometry")):
-                xs.append(x)
-                ys.append(y)
+                if is_number(x) and is_number(y):  # "NaN" or worse: no part of the extent
+                    xs.append(x)
+                    ys.append(y)
         if not xs:
             return {
                 "xmin": None,

@@ -23,7 +23,7 @@ import anyio
 import attrs
 import httpx
 
-from .._geojson import esri_feature_to_geojson
+from .._geojson import GeoJSONConverter
 from ._data import (
     _SCRAMBLED,
     GENERATED_FIELDS,
@@ -953,7 +953,7 @@ class FakeArcGIS:
             if fragment is None:
                 feature = self._feature(layer, oid, out_fields, geometry, out_sr)
                 if geojson:
-                    feature = esri_feature_to_geojson(feature, layer.object_id_field)
+                    feature = GeoJSONConverter().feature(feature, layer.object_id_field)
                 fragment = cache[oid] = json.dumps(feature, separators=(",", ":")).encode()
             encoded.append(fragment)
         return encoded

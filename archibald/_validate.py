@@ -1,0 +1,22 @@
+"""Checks that several modules make of values users pass in: one home for each rule."""
+
+from __future__ import annotations
+
+__all__ = ["has_line_break", "is_number", "is_whole"]
+
+
+def is_whole(value: object, minimum: int | None = None) -> bool:
+    """Whether *value* is an int (not a bool), and at least *minimum* if given."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return False
+    return minimum is None or value >= minimum
+
+
+def is_number(value: object) -> bool:
+    """Whether *value* is an int or a float (not a bool)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def has_line_break(value: str) -> bool:
+    """Whether *value* holds CR or LF, which would split an HTTP header in two."""
+    return "\r" in value or "\n" in value

@@ -1,0 +1,163 @@
+"""Esri JSON to GeoJSON: ring rules, empty points, z and M, and geometries that cannot be
+converted (which become null and are counted, never an exception mid-crawl)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+
+from archibald import ArchieClient, FeatureLayer
+from archibald._geojson import (
+    GeoJSONConverter,
+    GeometryError,
+    esri_feature_to_geojson,
+    esri_geometry_to_geojson,
+)
+from archibald.testing import FakeArcGIS
+
+SQUARE = [[0, 0], [0, 10], [10, 10], [10, 0], [0, 0]]  # clockwise: an Esri outer ring
+A_B_A = [[3, 3], [4, 4], [3, 3]]  # closes on itself after three positions: no area
+
+
+def square(low: float, high: float, *, clockwise: bool) -> list[list[float]]:
+    ring = [[low, low], [low, high], [high, high], [high, low], [low, low]]
+    return ring if clockwise else ring[::-1]
+
+
+def area(ring: list[list[float]]) -> float:
+    return sum(x1 * y2 - x2 * y1 for (x1, y1, *_), (x2, y2, *_) in itertools.pairwise(ring))
+
+
+def test_a_ring_that_closes_after_three_positions_is_dropped() -> None:
+    """An A-B-A ring is not emitted, neither as a polygon nor as a hole (RFC 7946: >= 4)."""
+    assert esri_geometry_to_geojson({"rings": [A_B_A]}) is None
+    geometry = esri_geometry_to_geojson({"rings": [SQUARE, A_B_A]})
+    assert geometry is not None
+    assert "Polygon" == geometry["type"]
+    assert [SQUARE[::-1]] == geometry["coordinates"]
+
+
+def test_lines_of_one_position_are_dropped() -> None:
+    """A path needs two positions; a polyline with none left is null."""
+    assert esri_geometry_to_geojson({"paths": [[[1, 1]]]}) is None
+    geometry = esri_geometry_to_geojson({"paths": [[[1, 1]], [[0, 0], [1, 2]]]})
+    assert {"type": "LineString", "coordinates": [[0, 0], [1, 2]]} == geometry
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        {"x": "NaN", "y": "NaN"},
+        {"x": "NaN", "y": "NaN", "spatialReference": {"wkid": 4326}},
+        {"x": None, "y": None},
+        {"x": float("nan"), "y": float("nan")},
+    ],
+)
+def test_an_empty_point_is_null(point: dict[str, Any]) -> None:
+    """Esri's empty point ({"x": "NaN"}) becomes a null geometry, not string coordinates."""
+    assert esri_geometry_to_geojson(point) is None
+    assert esri_feature_to_geojson({"attributes": {"ID": 1}, "geometry": point})["geometry"] is None
+
+
+def test_m_without_z_is_not_an_altitude() -> None:
+    """With hasM and no hasZ, the third value of a position is M and is left out."""
+    line = {"paths": [[[0, 0, 5], [1, 1, 6]]]}
+    expected = {"type": "LineString", "coordinates": [[0, 0], [1, 1]]}
+    assert expected == esri_geometry_to_geojson(line, has_m=True)
+    assert expected == esri_geometry_to_geojson({**line, "hasM": True})
+    point = esri_geometry_to_geojson({"x": 1, "y": 2, "m": 3}, has_m=True)
+    assert {"type": "Point", "coordinates": [1, 2]} == point
+
+
+def test_z_is_kept_and_m_dropped_when_both_are_present() -> None:
+    """hasZ and hasM: positions [x, y, z, m] become [x, y, z]."""
+    ring = [[0, 0, 7, 100], [0, 10, 7, 101], [10, 10, 7, 102], [10, 0, 7, 103], [0, 0, 7, 100]]
+    geometry = esri_geometry_to_geojson({"rings": [ring]}, has_z=True, has_m=True)
+    assert geometry is not None
+    assert [[p[:3] for p in ring[::-1]]] == geometry["coordinates"]
+    point = esri_geometry_to_geojson({"x": 1, "y": 2, "z": 9, "m": 3}, has_z=True, has_m=True)
+    assert {"type": "Point", "coordinates": [1, 2, 9]} == point
+
+
+@pytest.mark.parametrize(
+    "geometry",
+    [
+        {"rings": "oops"},
+        {"rings": [[["a", "b"], ["c", "d"], ["e", "f"], ["a", "b"]]]},
+        {"paths": [[["a", "b"], [1, 2]]]},
+        {"paths": [[[0, 0], [float("inf"), 1]]]},
+        {"x": "abc", "y": 1},
+        {"x": 1, "y": True},
+        {"points": [[1]]},
+        {"curveRings": [[[0, 0], {"c": [[1, 1], [0.5, 0.5]]}]]},
+        {"foo": 1},
+    ],
+)
+def test_a_geometry_that_cannot_be_converted_raises_one_error(geometry: dict[str, Any]) -> None:
+    """Strings for numbers, infinities, unknown shapes: GeometryError, never another one."""
+    with pytest.raises(GeometryError):
+        esri_geometry_to_geojson(geometry)
+
+
+def test_the_converter_writes_null_and_counts() -> None:
+    """GeoJSONConverter keeps the feature and its attributes, with a null geometry."""
+    converter = GeoJSONConverter()
+    bad = {"attributes": {"OBJECTID": 7, "NAME": "x"}, "geometry": {"x": "abc", "y": 1}}
+    good = {"attributes": {"OBJECTID": 8}, "geometry": {"x": 1, "y": 2}}
+    assert {
+        "type": "Feature",
+        "id": 7,
+        "geometry": None,
+        "properties": {"OBJECTID": 7, "NAME": "x"},
+    } == converter.feature(bad, "OBJECTID")
+    assert [1, 2] == converter.feature(good, "OBJECTID")["geometry"]["coordinates"]
+    assert 1 == converter.unconvertible
+
+
+def test_each_hole_goes_to_the_smallest_outer_ring_that_holds_it() -> None:
+    """An island in a lake in a polygon: the island's hole is the island's, in any order."""
+    outer, lake = square(0, 10, clockwise=True), square(1, 9, clockwise=False)
+    island, pond = square(2, 8, clockwise=True), square(3, 7, clockwise=False)
+    for rings in ([outer, lake, island, pond], [island, outer, pond, lake]):
+        geometry = esri_geometry_to_geojson({"rings": rings})
+        assert geometry is not None
+        polygons = sorted(geometry["coordinates"], key=lambda p: -abs(area(p[0])))
+        assert [2, 2] == [len(p) for p in polygons]
+        assert 200 == area(polygons[0][0])  # counter-clockwise outer ring (twice the area)
+        assert -128 == area(polygons[0][1])  # its hole, the lake, clockwise
+        assert 72 == area(polygons[1][0])  # the island
+        assert -32 == area(polygons[1][1])  # its hole, the pond
+
+
+def test_the_input_is_left_as_it_was() -> None:
+    """Converting does not close, reverse or trim the caller's rings."""
+    open_ring = [[0, 0], [0, 1], [1, 1]]
+    geometry = {"rings": [open_ring], "hasM": True}
+    esri_geometry_to_geojson(geometry)
+    assert {"rings": [[[0, 0], [0, 1], [1, 1]]], "hasM": True} == geometry
+
+
+@pytest.mark.anyio
+async def test_a_crawl_goes_on_past_a_geometry_it_cannot_convert() -> None:
+    """format='geojson': every feature arrives; a bad geometry is null, and counted."""
+    fake = FakeArcGIS()
+    features = [
+        {"attributes": {"OBJECTID": i, "NAME": f"n{i}"}, "geometry": {"x": float(i), "y": 1.0}}
+        for i in range(1, 101)
+    ]
+    features[41]["geometry"] = {"x": "abc", "y": 1}
+    features[42]["geometry"] = {"rings": [A_B_A]}  # empty, not unconvertible
+    fields = [
+        {"name": "OBJECTID", "type": "esriFieldTypeOID"},
+        {"name": "NAME", "type": "esriFieldTypeString"},
+    ]
+    fake.add_feature_layer("Odd", features=features, fields=fields, max_record_count=30)
+    async with ArchieClient(fake.services_url, transport=fake.transport()) as client:
+        stream = FeatureLayer(client, "Odd", 0).features(format="geojson")
+        got = [feature async for feature in stream]
+    assert list(range(1, 101)) == [f["id"] for f in got]
+    assert [None, None] == [got[41]["geometry"], got[42]["geometry"]]
+    assert "n42" == got[41]["properties"]["NAME"]
+    assert 1 == stream.unconvertible_geometries
