@@ -28,6 +28,7 @@ from .auth import TokenPlacement as TokenPlacement
 from .auth import TokenSource as TokenSource
 from .auth import TokenStatistics as TokenStatistics
 from .auth import UserTokenAuth as UserTokenAuth
+from .auth import discover_auth as discover_auth
 from .config import RetryPolicy as RetryPolicy
 from .config import TokenPolicy as TokenPolicy
 from .exceptions import ArcGISError as ArcGISError
@@ -91,4 +92,5 @@ __all__ = [
     "TokenStatistics",
     "UserTokenAuth",
     "__version__",
+    "discover_auth",
 ]

@@ -12,19 +12,27 @@ import io
 import json
 import logging
 import os
+import signal
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Awaitable, Callable
-from typing import IO, Any, TypeVar
+from pathlib import Path
+from typing import IO, Any, Literal, TypeVar
+from urllib.parse import parse_qsl
 
+import attrs
 import click
 import trio
+from click.core import ParameterSource
 
 from . import __version__
 from ._client import ArchieClient
-from ._geojson import esri_feature_to_geojson
-from ._layers import FeatureLayer, MapLayer
+from ._geojson import GeoJSONConverter
+from ._layers import FeatureLayer, MapLayer, Page
+from ._secrets import redact_url
+from ._urls import check_http_url, split_services_url
 from .auth import (
     APIKeyAuth,
     AppCredentialsAuth,
@@ -32,6 +40,7 @@ from .auth import (
     NoAuth,
     RefreshingAuth,
     UserTokenAuth,
+    discover_auth,
 )
 from .config import TokenPolicy
 from .exceptions import ArchieError, InvalidServiceURL
@@ -51,15 +60,59 @@ class _Failure(Exception):
         self.code = code
 
 
+class _Interrupted(Exception):
+    """Ctrl-C: the command stopped; it settles its output, then exits with status 130."""
+
+
 def _run(fn: Callable[[], Awaitable[T]]) -> T:
-    """Run *fn* on Trio; Ctrl-C ends the command with exit status 130."""
+    """Run *fn* on Trio; Ctrl-C cancels it cleanly and raises `_Interrupted`.
+
+    While *fn* runs, SIGINT cancels it (so cleanup runs, and no KeyboardInterrupt lands in
+    the middle of decoding a page). A KeyboardInterrupt that arrives anyway (before the
+    handler is in place, or a second Ctrl-C) counts the same, also inside an exception
+    group.
+    """
     try:
-        return trio.run(fn)
-    except (KeyboardInterrupt, BaseExceptionGroup) as exc:
-        if isinstance(exc, BaseExceptionGroup) and exc.split(KeyboardInterrupt)[1] is not None:
+        return trio.run(_cancelled_by_ctrl_c, fn)
+    except BaseException as exc:
+        if _is_interrupt(exc):
+            raise _Interrupted from None
+        raise
+
+
+def _is_interrupt(exc: BaseException) -> bool:
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    return isinstance(exc, BaseExceptionGroup) and exc.split(KeyboardInterrupt)[0] is not None
+
+
+async def _cancelled_by_ctrl_c(fn: Callable[[], Awaitable[T]]) -> T:
+    interrupted = False
+    failure: BaseException | None = None
+
+    async def watch(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        nonlocal interrupted
+        with trio.open_signal_receiver(signal.SIGINT) as signals:
+            task_status.started()
+            async for _ in signals:
+                interrupted = True
+                nursery.cancel_scope.cancel()
+                return
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(watch)
+        try:
+            result = await fn()
+        except trio.Cancelled:
             raise
-        click.echo("archibald: interrupted", err=True)
-        raise SystemExit(EXIT_INTERRUPTED) from None
+        except BaseException as exc:  # raised outside the nursery, so not in a group
+            failure = exc
+        nursery.cancel_scope.cancel()
+    if interrupted:
+        raise KeyboardInterrupt
+    if failure is not None:
+        raise failure
+    return result
 
 
 class _Commands(click.Group):
@@ -68,6 +121,12 @@ class _Commands(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except _Interrupted:
+            click.echo("archibald: interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+        except KeyboardInterrupt:  # outside any trio.run: while parsing, say
+            click.echo("archibald: interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
         except (_Failure, ArchieError) as exc:
             if (ctx.obj or {}).get("debug"):
                 raise
@@ -108,9 +167,8 @@ def _auth_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--portal",
             envvar="ARCGIS_PORTAL_URL",
-            default="https://www.arcgis.com",
-            show_default=True,
-            help="The portal that issues tokens [ARCGIS_PORTAL_URL].",
+            help="Sign in at this portal [ARCGIS_PORTAL_URL]. By default archibald asks the "
+            "server (its rest/info) where to sign in.",
         ),
     ]
     for option in reversed(options):
@@ -118,7 +176,49 @@ def _auth_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _make_auth(options: dict[str, Any]) -> ArcGISAuth:
+@attrs.frozen
+class _SignIn:
+    """How the command signs in, settled before anything is sent."""
+
+    kind: Literal["none", "user", "app", "key"]
+    name: str = ""  # the username or client id
+    secret: str = attrs.field(default="", repr=False)  # password, client secret or key
+    portal: str | None = None
+
+
+_METHODS = {"username": "--username", "client_id": "--client-id", "api_key": "--api-key"}
+
+
+def _sign_in(ctx: click.Context, options: dict[str, Any]) -> _SignIn:
+    """One way of signing in, from the options (the command line wins over the environment).
+
+    Two ways on the command line, or two in the environment and none on the command line,
+    are a usage error rather than a silent choice.
+    """
+    given = [name for name in _METHODS if options.get(name)]
+    typed = [n for n in given if ctx.get_parameter_source(n) is ParameterSource.COMMANDLINE]
+    chosen = typed or given
+    if len(chosen) > 1:
+        where = (
+            ""
+            if typed
+            else " (from the environment: ARCGIS_USERNAME, ARCGIS_CLIENT_ID, ARCGIS_API_KEY)"
+        )
+        raise _Failure(
+            f"give one way to sign in, not {' and '.join(_METHODS[n] for n in chosen)}{where}",
+            EXIT_USAGE,
+        )
+    portal = options.get("portal") or None
+    if not chosen:
+        return _SignIn("none")
+    if chosen == ["api_key"]:
+        return _SignIn("key", secret=options["api_key"])
+    if chosen == ["client_id"]:
+        if not options.get("client_secret"):
+            raise _Failure(
+                "--client-id needs --client-secret (or ARCGIS_CLIENT_SECRET)", EXIT_USAGE
+            )
+        return _SignIn("app", options["client_id"], options["client_secret"], portal)
     password = options.get("password")
     if password:
         click.echo(
@@ -129,37 +229,54 @@ def _make_auth(options: dict[str, Any]) -> ArcGISAuth:
     if options.get("password_stdin"):
         password = sys.stdin.readline().rstrip("\r\n")
     password = password or os.environ.get("ARCGIS_PASSWORD")
-    portal = options["portal"]
-    if options.get("api_key"):
-        return APIKeyAuth(options["api_key"])
-    if options.get("client_id"):
-        if not options.get("client_secret"):
-            raise _Failure(
-                "--client-id needs --client-secret (or ARCGIS_CLIENT_SECRET)", EXIT_USAGE
-            )
-        return AppCredentialsAuth(options["client_id"], options["client_secret"], portal)
-    if options.get("username"):
-        if not password:
-            raise _Failure(
-                "--username needs a password: ARCGIS_PASSWORD, --password-stdin or --password",
-                EXIT_USAGE,
-            )
-        return UserTokenAuth(options["username"], password, portal)
-    return NoAuth()
+    if not password:
+        raise _Failure(
+            "--username needs a password: ARCGIS_PASSWORD, --password-stdin or --password",
+            EXIT_USAGE,
+        )
+    return _SignIn("user", options["username"], password, portal)
+
+
+async def _auth_for(sign_in: _SignIn, root: str) -> ArcGISAuth:
+    """The auth for *sign_in*; without --portal, where to sign in is asked of the server."""
+    if sign_in.kind == "none":
+        return NoAuth()
+    if sign_in.kind == "key":
+        return APIKeyAuth(sign_in.secret)
+    if sign_in.portal is not None:
+        if sign_in.kind == "app":
+            return AppCredentialsAuth(sign_in.name, sign_in.secret, sign_in.portal)
+        return UserTokenAuth(sign_in.name, sign_in.secret, sign_in.portal)
+    if sign_in.kind == "app":
+        return await discover_auth(root, client_id=sign_in.name, client_secret=sign_in.secret)
+    return await discover_auth(root, sign_in.name, sign_in.secret)
 
 
 def _split_layer_url(url: str) -> tuple[str, str]:
-    """(services root, rest) of an ArcGIS REST URL."""
-    clean = url.strip().split("?", 1)[0].rstrip("/")
-    marker = "/rest/services"
-    index = clean.find(marker)
-    if index < 0 or not clean.startswith(("http://", "https://")):
+    """(services root, rest) of an ArcGIS REST URL given on the command line."""
+    example = "https://host/arcgis/rest/services/<service>/FeatureServer/0"
+    try:
+        parts = check_http_url(url, "the URL", InvalidServiceURL, extras="allow")
+    except InvalidServiceURL as exc:
         raise _Failure(
-            f"{url!r} is not an ArcGIS REST URL; one looks like "
-            "https://host/arcgis/rest/services/<service>/FeatureServer/0",
+            f"{exc}: not an ArcGIS REST URL; one looks like {example}", EXIT_USAGE
+        ) from None
+    if parts.query or parts.fragment:
+        asked = {key.lower() for key, _ in parse_qsl(parts.query)}
+        hint = "pass --where '...' instead" if "where" in asked else "leave it out"
+        if "outfields" in asked:
+            hint += ", and --fields for outFields"
+        raise _Failure(
+            f"the URL has a query string ({redact_url(url)}), which archibald does not read: "
+            f"it builds every query itself; {hint}",
             EXIT_USAGE,
         )
-    return clean[: index + len(marker)], clean[index + len(marker) :].strip("/")
+    split = split_services_url(parts)
+    if split is None:
+        raise _Failure(
+            f"{redact_url(url)!r} is not an ArcGIS REST URL; one looks like {example}", EXIT_USAGE
+        )
+    return split
 
 
 def _layer_for(client: ArchieClient, url: str) -> FeatureLayer | MapLayer:
@@ -186,6 +303,13 @@ class _Writer:
         self.fmt = fmt
         self.count = 0
         self.started = False
+        self.closed = False
+        self._geojson = GeoJSONConverter()
+
+    @property
+    def unconvertible(self) -> int:
+        """Geometries written as null because they could not be converted to GeoJSON."""
+        return self._geojson.unconvertible
 
     def start(self, page_meta: dict[str, Any]) -> None:
         if self.started:
@@ -197,24 +321,80 @@ class _Writer:
             head = json.dumps(page_meta, separators=(",", ":"))
             self.out.write(head[:-1] + ',"features":[\n')
 
-    def write(self, feature: dict[str, Any], object_id_field: str) -> None:
-        if self.fmt == "ndjson":
-            self.out.write(json.dumps(esri_feature_to_geojson(feature, object_id_field)) + "\n")
-        else:
-            item = (
-                feature
-                if self.fmt == "esrijson"
-                else esri_feature_to_geojson(feature, object_id_field)
+    def write(self, feature: dict[str, Any], page: Page) -> None:
+        item = feature
+        if self.fmt != "esrijson":
+            item = self._geojson.feature(
+                feature, page.object_id_field, has_z=page.has_z, has_m=page.has_m
             )
+        if self.fmt == "ndjson":
+            self.out.write(json.dumps(item) + "\n")
+        else:
             self.out.write((",\n" if self.count else "") + json.dumps(item, separators=(",", ":")))
         self.count += 1
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         if self.fmt != "ndjson":
             if not self.started:
                 self.start({})
             self.out.write("\n]}\n")
         self.out.flush()
+
+
+class _Output:
+    """Where a dump goes: stdout, or a file that is replaced only by a complete dump.
+
+    A file is written under a temporary name beside it and moved into place at the end, so
+    a failed or interrupted dump never destroys what was there. What an unfinished dump
+    wrote (closed, so it parses) is kept beside it as ``<name>.partial<suffix>``.
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self.path = Path(path) if path else None
+        self._temp: Path | None = None
+        if self.path is None:
+            self.stream: IO[str] = sys.stdout
+            return
+        folder = self.path.parent
+        if self.path.is_dir():
+            raise _Failure(f"cannot write {path}: it is a folder; give a file name", EXIT_USAGE)
+        if not folder.is_dir():
+            raise _Failure(f"cannot write {path}: the folder {folder} does not exist", EXIT_USAGE)
+        try:
+            fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{self.path.name}.", suffix=".tmp")
+        except OSError as exc:
+            raise _Failure(
+                f"cannot write in {folder}: {exc.strerror or type(exc).__name__}", EXIT_USAGE
+            ) from None
+        self._temp = Path(temp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(fd, 0o666 & ~umask)  # as open() would have made it, not mkstemp's 0600
+        self.stream = os.fdopen(fd, "w", encoding="utf-8")
+
+    def commit(self) -> None:
+        """The dump is complete: put it in place."""
+        if self._temp is not None and self.path is not None:
+            self.stream.close()
+            os.replace(self._temp, self.path)
+            self._temp = None
+
+    def settle(self, count: int) -> str:
+        """The dump did not finish: keep what it wrote beside the target; say where."""
+        if self.path is None:
+            return "the output holds them, closed so that it parses"
+        assert self._temp is not None
+        self.stream.close()
+        kept = f"; {self.path} was left as it was" if self.path.exists() else ""
+        if not count:
+            self._temp.unlink(missing_ok=True)
+            return f"nothing was written{kept}"
+        partial = self.path.with_name(f"{self.path.stem}.partial{self.path.suffix}")
+        os.replace(self._temp, partial)
+        return f"they are in {partial}{kept}"
 
 
 def _progress(enabled: bool) -> Any:
@@ -279,38 +459,54 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.pass_context
 def dump(ctx: click.Context, /, layer_url: str, output: str | None, where: str, fields: str,
          fmt: str, concurrency: int, out_sr: int | None, **auth_options: Any) -> None:  # fmt: skip
-    """Write every feature of LAYER_URL, exactly once, to a file or stdout."""
+    """Write every feature of LAYER_URL, exactly once, to a file or stdout.
+
+    A file is replaced only when the dump is complete; an interrupted or failed dump keeps
+    what it wrote in <name>.partial<suffix>, closed so that it parses.
+    """
     root, _ = _split_layer_url(layer_url)
-    auth = _make_auth(auth_options)
+    sign_in = _sign_in(ctx, auth_options)
     sr = out_sr if out_sr is not None else (4326 if fmt != "esrijson" else None)
-    out: IO[str] = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
-    writer = _Writer(out, fmt)
+    output_to = _Output(output)
+    writer = _Writer(output_to.stream, fmt)
     started = time.perf_counter()
 
     async def run() -> None:
+        auth = await _auth_for(sign_in, root)
         async with ArchieClient(root, auth, max_concurrent_requests=concurrency) as client:
             layer = _layer_for(client, layer_url)
             await _dump(client, auth, layer, writer, where, fields, sr, concurrency)
 
-    finished = False
     try:
         _run(run)
-        finished = True
-    except SystemExit as exit_:
-        if exit_.code == EXIT_INTERRUPTED:
+    except BaseException as exc:
+        # Whatever stopped the dump, what was written is closed so that it parses.
+        if writer.started or output or isinstance(exc, _Interrupted):
+            writer.close()
+        where_they_are = output_to.settle(writer.count)
+        if isinstance(exc, _Interrupted):
+            raise _Failure(
+                f"interrupted: stopped after {writer.count:,} features; {where_they_are}",
+                EXIT_INTERRUPTED,
+            ) from None
+        if writer.count:
             click.echo(
-                f"stopped after {writer.count:,} features; the output holds them all", err=True
+                f"archibald: {writer.count:,} features were written before the failure; "
+                f"{where_they_are}",
+                err=True,
             )
         raise
-    finally:
-        if finished or writer.started:  # a partial document still parses
-            writer.close()
-        if output:
-            out.close()
+    writer.close()
+    output_to.commit()
     elapsed = time.perf_counter() - started
+    unconvertible = (
+        f"; {writer.unconvertible:,} geometries could not be converted and are null"
+        if writer.unconvertible
+        else ""
+    )
     click.echo(
         f"{writer.count:,} features in {elapsed:.1f} s "
-        f"({writer.count / max(elapsed, 1e-9):,.0f}/s)",
+        f"({writer.count / max(elapsed, 1e-9):,.0f}/s){unconvertible}",
         err=True,
     )
 
@@ -344,7 +540,7 @@ async def _dump(
                     }
                 )
                 for feature in page.features:
-                    writer.write(feature, page.object_id_field)
+                    writer.write(feature, page)
                 rate = writer.count / max(time.perf_counter() - started, 1e-9)
                 fetches = auth.statistics().fetches if isinstance(auth, RefreshingAuth) else None
                 progress.update(
@@ -363,9 +559,10 @@ async def _dump(
 def info(ctx: click.Context, /, url: str, **auth_options: Any) -> None:
     """Describe a service or a layer: name, geometry, count, fields, capabilities, paging."""
     root, rest = _split_layer_url(url)
-    auth = _make_auth(auth_options)
+    sign_in = _sign_in(ctx, auth_options)
 
     async def run() -> None:
+        auth = await _auth_for(sign_in, root)
         async with ArchieClient(root, auth) as client:
             parts = rest.split("/")
             if parts and parts[-1].isdecimal() and len(parts) >= 3:
@@ -409,9 +606,19 @@ def info(ctx: click.Context, /, url: str, **auth_options: Any) -> None:
 
 @main.command()
 @click.option(
-    "--features", type=click.IntRange(1000, 5_000_000), default=100_000, show_default=True
+    "--features",
+    type=click.IntRange(1000, 5_000_000),
+    default=100_000,
+    show_default=True,
+    help="How many features the demo layer has.",
 )
-@click.option("--token-seconds", type=click.FloatRange(1, 3600), default=2.0, show_default=True)
+@click.option(
+    "--token-seconds",
+    type=click.FloatRange(1, 3600),
+    default=2.0,
+    show_default=True,
+    help="How long the emulator's tokens last: short, so the crawl outlives many of them.",
+)
 @click.pass_context
 def demo(ctx: click.Context, features: int, token_seconds: float) -> None:
     """Crawl a secured layer on a local emulator with tokens that last seconds, offline."""
@@ -434,9 +641,9 @@ def demo(ctx: click.Context, features: int, token_seconds: float) -> None:
             duplicates = 0
 
             class Checker(_Writer):
-                def write(self, feature: dict[str, Any], object_id_field: str) -> None:
+                def write(self, feature: dict[str, Any], page: Page) -> None:
                     nonlocal duplicates
-                    oid = feature["attributes"][object_id_field]
+                    oid = feature["attributes"][page.object_id_field]
                     duplicates += seen[oid]
                     seen[oid] = 1
                     self.count += 1
@@ -468,10 +675,21 @@ def demo(ctx: click.Context, features: int, token_seconds: float) -> None:
 
 
 @main.command("serve-fake")
-@click.option("--features", type=click.IntRange(0, 5_000_000), default=10_000, show_default=True)
-@click.option("--username", default="demo", show_default=True)
-@click.option("--password", default="demo-password", show_default=True)
-@click.option("--secured/--public", default=True, show_default=True)
+@click.option(
+    "--features",
+    type=click.IntRange(0, 5_000_000),
+    default=10_000,
+    show_default=True,
+    help="Features in the layer Demo/Parcels (0: no layer).",
+)
+@click.option("--username", default="demo", show_default=True, help="The user that may sign in.")
+@click.option("--password", default="demo-password", show_default=True, help="Their password.")
+@click.option(
+    "--secured/--public",
+    default=True,
+    show_default=True,
+    help="Whether the layer needs a token.",
+)
 @click.pass_context
 def serve_fake(
     ctx: click.Context, features: int, username: str, password: str, secured: bool

@@ -20,6 +20,7 @@ from archibald import (
     TokenExpiredError,
     TokenRefreshError,
     UserTokenAuth,
+    discover_auth,
 )
 from archibald.testing import FakeArcGIS
 
@@ -269,3 +270,110 @@ def test_a_missing_variable_is_named(build: object, env: dict[str, str], missing
         build(env)  # type: ignore[operator]
     assert PASSWORD not in str(info.value)
     assert APP_SECRET not in str(info.value)
+
+
+# -- discover_auth: signing in where the server says --------------------------------------
+
+
+def token_requests(sent: FormLog) -> list[tuple[str, dict[str, str]]]:
+    return [(path, form) for _, path, form in sent.sent if path.endswith("/generateToken")]
+
+
+async def crawl_wells(fake: FakeArcGIS, auth: object) -> dict[str, object]:
+    async with ArchieClient(fake.services_url, auth, transport=fake.transport()) as client:  # type: ignore[arg-type]
+        return await client.get_json(WELLS, params=COUNT)
+
+
+async def test_discovery_on_a_federated_server_exchanges_the_portal_token() -> None:
+    """owningSystemUrl names the portal: sign in there, exchange for a server token."""
+    fake = make_fake(server="federated")
+    sent = FormLog(fake)
+    auth = await discover_auth(
+        f"{fake.services_url}/Private/Wells/FeatureServer/0",
+        USER,
+        PASSWORD,
+        http_client=httpx.AsyncClient(transport=sent),
+    )
+    assert isinstance(auth, FederatedServerAuth)
+    assert {"count": 50} == await crawl_wells(fake, auth)
+    (sign_in, exchange) = token_requests(sent)
+    assert "/sharing/rest/generateToken" == sign_in[0] == exchange[0]
+    assert USER == sign_in[1]["username"]  # the password went to the portal it named
+    assert "serverUrl" in exchange[1]
+
+
+async def test_discovery_on_a_standalone_server_uses_its_token_endpoint() -> None:
+    """No portal: the server's own tokenServicesUrl, and nothing else, gets the password."""
+    fake = make_fake(server="standalone")
+    sent = FormLog(fake)
+    auth = await discover_auth(
+        fake.services_url, USER, PASSWORD, http_client=httpx.AsyncClient(transport=sent)
+    )
+    assert isinstance(auth, UserTokenAuth)
+    assert fake.server_token_url == auth.token_url
+    assert {"count": 50} == await crawl_wells(fake, auth)
+    assert ["/arcgis/tokens/generateToken"] == [path for path, _ in token_requests(sent)]
+
+
+async def test_discovery_on_arcgis_online_uses_the_portal_token_as_it_is() -> None:
+    """A hosted service on *.arcgis.com: the ArcGIS Online token, no exchange."""
+    fake = make_fake(origin="https://services.arcgis.com", server="hosted")
+    sent = FormLog(fake)
+    auth = await discover_auth(
+        fake.services_url, USER, PASSWORD, http_client=httpx.AsyncClient(transport=sent)
+    )
+    assert isinstance(auth, UserTokenAuth)
+    assert {"count": 50} == await crawl_wells(fake, auth)
+    ((path, form),) = token_requests(sent)
+    assert "/sharing/rest/generateToken" == path
+    assert "serverUrl" not in form
+
+
+async def test_discovery_with_app_credentials_on_a_federated_server() -> None:
+    """An app signs in at the portal the server names, then exchanges."""
+    fake = make_fake(server="federated")
+    auth = await discover_auth(
+        fake.services_url, client_id=APP, client_secret=APP_SECRET, http_client=fake.client()
+    )
+    assert isinstance(auth, FederatedServerAuth)
+    assert isinstance(auth.portal, AppCredentialsAuth)
+
+
+async def test_discovery_refuses_what_cannot_work() -> None:
+    """App credentials for a standalone server, a server whose rest/info cannot be read,
+    half a set of credentials: clear errors, and no password sent anywhere."""
+    standalone = make_fake(server="standalone")
+    with pytest.raises(ConfigurationError, match="signs in users, not apps"):
+        await discover_auth(
+            standalone.services_url, client_id=APP, client_secret=APP_SECRET,
+            http_client=standalone.client(),
+        )  # fmt: skip
+    broken = make_fake(server="standalone")
+    broken.faults.fail_next("info", status=503, times=10)
+    with pytest.raises(TokenRefreshError, match="rest/info"):
+        await discover_auth(broken.services_url, USER, PASSWORD, http_client=broken.client())
+    assert "generateToken" not in broken.statistics().requests
+    with pytest.raises(ConfigurationError, match="username and password"):
+        await discover_auth(broken.services_url, USER)
+    with pytest.raises(ConfigurationError, match="https"):
+        await discover_auth("http://gis.example.com/arcgis/rest/services", USER, PASSWORD)
+
+
+@pytest.mark.parametrize(
+    ("server", "portal", "expected"),
+    [
+        ("https://services.arcgis.com/org/arcgis", "https://www.arcgis.com", True),
+        ("https://services3.arcgis.com/org/arcgis", "https://myorg.maps.arcgis.com", True),
+        ("https://servicesdev.arcgis.com/org/arcgis", "https://www.arcgis.com", False),
+        ("https://servicesdev.arcgis.com/org/arcgis", "https://devext.arcgis.com", True),
+        ("https://gis.example.com/server", "https://www.arcgis.com", False),
+        ("https://services.arcgis.com.evil.example/x", "https://www.arcgis.com", False),
+    ],
+)
+def test_which_servers_take_an_arcgis_online_token(
+    server: str, portal: str, expected: bool
+) -> None:
+    """Only ArcGIS Online hosts, in the portal's own environment, skip the exchange."""
+    from archibald.auth._discover import _hosted_on_arcgis_online
+
+    assert expected == _hosted_on_arcgis_online(server, portal)

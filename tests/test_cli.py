@@ -53,6 +53,10 @@ async def archibald(
         )
 
 
+def files_in(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir())
+
+
 def signed_in(origin: str) -> dict[str, str]:
     return {
         "ARCGIS_USERNAME": "alice",
@@ -121,7 +125,7 @@ async def test_password_from_stdin_and_the_visible_option(origin: str) -> None:
 @pytest.mark.parametrize(
     ("args", "env", "code", "message"),
     [
-        (["dump", "ftp://example.com/x"], {}, 2, "is not an ArcGIS REST URL"),
+        (["dump", "ftp://example.com/x"], {}, 2, "not an ArcGIS REST URL"),
         (["dump", "http://127.0.0.1:9/arcgis/rest/services/X/FeatureServer/0"], {}, 1,
          "NetworkError"),
         (["info", "{origin}/" + LAYER], {"ARCGIS_USERNAME": "alice", "ARCGIS_PASSWORD": "nope",
@@ -170,9 +174,14 @@ async def test_the_demo_is_exact_and_never_waits() -> None:
     assert "\x1b" not in text
 
 
-async def test_interrupting_a_dump_leaves_a_valid_file(origin: str, tmp_path: Path) -> None:
-    """Ctrl-C mid-dump: exit 130, and the file parses, complete up to the last feature."""
+async def interrupt_dump(
+    tmp_path: Path, moment: int, *, existing: str | None = None
+) -> tuple[int, list[str], Path]:
+    """Dump a slow layer to a file and send SIGINT once the emulator has seen *moment*
+    queries; return the exit status, the lines on stderr and the output path."""
     out = tmp_path / "part.geojson"
+    if existing is not None:
+        out.write_text(existing)
     fake = FakeArcGIS()
     fake.add_feature_layer("Slow", count=5000, max_record_count=500)
     fake.faults.latency["query"] = 0.3
@@ -184,18 +193,167 @@ async def test_interrupting_a_dump_leaves_a_valid_file(origin: str, tmp_path: Pa
         )
         async with process:
             with anyio.fail_after(30):
-                while not out.exists() or out.stat().st_size < 1000:  # noqa: ASYNC110
-                    await anyio.sleep(0.1)  # a file to watch, not an event to wait for
+                while fake.statistics().requests.get("query", 0) < moment:  # noqa: ASYNC110
+                    await anyio.sleep(0.02)  # the emulator's counters, not an event
                 process.send_signal(signal.SIGINT)
                 code = await process.wait()
                 assert process.stderr is not None
-                stderr = await process.stderr.receive()
+                stderr = b""
+                async for chunk in process.stderr:
+                    stderr += chunk
+    return code, stderr.decode().strip().splitlines(), out
+
+
+async def test_interrupting_a_dump_keeps_what_it_wrote(tmp_path: Path) -> None:
+    """Ctrl-C mid-dump: exit 130, one line, and a .partial file that parses, complete up to
+    its last feature; the file the dump was to replace is left as it was."""
+    code, lines, out = await interrupt_dump(tmp_path, 6, existing="precious")
     assert 130 == code
-    collection = json.loads(out.read_text())
-    ids = [f["id"] for f in collection["features"]]
+    assert 1 == len(lines), lines
+    assert lines[0].startswith("archibald: interrupted: stopped after ")
+    partial = tmp_path / "part.partial.geojson"
+    assert f"they are in {partial}; {out} was left as it was" in lines[0]
+    assert "precious" == out.read_text()
+    ids = [f["id"] for f in json.loads(partial.read_text())["features"]]
     assert 0 < len(ids) < 5000
     assert list(range(1, len(ids) + 1)) == ids
-    assert b"stopped after" in stderr
+    assert ["part.geojson", "part.partial.geojson"] == files_in(tmp_path)
+
+
+async def test_interrupting_a_dump_before_its_first_page(tmp_path: Path) -> None:
+    """Ctrl-C while the ids are still being listed: exit 130, one line, nothing clobbered,
+    no empty or unparsable file left behind."""
+    code, lines, _ = await interrupt_dump(tmp_path, 1)
+    assert 130 == code
+    assert ["archibald: interrupted: stopped after 0 features; nothing was written"] == lines
+    assert [] == files_in(tmp_path)
+
+
+def test_an_interrupt_inside_an_exception_group_is_an_interrupt() -> None:
+    """A KeyboardInterrupt that lands in a task, grouped with the error it caused, still
+    ends the command as interrupted (exit 130), never as an ExceptionGroup traceback."""
+    from archibald import IncompleteResultError
+    from archibald._cli import _Interrupted, _run
+
+    async def crawl() -> None:
+        raise BaseExceptionGroup(
+            "fetches", [KeyboardInterrupt(), IncompleteResultError("the crawl was closed")]
+        )
+
+    with pytest.raises(_Interrupted):
+        _run(crawl)
+
+
+async def test_a_failed_dump_leaves_the_existing_file_alone(origin: str, tmp_path: Path) -> None:
+    """A refused password, or a where clause the server rejects: the file is untouched and
+    no temporary file is left."""
+    out = tmp_path / "parcels.geojson"
+    out.write_text("precious")
+    refused = await archibald(
+        "dump", f"{origin}/{LAYER}", "-o", str(out),
+        **{**signed_in(origin), "ARCGIS_PASSWORD": "nope"},
+    )  # fmt: skip
+    rejected = await archibald(
+        "dump", f"{origin}/{LAYER}", "-o", str(out), "--where", "NOPE >>> 1", **signed_in(origin)
+    )
+    assert (1, 1) == (refused.returncode, rejected.returncode)
+    assert b"InvalidCredentialsError" in refused.stderr
+    assert b"where" in rejected.stderr
+    assert "precious" == out.read_text()
+    assert ["parcels.geojson"] == files_in(tmp_path)
+
+
+async def test_a_complete_dump_replaces_the_file(origin: str, tmp_path: Path) -> None:
+    """A dump that finishes replaces an existing file whole, with the usual permissions."""
+    out = tmp_path / "parcels.geojson"
+    out.write_text("old")
+    done = await archibald("dump", f"{origin}/{LAYER}", "-o", str(out), **signed_in(origin))
+    assert 0 == done.returncode, done.stderr
+    assert 2500 == len(json.loads(out.read_text())["features"])
+    assert ["parcels.geojson"] == files_in(tmp_path)
+    assert out.stat().st_mode & 0o044  # readable by others, as open() would make it
+
+
+async def test_an_output_in_a_missing_folder_is_one_line(origin: str, tmp_path: Path) -> None:
+    """-o into a folder that does not exist: exit 2, one line naming the folder."""
+    target = tmp_path / "nowhere" / "x.geojson"
+    done = await archibald("dump", f"{origin}/{LAYER}", "-o", str(target))
+    lines = done.stderr.decode().strip().splitlines()
+    assert 2 == done.returncode
+    assert [f"archibald: cannot write {target}: the folder {target.parent} does not exist"] == (
+        lines
+    )
+
+
+@pytest.mark.parametrize("kind", ["hosted", "federated", "standalone"])
+async def test_credentials_go_where_the_server_says(kind: str) -> None:
+    """No --portal: the command reads the server's rest/info and signs in there (never at
+    ArcGIS Online, which this machine cannot even reach)."""
+    fake = FakeArcGIS(server=kind)  # type: ignore[arg-type]
+    fake.add_user("alice", "wonderland")
+    fake.add_feature_layer("Private/Wells", count=30, secured=True)
+    async with fake.serve() as here:
+        done = await archibald(
+            "dump", f"{here}/arcgis/rest/services/Private/Wells/FeatureServer/0",
+            "--format", "ndjson", ARCGIS_USERNAME="alice", ARCGIS_PASSWORD="wonderland",
+        )  # fmt: skip
+    assert 0 == done.returncode, done.stderr
+    assert 30 == len(done.stdout.splitlines())
+    assert fake.statistics().tokens_issued >= 1
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--api-key", "k", "--username", "alice"], {},
+         "give one way to sign in, not --username and --api-key"),
+        (["--client-id", "app", "--client-secret", "s", "--api-key", "k"], {},
+         "not --client-id and --api-key"),
+        ([], {"ARCGIS_API_KEY": "k", "ARCGIS_USERNAME": "alice"}, "from the environment"),
+    ],
+)  # fmt: skip
+async def test_two_ways_of_signing_in_are_a_usage_error(
+    origin: str, args: list[str], env: dict[str, str], message: str
+) -> None:
+    """--api-key with --username (and the like): exit 2 instead of a silent choice."""
+    done = await archibald("info", f"{origin}/{LAYER}", *args, **env)
+    assert 2 == done.returncode
+    assert message in done.stderr.decode()
+
+
+async def test_a_typed_option_wins_over_the_environment(origin: str) -> None:
+    """--username on the command line with ARCGIS_API_KEY in the environment: the user."""
+    done = await archibald(
+        "info", f"{origin}/{LAYER}", "--username", "alice", "--portal", origin,
+        ARCGIS_API_KEY="stale-key", ARCGIS_PASSWORD="wonderland",
+    )  # fmt: skip
+    assert 0 == done.returncode, done.stderr
+
+
+async def test_a_query_string_in_the_layer_url_is_refused(origin: str) -> None:
+    """?where= in the URL would be ignored: exit 2, pointing at --where."""
+    done = await archibald("dump", f"{origin}/{LAYER}/query?where=OBJECTID%3C5&token=SECRET-9")
+    text = done.stderr.decode()
+    assert 2 == done.returncode
+    assert "pass --where '...' instead" in text
+    assert "SECRET-9" not in text
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "text"),
+    [
+        ("demo", "--features", "How many features"),
+        ("demo", "--token-seconds", "How long the emulator's tokens last"),
+        ("serve-fake", "--secured", "needs a token"),
+        ("serve-fake", "--username", "may sign in"),
+    ],
+)
+async def test_every_option_has_help(command: str, option: str, text: str) -> None:
+    """demo and serve-fake explain their options."""
+    done = await archibald(command, "--help")
+    help_text = " ".join(done.stdout.decode().split())
+    assert option in help_text
+    assert text in help_text
 
 
 def test_a_terminal_shows_progress() -> None:

@@ -6,6 +6,7 @@
 - `AppCredentialsAuth` for an application (OAuth2 client credentials).
 - `APIKeyAuth` for an API key.
 - `FederatedServerAuth` for a server federated with a portal (token exchange).
+- `discover_auth` to find out from a server's ``rest/info`` where to sign in.
 - `RefreshingAuth` and `TokenSource` to plug in another way of fetching a token.
 """
 
@@ -14,6 +15,7 @@ from ._app import AppCredentialsAuth as AppCredentialsAuth
 from ._base import ArcGISAuth as ArcGISAuth
 from ._base import NoAuth as NoAuth
 from ._base import TokenPlacement as TokenPlacement
+from ._discover import discover_auth as discover_auth
 from ._refresher import IssuedToken as IssuedToken
 from ._refresher import RefreshingAuth as RefreshingAuth
 from ._refresher import TokenSource as TokenSource
@@ -33,4 +35,5 @@ __all__ = [
     "TokenSource",
     "TokenStatistics",
     "UserTokenAuth",
+    "discover_auth",
 ]
