@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -99,16 +100,18 @@ async def _cancelled_by_ctrl_c(fn: Callable[[], Awaitable[T]]) -> T:
                 nursery.cancel_scope.cancel()
                 return
 
+    finished = False
     async with trio.open_nursery() as nursery:
         await nursery.start(watch)
         try:
             result = await fn()
+            finished = True  # a Ctrl-C from now on comes too late to stop anything
         except trio.Cancelled:
             raise
         except BaseException as exc:  # raised outside the nursery, so not in a group
             failure = exc
         nursery.cancel_scope.cancel()
-    if interrupted:
+    if interrupted and not finished:
         raise KeyboardInterrupt
     if failure is not None:
         raise failure
@@ -261,8 +264,8 @@ def _split_layer_url(url: str) -> tuple[str, str]:
         raise _Failure(
             f"{exc}: not an ArcGIS REST URL; one looks like {example}", EXIT_USAGE
         ) from None
-    if parts.query or parts.fragment:
-        asked = {key.lower() for key, _ in parse_qsl(parts.query)}
+    asked = {key.lower() for key, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    if asked - {"f"}:  # ?f=pjson, as the REST directory's links have, changes nothing
         hint = "pass --where '...' instead" if "where" in asked else "leave it out"
         if "outfields" in asked:
             hint += ", and --fields for outFields"
@@ -347,33 +350,59 @@ class _Writer:
 class _Output:
     """Where a dump goes: stdout, or a file that is replaced only by a complete dump.
 
-    A file is written under a temporary name beside it and moved into place at the end, so
-    a failed or interrupted dump never destroys what was there. What an unfinished dump
-    wrote (closed, so it parses) is kept beside it as ``<name>.partial<suffix>``.
+    A regular file (or a name not taken yet) is written under a temporary name beside it
+    and moved into place at the end, so a failed or interrupted dump never destroys what
+    was there; a symbolic link is followed, and the file keeps its permissions. What an
+    unfinished dump wrote (closed, so it parses) is kept beside it as
+    ``<name>.partial<suffix>``. Anything else (a pipe, ``/dev/stdout``) is written to as
+    it is.
     """
 
     def __init__(self, path: str | None) -> None:
         self.path = Path(path) if path else None
         self._temp: Path | None = None
+        self._direct = self.path is None
         if self.path is None:
             self.stream: IO[str] = sys.stdout
             return
-        folder = self.path.parent
         if self.path.is_dir():
             raise _Failure(f"cannot write {path}: it is a folder; give a file name", EXIT_USAGE)
-        if not folder.is_dir():
-            raise _Failure(f"cannot write {path}: the folder {folder} does not exist", EXIT_USAGE)
+        target = self.path.resolve() if self.path.is_symlink() else self.path
+        if target.exists() and not target.is_file():  # a pipe or a device: write to it
+            self._direct = True
+            self.stream = self._open(target)
+            return
+        if not target.parent.is_dir():
+            raise _Failure(
+                f"cannot write {path}: the folder {target.parent} does not exist", EXIT_USAGE
+            )
+        if target.exists() and not os.access(target, os.W_OK):
+            raise _Failure(f"cannot write {path}: permission denied", EXIT_USAGE)
+        self.path = target
         try:
-            fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{self.path.name}.", suffix=".tmp")
+            fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         except OSError as exc:
             raise _Failure(
-                f"cannot write in {folder}: {exc.strerror or type(exc).__name__}", EXIT_USAGE
+                f"cannot write in {target.parent}: {exc.strerror or type(exc).__name__}",
+                EXIT_USAGE,
             ) from None
         self._temp = Path(temp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(fd, 0o666 & ~umask)  # as open() would have made it, not mkstemp's 0600
+        if target.exists():
+            shutil.copymode(target, self._temp)
+        else:  # as open() would have made it, not mkstemp's 0600
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(fd, 0o666 & ~umask)
         self.stream = os.fdopen(fd, "w", encoding="utf-8")
+
+    @staticmethod
+    def _open(path: Path) -> IO[str]:
+        try:
+            return path.open("w", encoding="utf-8")
+        except OSError as exc:
+            raise _Failure(
+                f"cannot write {path}: {exc.strerror or type(exc).__name__}", EXIT_USAGE
+            ) from None
 
     def commit(self) -> None:
         """The dump is complete: put it in place."""
@@ -381,12 +410,15 @@ class _Output:
             self.stream.close()
             os.replace(self._temp, self.path)
             self._temp = None
+        elif self.path is not None:
+            self.stream.close()
 
     def settle(self, count: int) -> str:
         """The dump did not finish: keep what it wrote beside the target; say where."""
-        if self.path is None:
+        if self._direct or self.path is None or self._temp is None:
+            if self.path is not None:
+                self.stream.close()
             return "the output holds them, closed so that it parses"
-        assert self._temp is not None
         self.stream.close()
         kept = f"; {self.path} was left as it was" if self.path.exists() else ""
         if not count:

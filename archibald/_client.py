@@ -20,6 +20,8 @@ import email.utils
 import json
 import logging
 import math
+import os
+import socket
 import time
 from collections.abc import Iterable, Mapping
 from contextlib import AsyncExitStack
@@ -36,7 +38,7 @@ from ._secrets import SECRET_PARAMETERS, is_secure_url, origin_of, redact_url
 from ._urls import check_http_url, check_service_path
 from ._validate import is_number, is_whole
 from ._version import __version__
-from .auth import ArcGISAuth, NoAuth
+from .auth import ArcGISAuth, NoAuth, RefreshingAuth
 from .config import RetryPolicy
 from .exceptions import (
     ArchieError,
@@ -117,14 +119,16 @@ class ArchieClient:
     Errors that ArcGIS reports inside HTTP 200 responses become typed exceptions; a
     rejected token is refreshed once and the request retried; transient failures of
     requests that are safe to repeat are retried with backoff. The client takes a hold on
-    *auth* for its block: it enters the auth if nobody has, and an auth shared with other
-    clients (or entered by the caller) stops only when its last holder leaves.
+    a token auth for its block: it enters the auth if nobody has, and an auth shared with
+    other clients (or entered by the caller) is stopped by the last holder to leave (see
+    `RefreshingAuth`). Any other auth is entered only if it is not active yet.
 
     Args:
         base_url: The services root, ending in ``rest/services``.
         auth: How requests are authorized; `NoAuth` by default.
         timeout: The longest one attempt of a request may take, in seconds, from sending
-            it to the last byte of the answer (also httpx's timeout for each read).
+            it to the last byte of the answer (also httpx's timeout for each read). Raise
+            it for answers that take longer to download (large exports, attachments).
         max_concurrent_requests: The most requests in flight at once, for this client.
         retry: How transient failures are retried.
         trusted_origins: More origins (``https://host``) that may receive the token,
@@ -199,7 +203,10 @@ class ArchieClient:
         stack = AsyncExitStack()
         async with AsyncExitStack() as unwind:
             unwind.push_async_exit(stack)
-            await stack.enter_async_context(self._auth)  # a hold: see "Sharing an auth"
+            if isinstance(self._auth, RefreshingAuth) or not self._auth.is_active:
+                # A hold on a token auth (see "Sharing one auth"); an auth of your own that
+                # you entered is left to you.
+                await stack.enter_async_context(self._auth)
             if self._given_http is not None:
                 self._http = self._given_http
             else:
@@ -265,6 +272,8 @@ class ArchieClient:
         if not endpoint:
             return self._base_url
         path, mark, query = endpoint.partition("?")
+        if not path.strip("/"):
+            return f"{self._base_url}{mark}{query}"
         return f"{self._base_url}/{check_service_path(path, 'endpoint')}{mark}{query}"
 
     async def get(
@@ -692,30 +701,43 @@ def _follow(
 def _describe_transport_error(exc: httpx.TransportError, url: str) -> str:
     """What went wrong, in the words of the operating system where it said any."""
     host = urlsplit(url).hostname or "the server"
-    reason = _reason(exc)
-    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+    if isinstance(exc, httpx.PoolTimeout):
+        return f"no free connection to {host} in time ({type(exc).__name__})"
+    if isinstance(exc, httpx.ConnectTimeout):
         return f"could not connect to {host} in time ({type(exc).__name__})"
     if isinstance(exc, httpx.TimeoutException):
         return f"{host} took too long to answer ({type(exc).__name__})"
+    reason = _reason(exc) or type(exc).__name__
     if isinstance(exc, httpx.ConnectError):
-        return f"could not connect to {host}: {reason or type(exc).__name__}"
-    return f"the connection to {host} broke: {reason or type(exc).__name__}"
+        return f"could not connect to {host}: {reason}"
+    return f"the connection to {host} broke: {reason}"
 
 
 def _reason(exc: BaseException) -> str:
-    """The operating system's words for the innermost cause of *exc* (such as
-    "Name or service not known" or "Connection refused"), else its message."""
+    """The operating system's words for the innermost cause of *exc*, such as
+    "Connection refused" or "Name or service not known", else its own message.
+
+    The cause may sit in ``__cause__``, ``__context__``, or inside an exception group
+    (one error per address tried).
+    """
     seen: set[int] = set()
-    current: BaseException | None = exc
+    pending: list[BaseException] = [exc]
     message = ""
-    while current is not None and id(current) not in seen:
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
         seen.add(id(current))
-        if isinstance(current, OSError) and current.strerror:
+        if isinstance(current, socket.gaierror) and current.strerror:
             return str(current.strerror)
+        if isinstance(current, OSError) and current.errno and current.errno > 0:
+            return os.strerror(current.errno)
         if str(current) and not message:
             message = str(current)
-        current = current.__cause__ or current.__context__
-    # httpx quotes the OS error as "[Errno 111] Connection refused"
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    # httpx quotes the OS error as "[Errno -2] Name or service not known"
     return message.split("] ", 1)[-1] if message.startswith("[Errno") else message
 
 

@@ -52,6 +52,9 @@ def esri_geometry_to_geojson(
 ) -> dict[str, Any] | None:
     """Convert one Esri JSON geometry to a GeoJSON geometry; an empty one becomes None.
 
+    The result's positions may be the input's own lists (copying them would cost a
+    crawl a third of its conversion time): copy before changing them in place.
+
     Args:
         geometry: The Esri geometry.
         has_z: Whether positions carry z (the answer's ``hasZ``), if known.
@@ -69,10 +72,12 @@ def esri_geometry_to_geojson(
     has_m = geometry.get("hasM", has_m)
     keep = 3 if has_z or (has_z is None and not has_m) else 2
     try:
+        if "x" in geometry:  # a point names its z: no need to guess from hasM
+            return _point(geometry, keep=has_z is not False)
         return _convert(geometry, keep)
     except GeometryError:
         raise
-    except (TypeError, ValueError, IndexError, KeyError, AttributeError) as exc:
+    except (TypeError, ValueError, IndexError, KeyError, AttributeError, ArithmeticError) as exc:
         raise GeometryError(f"not a valid Esri geometry ({type(exc).__name__}: {exc})") from exc
 
 
@@ -113,7 +118,7 @@ class GeoJSONConverter:
     ) -> dict[str, Any]:
         """The GeoJSON Feature for *feature* (arguments as for `esri_feature_to_geojson`)."""
         try:
-            geometry = esri_geometry_to_geojson(feature.get("geometry"), has_z=has_z, has_m=has_m)
+            return esri_feature_to_geojson(feature, object_id_field, has_z=has_z, has_m=has_m)
         except GeometryError as exc:
             self.unconvertible += 1
             if self.unconvertible == 1:
@@ -124,8 +129,7 @@ class GeoJSONConverter:
                     oid,
                     exc,
                 )
-            geometry = None
-        return _feature(feature, object_id_field, geometry)
+            return _feature(feature, object_id_field, None)
 
 
 def _feature(
@@ -141,8 +145,6 @@ def _feature(
 
 
 def _convert(geometry: Mapping[str, Any], keep: int) -> dict[str, Any] | None:
-    if "x" in geometry:
-        return _point(geometry, keep)
     if "rings" in geometry:
         polygons = _polygons(geometry["rings"], keep)
         if not polygons:
@@ -166,13 +168,13 @@ def _convert(geometry: Mapping[str, Any], keep: int) -> dict[str, Any] | None:
     raise GeometryError(f"not an Esri geometry: keys {sorted(geometry)}")
 
 
-def _point(geometry: Mapping[str, Any], keep: int) -> dict[str, Any] | None:
+def _point(geometry: Mapping[str, Any], *, keep: bool) -> dict[str, Any] | None:
     x, y = geometry["x"], geometry.get("y")
     if _is_empty(x) or _is_empty(y):
         return None
     coordinates = [_number(x), _number(y)]
     z = geometry.get("z")
-    if keep == 3 and z is not None and not _is_empty(z):
+    if keep and z is not None and not _is_empty(z):
         coordinates.append(_number(z))
     return {"type": "Point", "coordinates": coordinates}
 

@@ -935,7 +935,7 @@ class _Crawl:
         """What the consumer gets when *batch* could not be fetched because of *error*."""
         if isinstance(error, IncompleteResultError) or not isinstance(error, ArchieError):
             return error
-        if isinstance(error, ArcGISError) and error.code == 400 and not self.succeeded:
+        if isinstance(error, ArcGISError) and _refuses_the_request(error) and not self.succeeded:
             # The server refused the query itself (a field or spatial reference it does
             # not know): a mistake in the request, not features that went missing.
             rejected = InvalidParameterError(
@@ -1123,10 +1123,11 @@ class _Shape:
 
 def _fields_param(out_fields: str | Iterable[str], info: LayerInfo, url: str) -> str:
     """The ``outFields`` parameter; names the layer does not have are refused here."""
+    given = list(out_fields) if isinstance(out_fields, Iterable) else None
     if isinstance(out_fields, str):
         names = [n.strip() for n in out_fields.split(",") if n.strip()]
-    elif isinstance(out_fields, Iterable) and all(isinstance(n, str) for n in out_fields):
-        names = [n.strip() for n in out_fields]
+    elif given is not None and all(isinstance(n, str) for n in given):
+        names = [n.strip() for n in given]
     else:
         raise InvalidParameterError(
             f"out_fields must be '*', a comma-separated string or a list of field names, "
@@ -1144,6 +1145,16 @@ def _fields_param(out_fields: str | Iterable[str], info: LayerInfo, url: str) ->
     if info.object_id_field.lower() not in {n.lower() for n in names}:
         names.append(info.object_id_field)  # needed to check that every feature arrived
     return ",".join(names)
+
+
+# Words with which servers refuse a query's parameters (a field, a spatial reference),
+# as opposed to a 400 "Unable to complete operation." for a database that failed.
+_PARAMETER_WORDS = ("invalid", "parameter", "field", "outsr", "spatial reference", "project")
+
+
+def _refuses_the_request(error: ArcGISError) -> bool:
+    text = " ".join([error.message, *error.details]).lower()
+    return error.code == 400 and any(word in text for word in _PARAMETER_WORDS)
 
 
 def _describe_params(params: Mapping[str, Any]) -> str:

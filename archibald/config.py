@@ -74,9 +74,9 @@ class TokenPolicy:
             lifetime by default instead of continuously.
         min_renew_interval: Never renew sooner than this many seconds after the last
             token was issued (a guard against a server whose clock makes its tokens look
-            nearly expired), unless the token would expire first: renewal never comes
-            later than 90% of a token's lifetime, so tokens of a few seconds are renewed
-            at 90% of their life.
+            nearly expired), unless the token would expire first: the guard never pushes
+            renewal later than 90% of a token's lifetime, so tokens of a few seconds are
+            renewed at 90% of their life.
         retry_initial: The first wait after a failed renewal.
         retry_max: The longest wait between two attempts.
         retry_jitter: A random extra wait of up to this many seconds, so that many

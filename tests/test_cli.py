@@ -379,3 +379,26 @@ def test_a_terminal_shows_progress() -> None:
     assert b"\x1b[" in output  # the progress bar
     assert b"demo" in output
     assert b"exactly once: yes" in output
+
+
+async def test_a_dump_through_a_symlink_replaces_the_file_it_points_to(
+    origin: str, tmp_path: Path
+) -> None:
+    """-o latest.geojson, a link to data.geojson: data.geojson gets the dump, the link
+    stays a link, and the file keeps its permissions."""
+    data = tmp_path / "data.geojson"
+    data.write_text("old")
+    data.chmod(0o640)
+    link = tmp_path / "latest.geojson"
+    link.symlink_to(data)
+    done = await archibald("dump", f"{origin}/{LAYER}", "-o", str(link), **signed_in(origin))
+    assert 0 == done.returncode, done.stderr
+    assert link.is_symlink()
+    assert 2500 == len(json.loads(data.read_text())["features"])
+    assert 0o640 == data.stat().st_mode & 0o777
+
+
+async def test_a_json_link_from_the_rest_directory_is_accepted(origin: str) -> None:
+    """?f=pjson (the REST directory's JSON link) changes nothing and is not refused."""
+    done = await archibald("info", f"{origin}/{LAYER}?f=pjson", **signed_in(origin))
+    assert 0 == done.returncode, done.stderr

@@ -791,3 +791,25 @@ async def test_plain_http_to_a_trusted_origin_is_warned_once(
                 await client.get_json("Roads/FeatureServer/0")
     warnings = [r for r in caplog.records if "not sending the token" in r.getMessage()]
     assert 1 == len(warnings)
+
+
+@pytest.mark.real_clock
+async def test_a_refused_connection_says_so_on_real_sockets() -> None:
+    """Through httpx's real network stack, on either backend: "Connection refused"."""
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with ArchieClient(
+        f"http://127.0.0.1:{port}/arcgis/rest/services", retry=RetryPolicy(attempts=1)
+    ) as client:
+        with pytest.raises(NetworkError) as info:
+            await client.get_json("")
+    assert "could not connect to 127.0.0.1: Connection refused" in str(info.value)
+
+
+async def test_an_endpoint_of_only_a_query_string_is_the_root() -> None:
+    """url_for('?f=json') is the services root with that query, not an error."""
+    async with ArchieClient(BASE) as client:
+        assert f"{BASE}?f=json" == client.url_for("?f=json")

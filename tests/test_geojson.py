@@ -161,3 +161,23 @@ async def test_a_crawl_goes_on_past_a_geometry_it_cannot_convert() -> None:
     assert [None, None] == [got[41]["geometry"], got[42]["geometry"]]
     assert "n42" == got[41]["properties"]["NAME"]
     assert 1 == stream.unconvertible_geometries
+
+
+def test_numbers_too_large_for_a_float_are_a_geometry_error() -> None:
+    """A 400-digit coordinate (valid JSON) raises GeometryError, not OverflowError."""
+    huge = 10**400
+    with pytest.raises(GeometryError):
+        esri_geometry_to_geojson({"paths": [[[0, 0], [huge, 1]]]})
+    with pytest.raises(GeometryError):
+        esri_geometry_to_geojson({"rings": [[[0, 0], [0, huge], [1, 1], [0, 0]]]})
+    converter = GeoJSONConverter()
+    assert converter.feature({"geometry": {"x": float("inf"), "y": 1}})["geometry"] is None
+    assert converter.feature({"geometry": {"paths": [[[0, 0], [huge, 1]]]}})["geometry"] is None
+    assert 2 == converter.unconvertible
+
+
+def test_a_points_z_is_kept_whatever_hasm_says() -> None:
+    """A point names its z: hasM without hasZ does not drop it (only hasZ=false does)."""
+    point = {"x": 1, "y": 2, "z": 3, "m": 4}
+    assert [1, 2, 3] == esri_geometry_to_geojson(point, has_m=True)["coordinates"]  # type: ignore[index]
+    assert [1, 2] == esri_geometry_to_geojson(point, has_z=False)["coordinates"]  # type: ignore[index]

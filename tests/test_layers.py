@@ -678,3 +678,45 @@ async def test_a_service_path_must_name_a_service(fake: FakeArcGIS, path: str) -
             FeatureLayer(client, path, 0)
         with pytest.raises(InvalidParameterError, match="service"):
             FeatureService(client, path)
+
+
+class DatabaseDown(httpx.AsyncBaseTransport):
+    """FakeArcGIS, except that every id-range query fails as a busy database does."""
+
+    def __init__(self, fake: FakeArcGIS) -> None:
+        self.inner = fake.transport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if b"%3E%3D" in request.content:  # where=OBJECTID >= ...: a batch of the crawl
+            return httpx.Response(
+                200,
+                json={
+                    "error": {
+                        "code": 400,
+                        "message": "Unable to complete operation.",
+                        "details": ["Error performing query operation"],
+                    }
+                },
+            )
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_server_failure_at_the_first_page_still_names_the_missing_features(
+    fake: FakeArcGIS,
+) -> None:
+    """A 400 that blames no parameter (a database that failed) stays IncompleteResultError,
+    with the missing ids: only a refused parameter becomes InvalidParameterError."""
+    auth = UserTokenAuth(USER, PASSWORD, fake.portal_url, http_client=fake.client())
+    async with ArchieClient(fake.services_url, auth, transport=DatabaseDown(fake)) as client:
+        with pytest.raises(IncompleteResultError) as info:
+            await anext(FeatureLayer(client, "Parcels", 0).pages(max_concurrency=1))
+    assert info.value.missing is not None
+    assert list(range(1, 1001)) == info.value.missing
+
+
+async def test_out_fields_may_be_any_iterable(fake: FakeArcGIS) -> None:
+    """A generator of field names is read once, not used up by the check."""
+    async with client_for(fake) as client:
+        layer = FeatureLayer(client, "Parcels", 0)
+        page = await anext(layer.pages("OBJECTID <= 5", out_fields=(f for f in ["NAME"])))
+    assert {"NAME", "OBJECTID"} == set(page.features[0]["attributes"])

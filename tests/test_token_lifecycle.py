@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Iterator
+from contextlib import AsyncExitStack
+from typing import Any
 
 import anyio
 import httpx
@@ -630,3 +632,74 @@ async def test_tokens_shorter_than_the_minimum_interval_never_lapse() -> None:
         renewals = auth.statistics().fetches
     assert (0, 0) == (stats.token_waits, stats.token_rejections)
     assert 8 <= renewals <= 10  # about every 7.2 s (90% of 8 s)
+
+
+async def test_a_first_holder_that_fails_does_not_wait_for_the_others(
+    server: FakeTokenServer,
+) -> None:
+    """The task that entered first raises: its error comes out at once (not when the other
+    holders finish), and the others get a clear AuthNotActiveError."""
+    auth = make_auth(server)
+    seen: list[BaseException] = []
+    failed_at: list[float] = []
+
+    async def first() -> None:
+        try:
+            async with auth:
+                await anyio.sleep(1)
+                raise RuntimeError("the first holder's own failure")
+        except RuntimeError:
+            failed_at.append(anyio.current_time())
+
+    async def second() -> None:
+        await anyio.sleep(0.5)
+        async with auth:
+            await anyio.sleep(30)
+            try:
+                await auth.get_token()
+            except AuthNotActiveError as exc:
+                seen.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(first)
+        tg.start_soon(second)
+    assert failed_at[0] < 2
+    assert 1 == len(seen)
+    assert "entered it first left" in str(seen[0])
+
+
+class SlowToClose(UserTokenAuth):
+    """An auth whose closing takes a second (as one that leaves a busy portal would)."""
+
+    async def _enter_dependencies(self, stack: AsyncExitStack) -> None:
+        stack.push_async_callback(anyio.sleep, 1)
+
+
+async def test_entering_while_the_last_holder_is_closing_starts_afresh(
+    server: FakeTokenServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A holder arriving while the auth is still closing waits, then starts it again with
+    a fresh token and a working HTTP client of its own."""
+    real_client = httpx.AsyncClient
+
+    def own_client(**kwargs: Any) -> httpx.AsyncClient:  # the one the auth makes on entry
+        return real_client(transport=httpx.MockTransport(server.handle), **kwargs)
+
+    monkeypatch.setattr(httpx, "AsyncClient", own_client)
+    auth = SlowToClose(USERNAME, PASSWORD, token_url=TOKEN_URL)
+    tokens: list[str] = []
+
+    async def first() -> None:
+        async with auth:
+            tokens.append(await auth.get_token())
+
+    async def second() -> None:
+        await anyio.sleep(0.5)  # the first is closing now
+        async with auth:
+            await anyio.sleep(HOUR)  # a renewal: the refresher's client still works
+            tokens.append(await auth.get_token())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(first)
+        tg.start_soon(second)
+    assert ["tok-SECRET-1", "tok-SECRET-3"] == tokens

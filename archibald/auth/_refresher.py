@@ -166,10 +166,10 @@ class RefreshingAuth(ArcGISAuth):
     ``async with`` takes a hold on it. The first starts the refresher; one that comes
     while the first is still fetching the first token waits for it (and gets its error
     if that fails); the refresher stops when the last hold is released. The refresher
-    belongs to the task that entered first, so that task, on leaving, waits for holders
-    in other tasks to leave first (if it is cancelled instead, the auth stops and their
-    calls raise `AuthNotActiveError`). The simplest shape is to enter the auth once,
-    around the tasks that share it.
+    belongs to the task that entered first, so that task, on leaving normally, waits for
+    holders in other tasks to leave first; leaving with an error or cancelled, it stops
+    the auth at once, and their calls raise `AuthNotActiveError`. The simplest shape is
+    to enter the auth once, around the tasks that share it.
 
     Args:
         source: How to fetch one token.
@@ -209,6 +209,8 @@ class RefreshingAuth(ArcGISAuth):
         self._entering: _Entry | None = None  # set while the first holder is entering
         self._holds: collections.Counter[int] = collections.Counter()  # by task id
         self._released: anyio.Event | None = None  # set when a hold in another task ends
+        self._closing: anyio.Event | None = None  # set while aclose() is under way
+        self._left_with_holders = False  # the first holder left while others held it
         self._active = False
         self._token: _Token | None = None
         self._error: TokenRefreshError | None = None
@@ -332,6 +334,9 @@ class RefreshingAuth(ArcGISAuth):
     async def __aenter__(self) -> Self:
         task = anyio.get_current_task().id
         while not self._active:
+            if self._closing is not None:  # the last holder is still closing: let it finish
+                await self._closing.wait()
+                continue
             entry = self._entering
             if entry is None:
                 await self._start()
@@ -361,9 +366,17 @@ class RefreshingAuth(ArcGISAuth):
         if task in self._holds:
             return  # an inner hold of the host task: the host's own is still open
         try:
-            while self._holds and self._active:  # holders in other tasks: let them finish
-                self._released = anyio.Event()
-                await self._released.wait()
+            if exc_type is None and self._holds and self._active:
+                # Holders in other tasks: let them finish. (Leaving with an error or a
+                # cancellation stops the auth at once: an error is never held back.)
+                logger.info(
+                    "waiting for %d other holders of %r to leave before stopping it",
+                    len(self._holds),
+                    self,
+                )
+                while self._holds and self._active:
+                    self._released = anyio.Event()
+                    await self._released.wait()
         finally:
             await self.aclose()
 
@@ -402,10 +415,12 @@ class RefreshingAuth(ArcGISAuth):
         self._active = True
 
     async def aclose(self) -> None:
-        """Stop the refresher, wake every waiter with `AuthNotActiveError`, close the client.
+        """Stop the refresher now, wake every waiter with `AuthNotActiveError`, close the
+        client.
 
-        The same as leaving the ``async with`` block (and must run in the task that
-        entered it). Does nothing if the auth is not active.
+        Unlike leaving an ``async with`` block, this does not wait for other holders: it
+        stops the auth for all of them. It must run in the task that entered the auth
+        first, and does nothing if the auth is not active.
         """
         if not self._active or self._stack is None or self._task_group is None:
             return
@@ -416,17 +431,21 @@ class RefreshingAuth(ArcGISAuth):
             )
         self._active = False
         self._closed = True
+        self._left_with_holders = bool({task for task in self._holds if task != self._host_task})
         self._holds.clear()
         self._generation += 1  # a fetch finishing now must not publish
         self._token = None
         self._notify()
         self._task_group.cancel_scope.cancel()
         stack, self._stack, self._task_group = self._stack, None, None
+        closing = self._closing = anyio.Event()  # a new entry waits until this is done
         try:
             await stack.aclose()
         finally:
             if self._own_http:
                 self._http = None
+            self._closing = None
+            closing.set()
 
     def __repr__(self) -> str:
         state = "active" if self._active else "inactive"
@@ -555,6 +574,7 @@ class RefreshingAuth(ArcGISAuth):
         self._error = None
         self._forced = None
         self._closed = False
+        self._left_with_holders = False
         self._changed = anyio.Event()
         self._generation += 1
         self._scope = anyio.CancelScope()
@@ -563,6 +583,12 @@ class RefreshingAuth(ArcGISAuth):
     def _check_active(self) -> None:
         if self._active:
             return
+        if self._closed and self._left_with_holders:
+            raise AuthNotActiveError(
+                f"{type(self).__name__} was stopped: the task that entered it first left "
+                "(with an error, or cancelled) while others still held it; enter the auth "
+                "once, around every task that shares it"
+            )
         if self._closed:
             raise AuthNotActiveError(
                 f"{type(self).__name__} has left its `async with` block; tokens are only "
@@ -602,7 +628,10 @@ class _Entry:
 def _entry_failed(auth: RefreshingAuth, error: Exception) -> Exception:
     """What a holder that waited for another holder's failed entry raises."""
     if isinstance(error, TokenRefreshError):
-        return type(error)(str(error), retryable=error.retryable)
+        try:
+            return type(error)(str(error), retryable=error.retryable)
+        except TypeError:  # a source's own subclass, built differently
+            return TokenRefreshError(str(error), retryable=error.retryable)
     return AuthNotActiveError(
         f"{type(auth).__name__} could not be entered (another holder's `async with` "
         f"failed: {type(error).__name__}: {error})"

@@ -132,10 +132,12 @@ class _ServerTokenExchange(TokenSource):
         renew_after = None
         if portal_state.expires_in is not None:
             # A server token is no good once the portal token behind it lapses; renew it
-            # just after the portal renews its own.
+            # just after the portal renews its own: a second later, or halfway to the
+            # portal token's expiry if that comes sooner (tokens of seconds).
             lifetime = min(lifetime, portal_state.expires_in)
             if portal_state.renews_in is not None and portal_state.renews_in >= 0:
-                renew_after = portal_state.renews_in + 1.0
+                window = max(0.0, portal_state.expires_in - portal_state.renews_in)
+                renew_after = portal_state.renews_in + min(1.0, window / 2)
         return IssuedToken(value=token, lifetime=lifetime, renew_after=renew_after)
 
     async def _find_exchange_url(self, http: httpx.AsyncClient, who: str) -> str:
