@@ -14,7 +14,7 @@ import math
 import random
 import re
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -544,11 +544,32 @@ def web_mercator(geometry: Mapping[str, Any]) -> dict[str, Any]:
     """Project a WGS84 Esri geometry to Web Mercator (wkid 102100 / 3857)."""
 
     def project(point: Sequence[float]) -> list[float]:
-        x = point[0] * 20037508.342789244 / 180.0
+        x = point[0] * _HALF_WORLD / 180.0
         lat = max(min(point[1], 89.9), -89.9)
-        y = math.log(math.tan((90.0 + lat) * math.pi / 360.0)) * 6378137.0
+        y = math.log(math.tan((90.0 + lat) * math.pi / 360.0)) * _EARTH_RADIUS
         return [round(x, 3), round(y, 3), *point[2:]]
 
+    return _map_points(geometry, project)
+
+
+def wgs84(geometry: Mapping[str, Any]) -> dict[str, Any]:
+    """Project a Web Mercator Esri geometry back to WGS84 (wkid 4326)."""
+
+    def project(point: Sequence[float]) -> list[float]:
+        lon = point[0] * 180.0 / _HALF_WORLD
+        lat = math.degrees(2 * math.atan(math.exp(point[1] / _EARTH_RADIUS)) - math.pi / 2)
+        return [round(lon, 9), round(lat, 9), *point[2:]]
+
+    return _map_points(geometry, project)
+
+
+_HALF_WORLD = 20037508.342789244
+_EARTH_RADIUS = 6378137.0
+
+
+def _map_points(
+    geometry: Mapping[str, Any], project: Callable[[Sequence[float]], list[float]]
+) -> dict[str, Any]:
     if "x" in geometry:
         if geometry["x"] is None:
             return dict(geometry)

@@ -33,6 +33,7 @@ from ._data import (
     GeometryKind,
     generate_features,
     web_mercator,
+    wgs84,
 )
 from ._where import WhereError
 
@@ -980,10 +981,13 @@ class FakeArcGIS:
             wkid = int(json.loads(value)["wkid"]) if value.strip().startswith("{") else int(value)
         except (ValueError, KeyError, TypeError) as exc:
             raise _Refusal(400, "Unable to complete operation.", ["Invalid outSR."]) from exc
-        if wkid == layer.spatial_reference.get("wkid"):
+        own = layer.spatial_reference.get("wkid")
+        if wkid == own or (wkid in _WEB_MERCATOR and own in _WEB_MERCATOR):
             return None
-        if wkid in _WEB_MERCATOR and layer.spatial_reference.get("wkid") == 4326:
+        if wkid in _WEB_MERCATOR and own == 4326:
             return {"wkid": 102100, "latestWkid": 3857}
+        if wkid == 4326 and own in _WEB_MERCATOR:
+            return {"wkid": 4326, "latestWkid": 4326}
         raise _Refusal(
             400, "Unable to complete operation.", [f"FakeArcGIS cannot project to wkid {wkid}."]
         )
@@ -1002,7 +1006,10 @@ class FakeArcGIS:
             "attributes": {name: attributes.get(name) for name in out_fields}
         }
         if geometry and "geometry" in row:
-            feature["geometry"] = web_mercator(row["geometry"]) if out_sr else row["geometry"]
+            feature["geometry"] = row["geometry"]
+            if out_sr is not None:  # one of the two projections the emulator knows
+                to_wgs84 = out_sr.get("wkid") == 4326
+                feature["geometry"] = (wgs84 if to_wgs84 else web_mercator)(row["geometry"])
         return feature
 
     def _statistics(self, layer: FakeLayer, oids: list[int], spec: str) -> dict[str, Any]:
