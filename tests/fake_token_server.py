@@ -20,7 +20,7 @@ USERNAME = "alice"
 PASSWORD = "hunter2-SECRET-password"
 TOKEN_PREFIX = "tok-SECRET-"
 
-Mode = Literal["ok", "down", "unavailable", "html", "refuse", "not-found", "no-token"]
+Mode = Literal["ok", "down", "unavailable", "busy-json", "html", "refuse", "not-found", "no-token"]
 
 
 @attrs.define
@@ -69,6 +69,10 @@ class FakeTokenServer:
             raise httpx.ConnectError("connection refused", request=request)
         if self.mode == "unavailable":
             return httpx.Response(503, text="Service Unavailable")
+        if self.mode == "busy-json":  # a busy server that still answers in JSON
+            return httpx.Response(
+                503, json={"error": {"code": 503, "message": "Service is busy, retry later."}}
+            )
         if self.mode == "html":
             return httpx.Response(
                 200,

@@ -235,24 +235,28 @@ def test_the_portal_token_only_goes_to_the_portal() -> None:
 # -- from the environment ---------------------------------------------------------------
 
 
-def test_credentials_from_the_environment() -> None:
-    """Each kind reads its documented variables; ARCGIS_PORTAL_URL sets the portal."""
+async def test_credentials_from_the_environment(fake: FakeArcGIS) -> None:
+    """Each kind reads its documented variables, and they work: the user and the app sign
+    in at the portal that ARCGIS_PORTAL_URL names, the key is the key."""
+    fake.add_api_key("key-SECRET-9")
     env = {
         "ARCGIS_USERNAME": USER,
         "ARCGIS_PASSWORD": PASSWORD,
         "ARCGIS_CLIENT_ID": APP,
         "ARCGIS_CLIENT_SECRET": APP_SECRET,
         "ARCGIS_API_KEY": "key-SECRET-9",
-        "ARCGIS_PORTAL_URL": "https://gis.example.com/portal",
+        "ARCGIS_PORTAL_URL": fake.portal_url,
     }
-    user = UserTokenAuth.from_env(env)
-    app = AppCredentialsAuth.from_env(env, expiration=30)
+    user = UserTokenAuth.from_env(env, http_client=fake.client())
+    app = AppCredentialsAuth.from_env(env, expiration=30, http_client=fake.client())
     key = APIKeyAuth.from_env(env)
-    assert (USER, "https://gis.example.com/portal/sharing/rest/generateToken") == (
-        user.username,
-        user.token_url,
-    )
+    assert (USER, fake.token_url) == (user.username, user.token_url)
     assert APP == app.client_id
+    for auth in (user, app, key):  # each reaches the secured layer
+        assert {"count": 50} == await crawl_wells(fake, auth)
+    assert 2 == fake.statistics().tokens_issued
+    async with app:  # the other arguments reach the constructor: 30-minute tokens
+        assert 30 * 60 == app.statistics().expires_in
     assert "key-SECRET" not in repr(key)
 
 

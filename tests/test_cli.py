@@ -156,10 +156,14 @@ async def test_errors_are_one_clear_line(
 
 
 async def test_debug_shows_the_traceback(origin: str) -> None:
-    """--debug: the traceback, for bug reports."""
+    """--debug: the traceback of the error itself (from the client, ending in the typed
+    error), for bug reports."""
     done = await archibald("--debug", "info", f"{origin}/{LAYER}")
-    assert 0 != done.returncode
-    assert b"Traceback" in done.stderr
+    text = done.stderr.decode()
+    assert 1 == done.returncode
+    assert "Traceback (most recent call last)" in text
+    assert "archibald/_client.py" in text
+    assert text.rstrip().splitlines()[-1].startswith("archibald.exceptions.TokenMissingError: ")
 
 
 async def test_the_demo_is_exact_and_never_waits() -> None:

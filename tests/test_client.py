@@ -25,6 +25,7 @@ from archibald import (
     ServiceError,
     TokenExpiredError,
     TokenMissingError,
+    TokenPlacement,
     UserTokenAuth,
 )
 from archibald.testing import FakeArcGIS
@@ -173,15 +174,18 @@ async def test_late_rejections_reuse_the_new_token(fake: FakeArcGIS, wire: Recor
     assert 20 == stats.token_rejections  # the ones on the wire when the token was revoked
 
 
-async def test_a_second_rejection_surfaces(fake: FakeArcGIS, wire: Recording) -> None:
+async def test_a_second_rejection_surfaces(fake: FakeArcGIS) -> None:
     """A token rejected again right after a refresh: TokenExpiredError, no loop."""
-    fake.add_feature_layer("Private/Wells", layer_id=1, count=1, secured=True)
-    async with make_client(fake, wire) as client:
-        original = fake._valid_token
-        fake._valid_token = lambda value, request: None  # type: ignore[method-assign]
+    inner = fake.transport()
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith(f"{WELLS}/query"):  # this service takes no token at all
+            return httpx.Response(200, json=envelope(498, "Invalid token."))
+        return await inner.handle_async_request(request)
+
+    async with make_client(fake, Recording(httpx.MockTransport(handle))) as client:
         with pytest.raises(TokenExpiredError) as info:
             await client.get_json(f"{WELLS}/query", params=COUNT)
-        fake._valid_token = original  # type: ignore[method-assign]
         stats = client.statistics()
     assert "rejected again with a fresh token" in str(info.value)
     assert (2, 1) == (stats.token_rejections, stats.refreshes)
@@ -445,19 +449,29 @@ async def test_the_token_stays_with_trusted_origins(portal: respx.MockRouter) ->
     } == sent
 
 
-async def test_a_redirect_to_another_origin_drops_the_token() -> None:
-    """Redirected elsewhere, the next hop carries no token (of any placement)."""
+@pytest.mark.parametrize("placement", list(TokenPlacement))
+async def test_a_redirect_to_another_origin_drops_the_token(placement: TokenPlacement) -> None:
+    """Redirected elsewhere, the next hop carries no token, whatever the placement: not in
+    a header, the URL or the body."""
     with respx.mock() as router:
         router.post(TOKEN_URL).respond(json={"token": "tok-wire", "expires": 4102444800000})
-        router.get(url__startswith=f"{BASE}/Moved").respond(
+        moved = router.route(url__startswith=f"{BASE}/Moved").respond(
             307, headers={"Location": "https://elsewhere.example.net/data?f=json"}
         )
-        landing = router.get(url__startswith="https://elsewhere.example.net/").respond(
+        landing = router.route(url__startswith="https://elsewhere.example.net/").respond(
             json={"ok": True}
         )
-        async with ArchieClient(BASE, wire_auth()) as client:
+        auth = UserTokenAuth(USER, PASSWORD, "https://portal.example.com", placement=placement)
+        async with ArchieClient(BASE, auth) as client:
             assert {"ok": True} == await client.get_json("Moved")
-    assert "Authorization" not in landing.calls.last.request.headers
+    assert "tok-wire" in everything_sent(moved.calls.last.request)
+    assert "tok-wire" not in everything_sent(landing.calls.last.request)
+
+
+def everything_sent(request: httpx.Request) -> str:
+    """Every header (unmasked), the URL and the body of *request*, as one text."""
+    headers = b"\n".join(name + b": " + value for name, value in request.headers.raw)
+    return f"{headers.decode()}\n{request.url}\n{request.content.decode()}"
 
 
 # -- construction ---------------------------------------------------------------------
@@ -545,8 +559,7 @@ async def test_a_float_498_is_a_rejected_token(fake: FakeArcGIS, wire: Recording
             return httpx.Response(200, json=answer)
         return await wire.handle_async_request(request)
 
-    async with make_client(fake, wire) as client:
-        client._http._transport = httpx.MockTransport(handle)  # type: ignore[union-attr]
+    async with make_client(fake, Recording(httpx.MockTransport(handle))) as client:
         assert {"count": 50} == await client.get_json(f"{WELLS}/query", params=COUNT)
         assert (1, 1) == (client.statistics().token_rejections, client.statistics().refreshes)
 
@@ -813,3 +826,28 @@ async def test_an_endpoint_of_only_a_query_string_is_the_root() -> None:
     """url_for('?f=json') is the services root with that query, not an error."""
     async with ArchieClient(BASE) as client:
         assert f"{BASE}?f=json" == client.url_for("?f=json")
+
+
+# -- guarding promises: each test below fails with a bug planted in the code it covers ----
+
+
+async def test_an_edit_whose_connection_broke_after_sending_is_not_sent_again(
+    fake: FakeArcGIS,
+) -> None:
+    """applyEdits reached the server, which applied it, then the connection broke: the
+    client reports it and does not send the edit twice."""
+    inner = fake.transport()
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        response = await inner.handle_async_request(request)
+        if request.url.path.endswith("applyEdits"):
+            await response.aread()  # the server did the work...
+            raise httpx.ReadError("connection reset by peer", request=request)  # ...then
+        return response
+
+    async with make_client(fake, Recording(httpx.MockTransport(handle))) as client:
+        with pytest.raises(NetworkError, match="broke"):
+            await client.post_json(f"{PARCELS}/applyEdits", data={"deletes": [1, 2]})
+        assert 0 == client.statistics().retries
+    assert 1 == fake.statistics().requests["applyEdits"]
+    assert 2998 == len(fake.layer("Parcels"))

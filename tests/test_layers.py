@@ -75,13 +75,6 @@ async def test_every_feature_once_in_order(fake: FakeArcGIS, ahead: bool) -> Non
     "misbehave",
     [
         pytest.param(lambda fake: setattr(fake.faults, "page_cap", 400), id="page-cap-400"),
-        pytest.param(
-            lambda fake: setattr(fake.layer("Parcels"), "supports_pagination", False),
-            id="no-pagination",
-        ),
-        pytest.param(
-            lambda fake: setattr(fake.faults, "ignore_result_offset", True), id="offset-ignored"
-        ),
         pytest.param(lambda fake: fake.faults.failure_rate.update(query=0.05), id="503-on-5%"),
         pytest.param(lambda fake: setattr(fake.faults, "unordered", True), id="unordered"),
     ],
@@ -89,7 +82,9 @@ async def test_every_feature_once_in_order(fake: FakeArcGIS, ahead: bool) -> Non
 async def test_every_feature_once_when_the_server_misbehaves(
     fake: FakeArcGIS, misbehave: Any, ahead: bool
 ) -> None:
-    """Capped pages, no pagination, ignored offsets, 503s, scrambled order: still exact."""
+    """Capped pages, 503s, scrambled order: still exact. (A server without pagination, or
+    one that ignores resultOffset, cannot touch a crawl that never pages by offset: see
+    test_offset_paging_breaks_where_the_crawl_does_not.)"""
     misbehave(fake)
     async with client_for(fake) as client:
         assert ALL == await crawl_ids(FeatureLayer(client, "Parcels", 0), ahead)
@@ -720,3 +715,153 @@ async def test_out_fields_may_be_any_iterable(fake: FakeArcGIS) -> None:
         layer = FeatureLayer(client, "Parcels", 0)
         page = await anext(layer.pages("OBJECTID <= 5", out_fields=(f for f in ["NAME"])))
     assert {"NAME", "OBJECTID"} == set(page.features[0]["attributes"])
+
+
+# -- guarding promises: each test below fails with a bug planted in the code it covers ----
+
+
+class UnevenBatches(httpx.AsyncBaseTransport):
+    """FakeArcGIS, where the batches starting at the ids in *fast* answer in 0.1 s and every
+    other batch in 2 s."""
+
+    def __init__(self, fake: FakeArcGIS, fast: set[int]) -> None:
+        self.inner = fake.transport()
+        self.fast = {f"%3E%3D+{first}+".encode() for first in fast}
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if b"%3E%3D+" in request.content:  # a batch of the crawl (OBJECTID >= ...)
+            fast = any(marker in request.content for marker in self.fast)
+            await anyio.sleep(0.1 if fast else 2.0)
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_step_cancelled_after_part_of_its_window_arrived_loses_and_repeats_nothing(
+    fake: FakeArcGIS, ahead: bool
+) -> None:
+    """Cancelled while some pages of the window have arrived and others have not: resuming
+    delivers every feature exactly once."""
+    auth = UserTokenAuth(USER, PASSWORD, fake.portal_url, http_client=fake.client())
+    transport = UnevenBatches(fake, fast={1001, 3001})
+    async with ArchieClient(fake.services_url, auth, transport=transport) as client:
+        pages = FeatureLayer(client, "Parcels", 0).pages(max_concurrency=4)
+        ids: list[int] = []
+        async with pages if ahead else nullcontext(pages):
+            with anyio.move_on_after(1.0) as waited:  # batches 1001 and 3001 are in by now
+                ids.extend((await anext(pages)).object_ids)
+            assert waited.cancelled_caught
+            async for page in pages:
+                ids.extend(page.object_ids)
+    assert ALL == ids
+
+
+class IdListTampering(httpx.AsyncBaseTransport):
+    """FakeArcGIS, with its id list or count changed on the way, *times* times."""
+
+    def __init__(self, fake: FakeArcGIS, change: str, times: int = 1) -> None:
+        self.inner = fake.transport()
+        self.change = change
+        self.times = times
+        self.listings = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        asked = request.content.decode() + str(request.url)
+        body = json.loads(await response.aread())
+        if "returnIdsOnly=true" in asked:
+            self.listings += 1
+            if self.change == "cut" and self.times > 0:
+                self.times -= 1
+                body = {
+                    **body,
+                    "objectIds": body["objectIds"][:5000],
+                    "exceededTransferLimit": True,
+                }
+        elif "returnCountOnly=true" in asked and self.change == "count" and self.times > 0:
+            self.times -= 1
+            body = {"count": body["count"] + 1}  # a feature added between list and count
+        return httpx.Response(200, json=body)
+
+
+async def test_an_id_list_the_server_cut_short_is_never_crawled(fake: FakeArcGIS) -> None:
+    """returnIdsOnly answered with exceededTransferLimit: object_ids() and crawls raise,
+    instead of delivering the first 5,000 features as if they were all."""
+    auth = UserTokenAuth(USER, PASSWORD, fake.portal_url, http_client=fake.client())
+    transport = IdListTampering(fake, "cut", times=10)
+    async with ArchieClient(fake.services_url, auth, transport=transport) as client:
+        layer = FeatureLayer(client, "Parcels", 0)
+        with pytest.raises(IncompleteResultError, match="exceededTransferLimit"):
+            await layer.object_ids()
+        with pytest.raises(IncompleteResultError, match="exceededTransferLimit"):
+            await anext(layer.pages())
+
+
+async def test_a_list_and_count_that_disagree_once_are_asked_again(fake: FakeArcGIS) -> None:
+    """The layer changed between the id list and the count: the crawl lists again (once)
+    and delivers every feature, instead of failing or trusting either answer."""
+    auth = UserTokenAuth(USER, PASSWORD, fake.portal_url, http_client=fake.client())
+    transport = IdListTampering(fake, "count", times=1)
+    async with ArchieClient(fake.services_url, auth, transport=transport) as client:
+        ids = [
+            oid
+            async for page in FeatureLayer(client, "Parcels", 0).pages()
+            for oid in page.object_ids
+        ]
+    assert ALL == ids
+    assert 2 == transport.listings
+
+
+async def test_geojson_features_come_in_wgs84_from_a_projected_layer() -> None:
+    """format='geojson' on a Web Mercator layer asks for outSR=4326 and gets degrees."""
+    fake = FakeArcGIS()
+    features = [
+        {"attributes": {"OBJECTID": 1}, "geometry": {"x": 1113194.9079327357, "y": 0.0}},
+        {"attributes": {"OBJECTID": 2}, "geometry": {"x": 0.0, "y": 1118889.9748579594}},
+    ]
+    fields = [{"name": "OBJECTID", "type": "esriFieldTypeOID"}]
+    layer = fake.add_feature_layer("Mercator", features=features, fields=fields)
+    layer.spatial_reference = {"wkid": 102100, "latestWkid": 3857}
+    wire = Recording(fake.transport())
+    async with ArchieClient(fake.services_url, transport=wire) as client:
+        got = [f async for f in FeatureLayer(client, "Mercator", 0).features(format="geojson")]
+    assert [[10.0, 0.0], [0.0, 10.0]] == [
+        [round(c, 6) for c in f["geometry"]["coordinates"]] for f in got
+    ]
+    batches = [r for r in wire.requests if b"outSR" in r.content]
+    assert batches
+    assert all(b"outSR=4326" in r.content for r in batches)
+
+
+class Recording(httpx.AsyncBaseTransport):
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.requests: list[httpx.Request] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return await self.inner.handle_async_request(request)
+
+
+@pytest.mark.parametrize("fault", ["no-pagination", "offset-ignored"])
+async def test_offset_paging_breaks_where_the_crawl_does_not(fake: FakeArcGIS, fault: str) -> None:
+    """The emulator's paging faults do what real servers do to offset paging (refused, or
+    the first page again), while archibald's crawl, which never sends resultOffset, stays
+    exact."""
+    if fault == "no-pagination":
+        fake.layer("Parcels").supports_pagination = False
+    else:
+        fake.faults.ignore_result_offset = True
+    wire = Recording(fake.transport())
+    auth = UserTokenAuth(USER, PASSWORD, fake.portal_url, http_client=fake.client())
+    async with ArchieClient(fake.services_url, auth, transport=wire) as client:
+        layer = FeatureLayer(client, "Parcels", 0)
+        assert ALL == [oid async for page in layer.pages() for oid in page.object_ids]
+        assert not any(
+            b"resultOffset" in r.content or "resultOffset" in str(r.url) for r in wire.requests
+        )
+        offset_page = {"where": "1=1", "resultOffset": 1000, "resultRecordCount": 1000}
+        if fault == "no-pagination":
+            with pytest.raises(ServiceError, match="Pagination is not supported"):
+                await client.get_json(url=f"{layer.url}/query", params=offset_page)
+        else:  # the second page by offset is the first page again
+            body = await client.get_json(url=f"{layer.url}/query", params=offset_page)
+            assert 1 == body["features"][0]["attributes"]["OBJECTID"]

@@ -388,13 +388,30 @@ async def test_an_auth_can_be_entered_again_after_leaving(server: FakeTokenServe
         assert "tok-SECRET-2" == await auth.get_token()
 
 
-async def test_the_auth_closes_the_http_client_it_made(server: FakeTokenServer) -> None:
-    """Without http_client, the auth's own client is closed on exit (and no warning)."""
-    auth = UserTokenAuth(USERNAME, PASSWORD, token_url="http://127.0.0.1:9/generateToken")
-    with pytest.raises(TokenRefreshError, match="could not reach"):
+@pytest.mark.parametrize("outcome", ["ok", "refuse"])
+async def test_the_auth_closes_the_http_client_it_made(
+    server: FakeTokenServer, monkeypatch: pytest.MonkeyPatch, outcome: str
+) -> None:
+    """Without http_client, the client the auth made is closed when it leaves the block,
+    and when entering fails."""
+    made: list[httpx.AsyncClient] = []
+    real_client = httpx.AsyncClient
+
+    def own_client(**kwargs: Any) -> httpx.AsyncClient:
+        client = real_client(transport=httpx.MockTransport(server.handle), **kwargs)
+        made.append(client)
+        return client
+
+    monkeypatch.setattr(httpx, "AsyncClient", own_client)
+    server.mode = outcome  # type: ignore[assignment]
+    auth = UserTokenAuth(USERNAME, PASSWORD, token_url=TOKEN_URL)
+    try:
         async with auth:
-            pass
-    assert auth._http is None
+            assert not made[0].is_closed
+    except InvalidCredentialsError:
+        assert "refuse" == outcome
+    assert 1 == len(made)
+    assert made[0].is_closed
 
 
 async def test_a_given_http_client_is_left_open(server: FakeTokenServer) -> None:
@@ -703,3 +720,32 @@ async def test_entering_while_the_last_holder_is_closing_starts_afresh(
         tg.start_soon(first)
         tg.start_soon(second)
     assert ["tok-SECRET-1", "tok-SECRET-3"] == tokens
+
+
+async def test_a_refresh_that_fails_oddly_is_retried_slowly(server: FakeTokenServer) -> None:
+    """A token endpoint that worked and now answers 404 (not retryable): tried again every
+    retry_max (60 s), not with the fast backoff meant for passing failures."""
+    async with make_auth(server):
+        server.mode = "not-found"
+        start = len(server.requests)
+        await anyio.sleep(3300 + 300)  # the renewal is due, then five minutes pass
+        times = [sent.at for sent in server.requests[start:]]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert len(times) >= 3
+    assert all(60 <= gap <= 61 for gap in gaps)
+
+
+async def test_a_busy_token_endpoint_at_entry_is_waited_for(server: FakeTokenServer) -> None:
+    """503 with a JSON error body at entry is a passing failure: entry retries, and
+    succeeds once the endpoint recovers."""
+    server.mode = "busy-json"
+
+    async def recover() -> None:
+        await anyio.sleep(1.5)
+        server.mode = "ok"
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(recover)
+        async with make_auth(server) as auth:
+            assert "tok-SECRET-1" == await auth.get_token()
+    assert 2 <= len(server.requests) <= 3
