@@ -81,7 +81,7 @@ def no_token_logged(caplog: pytest.LogCaptureFixture, fake: FakeArcGIS) -> Itera
     """No password or issued token in any log record of any test here."""
     caplog.set_level(logging.DEBUG)
     yield
-    secrets = [PASSWORD, *fake._tokens]
+    secrets = [PASSWORD, *fake.issued_tokens()]
     for record in caplog.records:
         for secret in secrets:
             assert secret not in record.getMessage()

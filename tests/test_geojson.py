@@ -181,3 +181,147 @@ def test_a_points_z_is_kept_whatever_hasm_says() -> None:
     point = {"x": 1, "y": 2, "z": 3, "m": 4}
     assert [1, 2, 3] == esri_geometry_to_geojson(point, has_m=True)["coordinates"]  # type: ignore[index]
     assert [1, 2] == esri_geometry_to_geojson(point, has_z=False)["coordinates"]  # type: ignore[index]
+
+
+# -- every shape, exactly (each row pins one rule of the converter) -------------------------
+
+CW = [[0, 0], [0, 4], [4, 4], [4, 0], [0, 0]]  # an outer ring, as Esri winds it
+
+
+@pytest.mark.parametrize(
+    ("esri", "options", "expected"),
+    [
+        ({"x": 1, "y": 2}, {}, {"type": "Point", "coordinates": [1, 2]}),
+        ({"x": 1, "y": 2, "z": 3}, {}, {"type": "Point", "coordinates": [1, 2, 3]}),
+        ({"x": 1, "y": 2, "z": "NaN"}, {}, {"type": "Point", "coordinates": [1, 2]}),
+        ({"x": 1, "y": "NaN"}, {}, None),
+        ({"x": "NaN", "y": 2}, {}, None),
+        ({"points": [[1, 2], [3, 4]]}, {}, {"type": "MultiPoint", "coordinates": [[1, 2], [3, 4]]}),
+        ({"points": [[1, 2, 9, 7]]}, {"has_z": True, "has_m": True},
+         {"type": "MultiPoint", "coordinates": [[1, 2, 9]]}),
+        ({"points": []}, {}, None),
+        ({"paths": [[[0, 0], [1, 1]], [[2, 2], [3, 3]]]}, {},
+         {"type": "MultiLineString", "coordinates": [[[0, 0], [1, 1]], [[2, 2], [3, 3]]]}),
+        ({"paths": [[[0, 0, 5], [1, 1, 6]]], "hasZ": False}, {},
+         {"type": "LineString", "coordinates": [[0, 0], [1, 1]]}),
+        ({"paths": [[[0, 0, 5], [1, 1, 6]]], "hasZ": True, "hasM": True}, {},
+         {"type": "LineString", "coordinates": [[0, 0, 5], [1, 1, 6]]}),
+        ({"paths": [[[0, 0, 5], [1, 1, 6]]]}, {},
+         {"type": "LineString", "coordinates": [[0, 0, 5], [1, 1, 6]]}),
+        ({"rings": [CW]}, {}, {"type": "Polygon", "coordinates": [CW[::-1]]}),
+        ({"rings": [[[0, 0], [0, 4], [4, 4], [4, 0]]]}, {},  # not closed: closed for GeoJSON
+         {"type": "Polygon", "coordinates": [[[0, 0], [4, 0], [4, 4], [0, 4], [0, 0]]]}),
+        ({"rings": [[[0, 0, 1], [0, 4, 1], [4, 4, 1], [0, 0, 1]]]}, {"has_z": True},
+         {"type": "Polygon", "coordinates": [[[0, 0, 1], [4, 4, 1], [0, 4, 1], [0, 0, 1]]]}),
+        ({"rings": [CW, [[10, 10], [10, 14], [14, 14], [14, 10], [10, 10]]]}, {},
+         {"type": "MultiPolygon", "coordinates": [
+             [CW[::-1]], [[[10, 10], [14, 10], [14, 14], [10, 14], [10, 10]]]]}),
+        ({"xmin": 0, "ymin": 1, "xmax": 2, "ymax": 3}, {},
+         {"type": "Polygon", "coordinates": [[[0, 1], [2, 1], [2, 3], [0, 3], [0, 1]]]}),
+        ({"xmin": "NaN", "ymin": 1, "xmax": 2, "ymax": 3}, {}, None),
+        ({"xmin": 0, "ymin": 1, "xmax": 2, "ymax": "NaN"}, {}, None),
+        ({}, {}, None),
+    ],
+)  # fmt: skip
+def test_each_shape_converts_exactly(
+    esri: dict[str, Any], options: dict[str, Any], expected: dict[str, Any] | None
+) -> None:
+    """Points, multipoints, lines, polygons and envelopes, with and without z: exact."""
+    assert expected == esri_geometry_to_geojson(esri, **options)
+
+
+@pytest.mark.parametrize(
+    ("hole", "owner"),
+    [
+        ([[1, 1], [2, 1], [2, 2], [1, 2], [1, 1]], 0),  # inside the first square only
+        ([[11, 1], [12, 1], [12, 2], [11, 2], [11, 1]], 1),  # inside the second only
+        ([[11, 0.5], [12, 0.5], [12, 2], [11, 2], [11, 0.5]], 1),  # starts below a vertex row
+    ],
+)
+def test_a_hole_goes_to_the_ring_around_it_not_a_neighbour(
+    hole: list[list[float]], owner: int
+) -> None:
+    """Two squares side by side, one hole: it joins the square it lies in."""
+    left = [[0, 0], [0, 4], [4, 4], [4, 0], [0, 0]]
+    right = [[10, 0], [10, 4], [14, 4], [14, 0], [10, 0]]
+    geometry = esri_geometry_to_geojson({"rings": [left, right, hole]})
+    assert geometry is not None
+    polygons = geometry["coordinates"]
+    assert [2 if i == owner else 1 for i in range(2)] == [len(p) for p in polygons]
+    assert hole[::-1] == polygons[owner][1]  # came counter-clockwise, leaves clockwise
+
+
+def test_messages_say_what_was_wrong() -> None:
+    """GeometryError names the shape it got or the error underneath."""
+    with pytest.raises(GeometryError, match="not an Esri geometry: a list"):
+        esri_geometry_to_geojson([1, 2])  # type: ignore[arg-type]
+    with pytest.raises(GeometryError, match=r"not an Esri geometry: keys \['a', 'b'\]"):
+        esri_geometry_to_geojson({"b": 1, "a": 2})
+    with pytest.raises(GeometryError, match=r"not a valid Esri geometry \(TypeError"):
+        esri_geometry_to_geojson({"paths": [[[0, 0], ["a", "b"]]]})
+    with pytest.raises(GeometryError, match="expected a list of coordinates, got a str"):
+        esri_geometry_to_geojson({"rings": "oops"})
+    with pytest.raises(GeometryError, match="a coordinate is not a finite number"):
+        esri_geometry_to_geojson({"x": float("inf"), "y": 0})
+
+
+def test_the_answers_dimensions_reach_the_feature(caplog: pytest.LogCaptureFixture) -> None:
+    """has_z and has_m given to a feature conversion apply to its geometry; the first
+    unconvertible geometry is logged with its object id, once."""
+    feature = {"attributes": {"OID": 5}, "geometry": {"paths": [[[0, 0, 7], [1, 1, 8]]]}}
+    assert [[0, 0], [1, 1]] == esri_feature_to_geojson(feature, "OID", has_m=True)["geometry"][
+        "coordinates"
+    ]
+    assert [[0, 0], [1, 1]] == esri_feature_to_geojson(feature, "OID", has_z=False)["geometry"][
+        "coordinates"
+    ]
+    converter = GeoJSONConverter()
+    assert [[0, 0], [1, 1]] == converter.feature(feature, "OID", has_m=True)["geometry"][
+        "coordinates"
+    ]
+    assert [[0, 0, 7], [1, 1, 8]] == converter.feature(feature, "OID", has_z=True, has_m=True)[
+        "geometry"
+    ]["coordinates"]
+    bad = {"attributes": {"OID": 6}, "geometry": {"x": "abc", "y": 1}}
+    converter.feature(bad, "OID")
+    converter.feature({"attributes": {"OID": 7}, "geometry": {"x": "abc", "y": 1}}, "OID")
+    warnings = [r.getMessage() for r in caplog.records if r.name == "archibald"]
+    assert [
+        "a geometry could not be converted to GeoJSON and is written as null (object id 6): "
+        "a coordinate is not a finite number: 'abc'"
+    ] == warnings
+
+
+def test_a_feature_without_an_object_id_has_no_id() -> None:
+    """No id field named, or its value null: the Feature has no 'id' member."""
+    feature = {"attributes": {"OID": None, "NAME": "x"}, "geometry": None}
+    assert "id" not in esri_feature_to_geojson(feature, "OID")
+    assert "id" not in esri_feature_to_geojson({"attributes": {"OID": 3}}, None)
+    assert {"type": "Feature", "geometry": None, "properties": {}} == esri_feature_to_geojson({})
+
+
+DIAMOND = [[5, 0], [0, 5], [5, 10], [10, 5], [5, 0]]  # clockwise; |x-5| + |y-5| <= 5
+SQUARE_NE = [[8, 8], [8, 20], [20, 20], [20, 8], [8, 8]]  # clockwise, overlaps its box
+
+
+@pytest.mark.parametrize(
+    ("start", "owner"),
+    [
+        ((9, 9), "square"),  # in the diamond's bounding box, outside the diamond
+        ((5, 8), "diamond"),
+        ((3, 5), "diamond"),  # level with two of the diamond's corners
+        ((9, 5), "diamond"),
+        ((6, 1.5), "diamond"),  # near a slanted edge, inside
+        ((12, 12), "square"),
+    ],
+)
+def test_a_hole_is_placed_by_slanted_edges_too(start: tuple[float, float], owner: str) -> None:
+    """Point-in-ring on a diamond's slanted edges and at the height of its corners."""
+    x, y = start
+    hole = [[x, y], [x + 0.5, y], [x + 0.5, y + 0.25], [x, y]]  # counter-clockwise
+    geometry = esri_geometry_to_geojson({"rings": [DIAMOND, SQUARE_NE, hole]})
+    assert geometry is not None
+    diamond, square = geometry["coordinates"]
+    holder = diamond if owner == "diamond" else square
+    other = square if owner == "diamond" else diamond
+    assert (2, 1) == (len(holder), len(other))

@@ -505,6 +505,11 @@ class FakeArcGIS:
         if record is not None:
             record.expires_at = anyio.current_time()
 
+    def issued_tokens(self) -> list[str]:
+        """Every token this emulator has handed out, for tests that check that none of
+        them reached a log, a message or a URL."""
+        return list(self._tokens)
+
     def statistics(self) -> FakeStatistics:
         """A snapshot of the counters."""
         return FakeStatistics(

@@ -1,0 +1,76 @@
+"""Summarise a mutmut run as Markdown: the score per module, and every survivor.
+
+Run by mutation/run after `mutmut run`. Survivors that were looked at and judged equivalent
+(no test can tell them apart from the original) or acceptable are listed in
+mutation/triage.toml with the reason; the rest are listed with their diffs, as work to do.
+"""
+
+from __future__ import annotations
+
+import collections
+import platform
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+HERE = Path(__file__).parent
+MUTMUT = str(Path(sys.executable).with_name("mutmut"))
+# "archibald._geojson.x__polygons__mutmut_12" or "archibald._geojson.xǁClassǁmethod__mutmut_3"
+NAME = re.compile(r"^(?P<module>[\w.]+?)\.x(?:ǁ|_)(?P<function>.+)__mutmut_\d+$")
+
+
+def main() -> None:
+    listing = subprocess.run(
+        [MUTMUT, "results", "--all", "true"], capture_output=True, text=True, check=True
+    ).stdout
+    results = dict(
+        line.strip().rsplit(": ", 1) for line in listing.splitlines() if ": " in line.strip()
+    )
+    triage = tomllib.loads((HERE / "triage.toml").read_text())
+    judged = {**triage.get("equivalent", {}), **triage.get("accepted", {})}
+    table: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    open_survivors: list[str] = []
+    for name, status in sorted(results.items()):
+        match = NAME.match(name)
+        module = match["module"] if match else "?"
+        if status == "survived" and name in triage.get("equivalent", {}):
+            status = "equivalent"
+        elif status == "survived" and name in triage.get("accepted", {}):
+            status = "accepted"
+        elif status == "survived":
+            open_survivors.append(name)
+        table[module][status] += 1
+    columns = ["killed", "survived", "equivalent", "accepted", "no tests", "timeout"]
+    print("# Mutation testing: the latest run\n")
+    print(f"mutmut over archibald's core; {platform.python_version()} on {platform.machine()}.")
+    print("Command: `bash mutation/run` (see mutation/README.md).\n")
+    print("| module | " + " | ".join(columns) + " | score |")
+    print("|---" * (len(columns) + 2) + "|")
+    for module, counts in sorted(table.items()):
+        killed = counts["killed"] + counts["timeout"]
+        scored = killed + counts["survived"] + counts["accepted"]
+        score = f"{killed / scored:.0%}" if scored else "-"
+        cells = " | ".join(str(counts[c]) for c in columns)
+        print(f"| {module} | {cells} | {score} |")
+    print("\nThe score is killed / (killed + survived + accepted); equivalent mutants and")
+    print("mutants that no test reaches are left out of it.\n")
+    if judged:
+        print("## Judged survivors\n")
+        for name, reason in sorted(judged.items()):
+            print(f"- `{name}`: {reason}")
+        print()
+    print(f"## Survivors still to kill ({len(open_survivors)})\n")
+    for name in open_survivors:
+        diff = subprocess.run([MUTMUT, "show", name], capture_output=True, text=True).stdout
+        changed = [
+            line
+            for line in diff.splitlines()
+            if line[:1] in "+-" and line[:3] not in ("+++", "---")
+        ]
+        print(f"- `{name}`: `{' / '.join(c.strip() for c in changed[:2])}`")
+
+
+if __name__ == "__main__":
+    main()
