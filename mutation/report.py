@@ -8,6 +8,7 @@ mutation/triage.toml with the reason; the rest are listed with their diffs, as w
 from __future__ import annotations
 
 import collections
+import os
 import platform
 import re
 import subprocess
@@ -43,8 +44,14 @@ def main() -> None:
             open_survivors.append(name)
         table[module][status] += 1
     columns = ["killed", "survived", "equivalent", "accepted", "no tests", "timeout"]
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
     print("# Mutation testing: the latest run\n")
-    print(f"mutmut over archibald's core; {platform.python_version()} on {platform.machine()}.")
+    print(
+        f"mutmut over archibald's core at commit {commit or 'unknown'}; Python "
+        f"{platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores."
+    )
     print("Command: `bash mutation/run` (see mutation/README.md).\n")
     print("| module | " + " | ".join(columns) + " | score |")
     print("|---" * (len(columns) + 2) + "|")

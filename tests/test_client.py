@@ -851,3 +851,36 @@ async def test_an_edit_whose_connection_broke_after_sending_is_not_sent_again(
         assert 0 == client.statistics().retries
     assert 1 == fake.statistics().requests["applyEdits"]
     assert 2998 == len(fake.layer("Parcels"))
+
+
+@pytest.mark.parametrize(
+    ("status", "location", "upload", "message"),
+    [
+        (303, f"{BASE}/Elsewhere", True,
+         "an upload was redirected elsewhere; it was not sent again"),
+        (302, "ftp://files.example.com/data", False, "redirected to a URL that is not HTTP"),
+    ],
+)  # fmt: skip
+async def test_a_redirect_that_cannot_be_followed_is_one_clear_error(
+    status: int, location: str, upload: bool, message: str
+) -> None:
+    """An upload sent elsewhere by a 303, a redirect out of HTTP, a broken Location: a
+    ServiceError with the status, the request's URL and what happened; nothing sent on."""
+    with respx.mock(assert_all_called=False) as router:
+        start = router.post(f"{BASE}/Roads/FeatureServer/0/addAttachment").respond(
+            status, headers={"Location": location}
+        )
+        elsewhere = router.route(url__startswith=f"{BASE}/Elsewhere").respond(json={})
+        async with ArchieClient(BASE) as client:
+            with pytest.raises(ServiceError) as info:
+                await client.post(
+                    "Roads/FeatureServer/0/addAttachment",
+                    files={"attachment": ("a.txt", b"hello")} if upload else None,
+                    data={"f": "json"},
+                )
+    assert message in str(info.value)
+    assert status == info.value.code
+    assert (info.value.url or "").startswith(f"{BASE}/Roads/FeatureServer/0/addAttachment")
+    assert info.value.raw_response is not None
+    assert 1 == start.call_count
+    assert 0 == elsewhere.call_count

@@ -865,3 +865,53 @@ async def test_offset_paging_breaks_where_the_crawl_does_not(fake: FakeArcGIS, f
         else:  # the second page by offset is the first page again
             body = await client.get_json(url=f"{layer.url}/query", params=offset_page)
             assert 1 == body["features"][0]["attributes"]["OBJECTID"]
+
+
+async def test_query_passes_every_argument_to_the_crawl(fake: FakeArcGIS) -> None:
+    """query(): the where, fields, geometry switch, spatial reference, page size and
+    concurrency all reach the requests, and the result describes what came back."""
+    wire = Recording(fake.transport())
+    auth = UserTokenAuth(USER, PASSWORD, fake.portal_url, http_client=fake.client())
+    async with ArchieClient(fake.services_url, auth, transport=wire) as client:
+        result = await FeatureLayer(client, "Parcels", 0).query(
+            "OBJECTID <= 5",
+            out_fields=["NAME"],
+            return_geometry=False,
+            out_sr=3857,
+            page_size=2,
+            max_concurrency=1,
+        )
+    assert [1, 2, 3, 4, 5] == [f["attributes"]["OBJECTID"] for f in result.features]
+    assert [{"NAME", "OBJECTID"}] == list({frozenset(f["attributes"]) for f in result.features})
+    assert all("geometry" not in f for f in result.features)
+    assert ["NAME", "OBJECTID"] == [f["name"] for f in result.fields]
+    assert "OBJECTID" == result.object_id_field
+    batches = [r for r in wire.requests if b"outFields" in r.content]
+    assert 3 == len(batches)  # pages of two
+    for request in batches:
+        assert b"outSR=3857" in request.content
+        assert b"returnGeometry=false" in request.content
+        assert b"outFields=NAME%2COBJECTID" in request.content
+
+
+async def test_query_keeps_what_the_answers_say_of_z_and_m() -> None:
+    """hasZ/hasM of the answers reach the QueryResult and its GeoJSON."""
+    fake = FakeArcGIS()
+    fields = [{"name": "OBJECTID", "type": "esriFieldTypeOID"}]
+    features = [{"attributes": {"OBJECTID": 1}, "geometry": {"paths": [[[0, 0, 9], [1, 1, 9]]]}}]
+    fake.add_feature_layer("Lines", features=features, fields=fields, geometry="polyline")
+    inner = fake.transport()
+
+    async def with_m(request: httpx.Request) -> httpx.Response:
+        response = await inner.handle_async_request(request)
+        body = json.loads(await response.aread())
+        if "features" in body:
+            body["hasM"] = True  # the third value is M, not z
+        return httpx.Response(200, json=body)
+
+    transport = httpx.MockTransport(with_m)
+    async with ArchieClient(fake.services_url, transport=transport) as client:
+        result = await FeatureLayer(client, "Lines", 0).query()
+    assert (None, True) == (result.has_z, result.has_m)
+    line = result.to_geojson()["features"][0]["geometry"]
+    assert [[0, 0], [1, 1]] == line["coordinates"]
