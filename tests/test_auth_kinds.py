@@ -381,3 +381,23 @@ def test_which_servers_take_an_arcgis_online_token(
     from archibald.auth._discover import _hosted_on_arcgis_online
 
     assert expected == _hosted_on_arcgis_online(server, portal)
+
+
+@pytest.mark.parametrize("server", ["federated", "standalone"])
+async def test_discovery_keeps_every_setting(server: str) -> None:
+    """expiration, referer, placement and policy reach the auths discover_auth builds."""
+    from archibald import TokenPlacement, TokenPolicy
+
+    fake = make_fake(server=server)
+    policy = TokenPolicy(renew_before=123)
+    auth = await discover_auth(
+        fake.services_url, USER, PASSWORD, expiration=17, referer="my-app",
+        placement=TokenPlacement.X_ESRI_AUTHORIZATION, policy=policy, http_client=fake.client(),
+    )  # fmt: skip
+    user = auth.portal if isinstance(auth, FederatedServerAuth) else auth
+    assert isinstance(user, UserTokenAuth)
+    assert (17, "my-app", TokenPlacement.X_ESRI_AUTHORIZATION, policy) == (
+        user.expiration, user.referer, user.placement, user.policy,
+    )  # fmt: skip
+    assert (policy, TokenPlacement.X_ESRI_AUTHORIZATION) == (auth.policy, auth.placement)
+    assert {"count": 50} == await crawl_wells(fake, auth)
