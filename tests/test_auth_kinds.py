@@ -18,6 +18,7 @@ from archibald import (
     FederatedServerAuth,
     InvalidCredentialsError,
     TokenExpiredError,
+    TokenPolicy,
     TokenRefreshError,
     UserTokenAuth,
     discover_auth,
@@ -401,3 +402,49 @@ async def test_discovery_keeps_every_setting(server: str) -> None:
     )  # fmt: skip
     assert (policy, TokenPlacement.X_ESRI_AUTHORIZATION) == (auth.policy, auth.placement)
     assert {"count": 50} == await crawl_wells(fake, auth)
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "lifetime"),
+    [
+        (1800, 1800),  # the server granted less: its word
+        (7260, 7260),  # up to a minute more than asked (clocks and rounding)
+        (7261, 7200),  # more than that: the request's
+        (0, 7200),
+        (-5, 7200),
+        (True, 7200),
+        ("1800", 7200),
+        (None, 7200),
+        (1800.5, 1800.5),
+    ],
+)
+async def test_an_app_tokens_lifetime_is_the_granted_one_when_plausible(
+    expires_in: object, lifetime: float
+) -> None:
+    """expires_in (seconds) wins when it is a plausible number; else the requested 120 min."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"access_token": "tok-app", "expires_in": expires_in})
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handle))
+    async with AppCredentialsAuth(APP, APP_SECRET, http_client=http) as auth:
+        assert lifetime == auth.statistics().expires_in
+    await http.aclose()
+
+
+async def test_an_app_answer_without_a_token_says_what_it_had() -> None:
+    """No access_token in the answer: a TokenRefreshError listing the keys it did have."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"expires_in": 60, "token_type": "bearer"})
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handle))
+    auth = AppCredentialsAuth(
+        APP, APP_SECRET, http_client=http, policy=TokenPolicy(startup_attempts=1)
+    )
+    with pytest.raises(
+        TokenRefreshError, match=r"without an access_token \(keys: expires_in, token_type\)"
+    ):
+        async with auth:
+            pass
+    await http.aclose()
