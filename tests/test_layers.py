@@ -9,6 +9,7 @@ from contextlib import aclosing, nullcontext
 from typing import Any
 
 import anyio
+import attrs
 import httpx
 import pytest
 
@@ -915,3 +916,70 @@ async def test_query_keeps_what_the_answers_say_of_z_and_m() -> None:
     assert (None, True) == (result.has_z, result.has_m)
     line = result.to_geojson()["features"][0]["geometry"]
     assert [[0, 0], [1, 1]] == line["coordinates"]
+
+
+@pytest.mark.parametrize(
+    ("tail", "expected"),
+    [
+        ("Parcels/FeatureServer/0", "Parcels/FeatureServer/0"),
+        ("Folder/Parcels/FeatureServer/12/", "Folder/Parcels/FeatureServer/12"),
+        ("Parcels/FeatureServer/3?f=pjson", "Parcels/FeatureServer/3"),
+    ],
+)
+async def test_a_layer_from_its_url(fake: FakeArcGIS, tail: str, expected: str) -> None:
+    """from_url reads the service path and the layer id, with or without a trailing slash
+    or query string."""
+    async with client_for(fake) as client:
+        layer = FeatureLayer.from_url(client, f"  {fake.services_url}/{tail}  ")
+    assert f"{fake.services_url}/{expected}" == layer.url
+    assert int(expected.rsplit("/", 1)[1]) == layer.layer_id
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("https://other.example.com/arcgis/rest/services/Parcels/FeatureServer/0",
+         "is not below the client's services root"),
+        ("{root}/Parcels/MapServer/0", "is not a FeatureServer layer URL"),
+        ("{root}/Parcels/FeatureServer", "is not a FeatureServer layer URL"),
+        ("{root}/Parcels/FeatureServer/x", "is not a FeatureServer layer URL"),
+        ("{root}/FeatureServer/0", "is not a FeatureServer layer URL"),
+    ],
+)  # fmt: skip
+async def test_a_url_that_is_not_a_layer_of_this_client(
+    fake: FakeArcGIS, url: str, message: str
+) -> None:
+    """from_url refuses other roots and URLs that do not end in <kind>/<id>."""
+    async with client_for(fake) as client:
+        with pytest.raises(InvalidServiceURL, match=message):
+            FeatureLayer.from_url(client, url.replace("{root}", fake.services_url))
+
+
+def test_a_page_as_geojson() -> None:
+    """Page.to_geojson(): a FeatureCollection of Features with ids, z kept or M dropped as
+    the page says."""
+    from archibald import Page
+
+    page = Page(
+        features=[{"attributes": {"OID": 4}, "geometry": {"paths": [[[0, 0, 1], [1, 1, 2]]]}}],
+        object_ids=[4],
+        fields=[],
+        geometry_type="esriGeometryPolyline",
+        spatial_reference=None,
+        object_id_field="OID",
+        has_z=False,
+        has_m=True,
+    )
+    assert {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "id": 4,
+                "geometry": {"type": "LineString", "coordinates": [[0, 0], [1, 1]]},
+                "properties": {"OID": 4},
+            }
+        ],
+    } == page.to_geojson()
+    with_z = attrs.evolve(page, has_z=True, has_m=None)
+    assert [[0, 0, 1], [1, 1, 2]] == with_z.to_geojson()["features"][0]["geometry"]["coordinates"]
