@@ -884,3 +884,36 @@ async def test_a_redirect_that_cannot_be_followed_is_one_clear_error(
     assert info.value.raw_response is not None
     assert 1 == start.call_count
     assert 0 == elsewhere.call_count
+
+
+@pytest.mark.parametrize(
+    ("auth", "url", "code", "hint"),
+    [
+        (None, f"{BASE}/Roads/FeatureServer/0", 499,
+         "(this service needs a token: sign in with UserTokenAuth or another auth)"),
+        (None, f"{BASE}/Roads/FeatureServer/0", 498, "(no token was sent (NoAuth))"),
+        ("user", "https://tiles.example.net/arcgis/rest/services/X/MapServer", 499,
+         "(no token was sent to https://tiles.example.net, which is not trusted; add it to "
+         "ArchieClient(trusted_origins=...) if it should get one)"),
+        ("user", "http://gis.example.com/arcgis/rest/services/X/MapServer", 499,
+         "(no token was sent: tokens travel over HTTPS only)"),
+        ("key", f"{BASE}/Roads/FeatureServer/0", 498,
+         "(the API key was rejected: it may have expired or been revoked"),
+    ],
+)  # fmt: skip
+async def test_a_rejection_says_why_no_good_token_was_sent(
+    auth: str | None, url: str, code: int, hint: str
+) -> None:
+    """Each way of ending up without a usable token gets its own hint."""
+    from archibald import APIKeyAuth
+
+    with respx.mock(assert_all_called=False) as router:
+        router.post(TOKEN_URL).respond(json={"token": "tok-wire", "expires": 4102444800000})
+        router.route().respond(
+            json=envelope(code, "Invalid token." if code == 498 else "Token Required")
+        )
+        chosen = {"user": wire_auth(), "key": APIKeyAuth("AAPK-key"), None: NoAuth()}[auth]
+        async with ArchieClient(BASE, chosen) as client:
+            with pytest.raises((TokenExpiredError, TokenMissingError)) as info:
+                await client.get(url=url)
+    assert hint in str(info.value)
