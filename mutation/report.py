@@ -68,15 +68,40 @@ def main() -> None:
         for name, reason in sorted(judged.items()):
             print(f"- `{name}`: {reason}")
         print()
+    changes = {name: _change(name) for name in open_survivors}
+    wording = [name for name in open_survivors if _only_text(*changes[name])]
+    logic = [name for name in open_survivors if name not in wording]
     print(f"## Survivors still to kill ({len(open_survivors)})\n")
-    for name in open_survivors:
-        diff = subprocess.run([MUTMUT, "show", name], capture_output=True, text=True).stdout
-        changed = [
-            line
-            for line in diff.splitlines()
-            if line[:1] in "+-" and line[:3] not in ("+++", "---")
-        ]
-        print(f"- `{name}`: `{' / '.join(c.strip() for c in changed[:2])}`")
+    print(f"{len(logic)} change what the code does; {len(wording)} change only the text of a")
+    print("string (mostly the wording of messages, which tests pin only where users rely on")
+    print("it).\n")
+    for title, names in (("What the code does", logic), ("Only the text of a string", wording)):
+        print(f"### {title} ({len(names)})\n")
+        for name in names:
+            before, after = changes[name]
+            print(f"- `{name}`: `{before}` -> `{after}`")
+        print()
+
+
+_STRING = re.compile(r"""[rbf]{0,2}("[^"]*"|'[^']*')""")
+
+
+def _change(name: str) -> tuple[str, str]:
+    """The first line the mutant removes and the first it adds."""
+    diff = subprocess.run([MUTMUT, "show", name], capture_output=True, text=True).stdout
+    lines = [line for line in diff.splitlines() if line[:3] not in ("+++", "---")]
+    removed = next((line[1:].strip() for line in lines if line.startswith("-")), "")
+    added = next((line[1:].strip() for line in lines if line.startswith("+")), "")
+    return removed, added
+
+
+def _only_text(before: str, after: str) -> bool:
+    """Whether the two lines differ only in the text of messages: inside string literals
+    that hold a space (a key such as "hasZ" has none, and changing it is not wording)."""
+    if before == after or _STRING.sub('""', before) != _STRING.sub('""', after):
+        return False
+    pairs = zip(_STRING.findall(before), _STRING.findall(after), strict=False)
+    return all(" " in old for old, new in pairs if old != new)
 
 
 if __name__ == "__main__":
