@@ -43,7 +43,7 @@ def main() -> None:
         elif status == "survived":
             open_survivors.append(name)
         table[module][status] += 1
-    columns = ["killed", "survived", "equivalent", "accepted", "no tests", "timeout"]
+    columns = ["killed", "survived", "equivalent", "accepted", "no tests", "timeout", "not checked"]
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
@@ -61,8 +61,13 @@ def main() -> None:
         score = f"{killed / scored:.0%}" if scored else "-"
         cells = " | ".join(str(counts[c]) for c in columns)
         print(f"| {module} | {cells} | {score} |")
-    print("\nThe score is killed / (killed + survived + accepted); equivalent mutants and")
-    print("mutants that no test reaches are left out of it.\n")
+    unchecked = sum(counts["not checked"] for counts in table.values())
+    print("\nThe score is killed / (killed + survived + accepted); equivalent mutants,")
+    print("mutants that no test reaches and mutants not checked yet are left out of it.")
+    if unchecked:
+        print(f"This run was stopped before it checked {unchecked} mutants: their modules'")
+        print("scores are of the mutants checked so far.")
+    print()
     if judged:
         print("## Judged survivors\n")
         for name, reason in sorted(judged.items()):
