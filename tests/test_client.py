@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -802,8 +803,11 @@ async def test_plain_http_to_a_trusted_origin_is_warned_once(
         async with ArchieClient(plain, wire_auth(), retry=RetryPolicy(base=0)) as client:
             for _ in range(3):
                 await client.get_json("Roads/FeatureServer/0")
-    warnings = [r for r in caplog.records if "not sending the token" in r.getMessage()]
-    assert 1 == len(warnings)
+    warnings = [r.getMessage() for r in caplog.records if "not sending the token" in r.getMessage()]
+    assert [
+        "not sending the token to http://gis.example.com: tokens travel over HTTPS only "
+        "(loopback excepted)"
+    ] == warnings
 
 
 @pytest.mark.real_clock
@@ -917,3 +921,33 @@ async def test_a_rejection_says_why_no_good_token_was_sent(
             with pytest.raises((TokenExpiredError, TokenMissingError)) as info:
                 await client.get(url=url)
     assert hint in str(info.value)
+
+
+def connect_error(message: str, cause: BaseException | None = None) -> httpx.ConnectError:
+    error = httpx.ConnectError(message)
+    error.__cause__ = cause
+    return error
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (connect_error("[Errno 111] Connection refused"), "Connection refused"),
+        (connect_error("all attempts failed", ExceptionGroup("attempts", [
+            OSError(111, "Connect call failed ('127.0.0.1', 9)")])), "Connection refused"),
+        (connect_error("lookup failed", socket.gaierror(-2, "Name or service not known")),
+         "Name or service not known"),
+        (connect_error("outer words", OSError(-3, "a negative errno")), "outer words"),
+        (connect_error("", OSError(0, "")), "ConnectError"),
+        (connect_error("", RuntimeError("inner words")), "inner words"),
+    ],
+)  # fmt: skip
+def test_the_reason_of_a_network_error_is_the_systems_own(
+    error: httpx.ConnectError, reason: str
+) -> None:
+    """The OS's words from anywhere in the chain or in a group; else the first message."""
+    from archibald._client import _describe_transport_error
+
+    assert f"could not connect to gis.example.com: {reason}" == _describe_transport_error(
+        error, f"{BASE}/x"
+    )
