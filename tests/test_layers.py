@@ -983,3 +983,14 @@ def test_a_page_as_geojson() -> None:
     } == page.to_geojson()
     with_z = attrs.evolve(page, has_z=True, has_m=None)
     assert [[0, 0, 1], [1, 1, 2]] == with_z.to_geojson()["features"][0]["geometry"]["coordinates"]
+
+
+async def test_a_services_layers_are_read_whatever_else_it_lists() -> None:
+    """layers(): the ids of layers and tables, sorted, skipping entries that are not layers."""
+    metadata = {"layers": [{"id": 2}, {"id": "x"}, "junk", {"id": 0}], "tables": [{"id": 1}]}
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=metadata))
+    root = "https://gis.example.com/arcgis/rest/services"
+    async with ArchieClient(root, transport=transport) as client:
+        layers = await FeatureService(client, "Parcels").layers()
+    assert [0, 1, 2] == [layer.layer_id for layer in layers]
+    assert f"{root}/Parcels/FeatureServer/1" == layers[1].url
