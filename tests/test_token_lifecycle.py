@@ -611,8 +611,75 @@ async def test_a_failed_entry_fails_every_holder_waiting_for_it(server: FakeToke
         for _ in range(3):
             tg.start_soon(enter)
     assert 3 == len(errors)
+    assert 1 == len({str(error) for error in errors})  # the same words for every holder
+    assert "refused the credentials of user 'alice'" in str(errors[0])
+    assert all(error.retryable is False for error in errors)
     assert 1 == len(server.requests)
     assert not auth.is_active
+
+
+async def test_a_waiting_holder_gets_a_plain_error_for_a_sources_own_kind() -> None:
+    """A source raising its own TokenRefreshError subclass (built differently): holders that
+    waited get a TokenRefreshError with the same words and retry flag."""
+    from archibald.auth import IssuedToken, RefreshingAuth, TokenSource
+
+    class Odd(TokenRefreshError):
+        def __init__(self, where: str) -> None:
+            super().__init__(f"no token at {where}", retryable=False)
+
+    class Failing(TokenSource):
+        def describe(self) -> str:
+            return "a failing source"
+
+        async def fetch(self, http: httpx.AsyncClient) -> IssuedToken:
+            await anyio.sleep(1)
+            raise Odd("the moon")
+
+    auth = RefreshingAuth(Failing(), http_client=httpx.AsyncClient())
+    errors: list[BaseException] = []
+
+    async def enter() -> None:
+        try:
+            async with auth:
+                pass
+        except TokenRefreshError as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(enter)
+        await anyio.sleep(0.5)
+        tg.start_soon(enter)
+    assert [Odd, TokenRefreshError] == [type(e) for e in errors]
+    assert ["no token at the moon"] * 2 == [str(e) for e in errors]
+    assert [False, False] == [e.retryable for e in errors]  # type: ignore[attr-defined]
+
+
+async def test_statistics_and_repr_follow_the_lifecycle(server: FakeTokenServer) -> None:
+    """statistics() and repr() say what the auth is doing, before, inside and after."""
+    auth = make_auth(server)
+    assert f"UserTokenAuth(user 'alice' at {TOKEN_URL}, inactive)" == repr(auth)
+    async with auth:
+        await anyio.sleep(100)
+        server.mode = "unavailable"
+        stats = auth.statistics()
+        assert (True, 1, 0, 0) == (
+            stats.active,
+            stats.fetches,
+            stats.failures,
+            stats.forced_refreshes,
+        )
+        assert 3500 == round(stats.expires_in or 0)
+        assert 3200 == round(stats.renews_in or 0)
+        assert stats.last_error is None
+        assert repr(auth).endswith(", active)")
+        await anyio.sleep(3300)  # the renewal fails (503) and is retried
+        failing = auth.statistics()
+        assert failing.failures >= 1
+        assert "503" in (failing.last_error or "")
+        assert (failing.renews_in or 0) < 0  # overdue while it is retried
+    after = auth.statistics()
+    assert (False, None, None) == (after.active, after.expires_in, after.renews_in)
+    assert repr(auth).endswith(", inactive)")
 
 
 async def test_a_cancelled_first_holder_stops_the_auth_clearly(server: FakeTokenServer) -> None:
