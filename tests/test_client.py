@@ -951,3 +951,37 @@ def test_the_reason_of_a_network_error_is_the_systems_own(
     assert f"could not connect to gis.example.com: {reason}" == _describe_transport_error(
         error, f"{BASE}/x"
     )
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "low", "high"),
+    [
+        ("1.5", 1.5, 1.5),
+        ("0", 0.0, 0.0),
+        ("-3", 0.0, 0.0),
+        ("in+30", 28.0, 30.5),  # an HTTP date, 30 s from now
+        ("in-30", 0.0, 0.0),  # an HTTP date in the past
+    ],
+)
+async def test_retry_after_in_seconds_or_as_a_date(
+    retry_after: str, low: float, high: float
+) -> None:
+    """Retry-After as seconds or as an HTTP date is waited for (never a negative wait)."""
+    import email.utils
+    import time
+
+    if retry_after.startswith("in"):
+        retry_after = email.utils.formatdate(time.time() + float(retry_after[2:]), usegmt=True)
+    with respx.mock() as router:
+        router.get(url__startswith=LAYER_QUERY).mock(
+            side_effect=[
+                httpx.Response(503, headers={"Retry-After": retry_after}),
+                httpx.Response(200, json={"count": 1}),
+            ]
+        )
+        async with ArchieClient(BASE, retry=RetryPolicy(attempts=2)) as client:
+            started = anyio.current_time()
+            assert {"count": 1} == await client.get_json("Roads/FeatureServer/0/query")
+            waited = anyio.current_time() - started
+            assert (2, 1) == (client.statistics().requests, client.statistics().retries)
+    assert low <= waited <= high
