@@ -1013,8 +1013,11 @@ class _Crawl:
         oid = self.info.object_id_field
         features = body.get("features")
         if not isinstance(features, list):
+            missing = sorted(wanted)
             raise IncompleteResultError(
-                f"{self.layer.url} answered a query without features", missing=sorted(wanted)
+                f"{self.layer.url} answered a query without features "
+                f"(object ids {_ranges(missing)} were asked for)",
+                missing=missing,
             )
         for feature in features:
             if not isinstance(feature, dict):
@@ -1179,9 +1182,8 @@ def _ranges(ids: Sequence[int], limit: int = 5) -> str:
     """``1-3, 7, 9-12, ...`` for messages."""
     spans: list[str] = []
     for _, group in itertools.groupby(enumerate(sorted(ids)), key=lambda p: p[1] - p[0]):
+        if len(spans) == limit:  # a run beyond the ones shown
+            return ", ".join(spans) + ", ..."
         run = [v for _, v in group]
         spans.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
-        if len(spans) == limit:
-            break
-    more = "" if len(spans) < limit else ", ..."
-    return ", ".join(spans) + more
+    return ", ".join(spans)

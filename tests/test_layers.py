@@ -994,3 +994,76 @@ async def test_a_services_layers_are_read_whatever_else_it_lists() -> None:
         layers = await FeatureService(client, "Parcels").layers()
     assert [0, 1, 2] == [layer.layer_id for layer in layers]
     assert f"{root}/Parcels/FeatureServer/1" == layers[1].url
+
+
+class Rewrite(httpx.AsyncBaseTransport):
+    """FakeArcGIS, with the answers to the crawl's batches changed by *change*."""
+
+    def __init__(self, fake: FakeArcGIS, change: Any) -> None:
+        self.inner = fake.transport()
+        self.change = change
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if b"outFields" not in request.content:  # not a batch: the id list, the count
+            return response
+        body = self.change(json.loads(await response.aread()))
+        return httpx.Response(200, json=body)
+
+
+def lower_case_ids(body: dict[str, Any]) -> dict[str, Any]:
+    for feature in body.get("features", []):
+        feature["attributes"]["objectid"] = feature["attributes"].pop("OBJECTID")
+    return body
+
+
+def junk_first(body: dict[str, Any]) -> dict[str, Any]:
+    body["features"] = [None, "junk", {"attributes": None}, *body.get("features", [])]
+    return body
+
+
+@pytest.mark.parametrize("change", [lower_case_ids, junk_first])
+async def test_odd_answers_still_make_an_exact_crawl(fake: FakeArcGIS, change: Any) -> None:
+    """An object-id field in another letter case, junk among the features: every feature
+    is still found by its id, once."""
+    auth = UserTokenAuth(USER, PASSWORD, fake.portal_url, http_client=fake.client())
+    async with ArchieClient(fake.services_url, auth, transport=Rewrite(fake, change)) as client:
+        pages = FeatureLayer(client, "Parcels", 0).pages(max_concurrency=2)
+        ids = [oid async for page in pages for oid in page.object_ids]
+    assert ALL == ids
+
+
+async def test_an_answer_without_features_names_the_ids_it_should_have_had(
+    fake: FakeArcGIS,
+) -> None:
+    """A batch answered without a feature list: IncompleteResultError listing the batch's
+    ids, as ranges."""
+    auth = UserTokenAuth(USER, PASSWORD, fake.portal_url, http_client=fake.client())
+    transport = Rewrite(fake, lambda body: {"objectIdFieldName": "OBJECTID"})
+    async with ArchieClient(fake.services_url, auth, transport=transport) as client:
+        with pytest.raises(IncompleteResultError) as info:
+            await anext(FeatureLayer(client, "Parcels", 0).pages(max_concurrency=1))
+    assert list(range(1, 1001)) == info.value.missing
+    assert "answered a query without features" in str(info.value)
+    assert "(object ids 1-1000 were asked for)" in str(info.value)
+
+
+def test_id_ranges_in_messages() -> None:
+    """Missing ids are shown as runs, five at most, then '...'."""
+    from archibald._layers import _ranges
+
+    assert "1-3, 7, 9-12" == _ranges([9, 1, 2, 3, 7, 10, 11, 12])
+    assert "1, 3, 5, 7, 9" == _ranges([1, 3, 5, 7, 9])
+    assert "1, 3, 5, 7, 9, ..." == _ranges([1, 3, 5, 7, 9, 11])
+
+
+async def test_features_passes_its_arguments_to_the_pages(fake: FakeArcGIS) -> None:
+    """features(): page size, concurrency and order reach the crawl underneath."""
+    async with client_for(fake) as client:
+        stream = FeatureLayer(client, "Parcels", 0).features(
+            "OBJECTID <= 10", page_size=3, max_concurrency=1, ordered=False
+        )
+        ids = [f["attributes"]["OBJECTID"] async for f in stream]
+        pages_asked = fake.statistics().requests["query"]
+    assert list(range(1, 11)) == ids
+    assert 2 + 4 == pages_asked  # the id list and the count, then four pages of three
