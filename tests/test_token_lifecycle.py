@@ -12,7 +12,7 @@ import anyio
 import httpx
 import pytest
 
-from archibald.auth import UserTokenAuth
+from archibald.auth import RefreshingAuth, UserTokenAuth
 from archibald.config import TokenPolicy
 from archibald.exceptions import (
     ArchieClientError,
@@ -598,19 +598,11 @@ async def test_a_failed_entry_fails_every_holder_waiting_for_it(server: FakeToke
     server.mode = "refuse"
     server.latency = 1.0
     auth = make_auth(server)
-    errors: list[BaseException] = []
-
-    async def enter() -> None:
-        try:
-            async with auth:
-                pass
-        except InvalidCredentialsError as exc:
-            errors.append(exc)
-
+    errors: list[TokenRefreshError] = []
     async with anyio.create_task_group() as tg:
         for _ in range(3):
-            tg.start_soon(enter)
-    assert 3 == len(errors)
+            tg.start_soon(enter_and_keep_the_error, auth, errors)
+    assert [InvalidCredentialsError] * 3 == [type(error) for error in errors]
     assert 1 == len({str(error) for error in errors})  # the same words for every holder
     assert "refused the credentials of user 'alice'" in str(errors[0])
     assert all(error.retryable is False for error in errors)
@@ -621,7 +613,7 @@ async def test_a_failed_entry_fails_every_holder_waiting_for_it(server: FakeToke
 async def test_a_waiting_holder_gets_a_plain_error_for_a_sources_own_kind() -> None:
     """A source raising its own TokenRefreshError subclass (built differently): holders that
     waited get a TokenRefreshError with the same words and retry flag."""
-    from archibald.auth import IssuedToken, RefreshingAuth, TokenSource
+    from archibald.auth import IssuedToken, TokenSource
 
     class Odd(TokenRefreshError):
         def __init__(self, where: str) -> None:
@@ -636,22 +628,25 @@ async def test_a_waiting_holder_gets_a_plain_error_for_a_sources_own_kind() -> N
             raise Odd("the moon")
 
     auth = RefreshingAuth(Failing(), http_client=httpx.AsyncClient())
-    errors: list[BaseException] = []
-
-    async def enter() -> None:
-        try:
-            async with auth:
-                pass
-        except TokenRefreshError as exc:
-            errors.append(exc)
-
+    errors: list[TokenRefreshError] = []
     async with anyio.create_task_group() as tg:
-        tg.start_soon(enter)
+        tg.start_soon(enter_and_keep_the_error, auth, errors)
         await anyio.sleep(0.5)
-        tg.start_soon(enter)
+        tg.start_soon(enter_and_keep_the_error, auth, errors)
     assert [Odd, TokenRefreshError] == [type(e) for e in errors]
     assert ["no token at the moon"] * 2 == [str(e) for e in errors]
-    assert [False, False] == [e.retryable for e in errors]  # type: ignore[attr-defined]
+    assert [False, False] == [e.retryable for e in errors]
+
+
+async def enter_and_keep_the_error(
+    auth: UserTokenAuth | Any, errors: list[TokenRefreshError]
+) -> None:
+    """Enter *auth* and leave at once, keeping the TokenRefreshError entering raised."""
+    try:
+        async with auth:
+            pass
+    except TokenRefreshError as exc:
+        errors.append(exc)
 
 
 async def test_statistics_and_repr_follow_the_lifecycle(server: FakeTokenServer) -> None:
