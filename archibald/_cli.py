@@ -124,10 +124,7 @@ class _Commands(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except _Interrupted:
-            click.echo("archibald: interrupted", err=True)
-            ctx.exit(EXIT_INTERRUPTED)
-        except KeyboardInterrupt:  # outside any trio.run: while parsing, say
+        except (_Interrupted, KeyboardInterrupt):  # KeyboardInterrupt: outside trio.run
             click.echo("archibald: interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
         except (_Failure, ArchieError) as exc:
@@ -360,8 +357,7 @@ class _Output:
 
     def __init__(self, path: str | None) -> None:
         self.path = Path(path) if path else None
-        self._temp: Path | None = None
-        self._direct = self.path is None
+        self._temp: Path | None = None  # None: written to as it is (stdout, a pipe)
         if self.path is None:
             self.stream: IO[str] = sys.stdout
             return
@@ -369,7 +365,6 @@ class _Output:
             raise _Failure(f"cannot write {path}: it is a folder; give a file name", EXIT_USAGE)
         target = self.path.resolve() if self.path.is_symlink() else self.path
         if target.exists() and not target.is_file():  # a pipe or a device: write to it
-            self._direct = True
             self.stream = self._open(target)
             return
         if not target.parent.is_dir():
@@ -406,20 +401,19 @@ class _Output:
 
     def commit(self) -> None:
         """The dump is complete: put it in place."""
-        if self._temp is not None and self.path is not None:
-            self.stream.close()
+        if self.path is None:
+            return
+        self.stream.close()
+        if self._temp is not None:
             os.replace(self._temp, self.path)
             self._temp = None
-        elif self.path is not None:
-            self.stream.close()
 
     def settle(self, count: int) -> str:
         """The dump did not finish: keep what it wrote beside the target; say where."""
-        if self._direct or self.path is None or self._temp is None:
-            if self.path is not None:
-                self.stream.close()
+        if self.path is not None:
+            self.stream.close()
+        if self.path is None or self._temp is None:
             return "the output holds them, closed so that it parses"
-        self.stream.close()
         kept = f"; {self.path} was left as it was" if self.path.exists() else ""
         if not count:
             self._temp.unlink(missing_ok=True)

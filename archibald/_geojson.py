@@ -25,6 +25,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ._validate import is_number
+
 __all__ = [
     "GeoJSONConverter",
     "GeometryError",
@@ -193,7 +195,7 @@ def _is_empty(value: object) -> bool:
 
 
 def _number(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not is_number(value) or not math.isfinite(value):
         raise GeometryError(f"a coordinate is not a finite number: {value!r}")
     return value
 

@@ -1126,16 +1126,16 @@ class _Shape:
 
 def _fields_param(out_fields: str | Iterable[str], info: LayerInfo, url: str) -> str:
     """The ``outFields`` parameter; names the layer does not have are refused here."""
-    given = list(out_fields) if isinstance(out_fields, Iterable) else None
     if isinstance(out_fields, str):
         names = [n.strip() for n in out_fields.split(",") if n.strip()]
-    elif given is not None and all(isinstance(n, str) for n in given):
-        names = [n.strip() for n in given]
     else:
-        raise InvalidParameterError(
-            f"out_fields must be '*', a comma-separated string or a list of field names, "
-            f"got {out_fields!r}"
-        )
+        given = list(out_fields) if isinstance(out_fields, Iterable) else None  # read once
+        if given is None or not all(isinstance(n, str) for n in given):
+            raise InvalidParameterError(
+                f"out_fields must be '*', a comma-separated string or a list of field names, "
+                f"got {out_fields!r}"
+            )
+        names = [n.strip() for n in given]
     if not names or "*" in names:
         return "*"
     known = {str(f.get("name", "")).lower(): f.get("name") for f in info.fields}

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 __all__ = ["has_line_break", "is_number", "is_whole"]
 
 
-def is_whole(value: object, minimum: int | None = None) -> bool:
+def is_whole(value: object, minimum: int | None = None) -> TypeGuard[int]:
     """Whether *value* is an int (not a bool), and at least *minimum* if given."""
     if isinstance(value, bool) or not isinstance(value, int):
         return False
     return minimum is None or value >= minimum
 
 
-def is_number(value: object) -> bool:
+def is_number(value: object) -> TypeGuard[int | float]:
     """Whether *value* is an int or a float (not a bool)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 

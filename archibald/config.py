@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from ._validate import is_number, is_whole
 from .exceptions import ConfigurationError
 
 __all__ = ["LATEST_RENEWAL", "RetryPolicy", "TokenPolicy"]
@@ -49,13 +50,13 @@ def _at_most(maximum: float) -> Any:
 
 
 def _number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not is_number(value):
         raise ConfigurationError(f"expected a number of seconds, got {value!r}")
     return float(value)
 
 
 def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_whole(value):
         raise ConfigurationError(f"expected a whole number, got {value!r}")
     return value
 

@@ -355,9 +355,8 @@ class RefreshingAuth(ArcGISAuth):
     ) -> None:
         """Release this block's hold; the last one out stops the refresher."""
         task = anyio.get_current_task().id
-        if self._holds[task] > 0:
-            self._holds[task] -= 1
-        if not self._holds[task]:
+        self._holds[task] -= 1
+        if self._holds[task] <= 0:
             del self._holds[task]
         if task != self._host_task:
             if self._released is not None:
@@ -431,7 +430,7 @@ class RefreshingAuth(ArcGISAuth):
             )
         self._active = False
         self._closed = True
-        self._left_with_holders = bool({task for task in self._holds if task != self._host_task})
+        self._left_with_holders = any(task != self._host_task for task in self._holds)
         self._holds.clear()
         self._generation += 1  # a fetch finishing now must not publish
         self._token = None
