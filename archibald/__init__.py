@@ -7,15 +7,6 @@ Everything public is importable from here; the submodules `archibald.auth`,
 
 from ._client import ArchieClient as ArchieClient
 from ._client import ClientStatistics as ClientStatistics
-from ._layers import FeatureLayer as FeatureLayer
-from ._layers import FeatureService as FeatureService
-from ._layers import FeatureStream as FeatureStream
-from ._layers import LayerInfo as LayerInfo
-from ._layers import MapLayer as MapLayer
-from ._layers import MapService as MapService
-from ._layers import Page as Page
-from ._layers import PageStream as PageStream
-from ._layers import QueryResult as QueryResult
 from ._version import __version__ as __version__
 from .auth import APIKeyAuth as APIKeyAuth
 from .auth import AppCredentialsAuth as AppCredentialsAuth
@@ -48,6 +39,15 @@ from .exceptions import ServiceError as ServiceError
 from .exceptions import TokenExpiredError as TokenExpiredError
 from .exceptions import TokenMissingError as TokenMissingError
 from .exceptions import TokenRefreshError as TokenRefreshError
+from .layers import FeatureLayer as FeatureLayer
+from .layers import FeatureService as FeatureService
+from .layers import FeatureStream as FeatureStream
+from .layers import LayerInfo as LayerInfo
+from .layers import MapLayer as MapLayer
+from .layers import MapService as MapService
+from .layers import Page as Page
+from .layers import PageStream as PageStream
+from .layers import QueryResult as QueryResult
 
 __all__ = [
     "APIKeyAuth",

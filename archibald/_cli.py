@@ -31,7 +31,6 @@ from click.core import ParameterSource
 from . import __version__
 from ._client import ArchieClient
 from ._geojson import GeoJSONConverter
-from ._layers import FeatureLayer, MapLayer, Page
 from ._secrets import redact_url
 from ._urls import check_http_url, split_services_url
 from .auth import (
@@ -45,6 +44,7 @@ from .auth import (
 )
 from .config import TokenPolicy
 from .exceptions import ArchieError, InvalidServiceURL
+from .layers import FeatureLayer, MapLayer, Page
 
 T = TypeVar("T")
 

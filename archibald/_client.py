@@ -16,13 +16,11 @@ HTTP request and reads what came back:
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import math
 import os
 import socket
-import time
 from collections.abc import Iterable, Mapping
 from contextlib import AsyncExitStack
 from types import TracebackType
@@ -33,7 +31,7 @@ import anyio
 import attrs
 import httpx
 
-from ._envelope import Envelope, arcgis_error, read_envelope, snippet
+from ._responses import Failure, Success, TokenRejected, Transient, arcgis_error, classify
 from ._secrets import SECRET_PARAMETERS, is_secure_url, origin_of, redact_url
 from ._urls import check_http_url, check_service_path
 from ._validate import is_number, is_whole
@@ -41,7 +39,6 @@ from ._version import __version__
 from .auth import ArcGISAuth, NoAuth, RefreshingAuth
 from .config import RetryPolicy
 from .exceptions import (
-    ArchieError,
     ConfigurationError,
     InvalidParameterError,
     InvalidServiceURL,
@@ -72,7 +69,6 @@ READ_OPERATIONS = frozenset(
         "layers",
     }
 )
-TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
 
@@ -97,6 +93,24 @@ class ClientStatistics:
     token_rejections: int
     refreshes: int
     token_waits: int
+
+
+@attrs.define
+class _Exchange:
+    """One request on its way: where it goes now, and what has happened to it so far."""
+
+    method: Literal["GET", "POST"]
+    url: str
+    query: dict[str, str]
+    form: dict[str, str]
+    files: Mapping[str, Any] | None
+    fmt: str  # the format asked for (json, geojson or pbf)
+    safe: bool  # whether it may be sent again after a transient failure
+    secrets: list[str]  # values to keep out of messages
+    redirects: int = 0
+    refreshed: bool = False  # whether its rejected token was refreshed already
+    failures: int = 0  # transient failures so far
+    waited: float = 0.0  # seconds spent waiting to retry
 
 
 @attrs.define
@@ -384,7 +398,26 @@ class ArchieClient:
         files: Mapping[str, Any] | None,
         idempotent: bool | None = None,
     ) -> tuple[httpx.Response, Any]:
+        """Send a request until it succeeds, fails for good, or runs out of retries."""
         self._open()
+        exchange = self._prepare(method, url, params, data, files, idempotent)
+        while True:
+            outcome = await self._exchange(exchange)
+            if not isinstance(outcome, Transient):
+                return outcome
+            await self._pause_before_retry(exchange, outcome)
+
+    def _prepare(
+        self,
+        method: Literal["GET", "POST"],
+        url: str,
+        params: Params | None,
+        data: Params | None,
+        files: Mapping[str, Any] | None,
+        idempotent: bool | None,
+    ) -> _Exchange:
+        """The request as it will be sent: parameters encoded, ``f`` set, and a GET too
+        long for a URL turned into a POST of the same read."""
         url, query = _split_query(url)
         query.update(_encode(params))
         form = _encode(data, "data")
@@ -395,150 +428,184 @@ class ArchieClient:
         secrets = _secret_values(query, form)
         fmt = _enforce_format(query, form if method == "POST" and not files else None)
         if method == "GET" and len(url) + 1 + len(urlencode(query)) > self._max_url_length:
-            # Too long for a URL: the same read as a POST with a form body.
             method, form, query, idempotent = "POST", query, {}, True
         safe = idempotent if idempotent is not None else _is_safe(method, url)
-        transient_failures = 0
-        waited = 0.0
-        refreshed = False
-        redirects = 0
+        return _Exchange(method, url, query, form, files, fmt, safe, secrets)
+
+    async def _pause_before_retry(self, exchange: _Exchange, transient: Transient) -> None:
+        """Wait before sending *exchange* again, or raise its error if no retry is left."""
+        exchange.failures += 1
+        if (exchange.safe or transient.never_sent) and exchange.failures < self._retry.attempts:
+            delay = self._retry.delay(exchange.failures, transient.retry_after)
+            if exchange.waited + delay <= self._retry.budget:
+                logger.info(
+                    "%s %s failed (attempt %d), retrying in %.2f s: %s",
+                    exchange.method,
+                    redact_url(exchange.url),
+                    exchange.failures,
+                    delay,
+                    transient.error,
+                )
+                self._counters.retries += 1
+                await anyio.sleep(delay)
+                exchange.waited += delay
+                return
+        raise transient.error
+
+    async def _exchange(self, exchange: _Exchange) -> tuple[httpx.Response, Any] | Transient:
+        """Send *exchange*, following redirects and refreshing a rejected token once, until
+        an answer; a failure that may pass is returned, any other raised."""
         while True:
-            http, limiter = self._open()  # it may have closed while this request waited
-            known = origin_of(url) in self._trusted
-            trusted = known and is_secure_url(url)
-            if known and not trusted and not isinstance(self._auth, NoAuth):
-                self._warn_plain_http(url)
-            token = ""
-            never_sent = False
-            failure: ArchieError
-            retry_after: float | None = None
-            try:
-                async with limiter:
-                    # The token is read once a slot is free, so a request that queued
-                    # behind others does not carry a token replaced in the meantime.
-                    if trusted:
-                        if not self._auth.has_valid_token():
-                            self._counters.token_waits += 1
-                        token = await self._auth.get_token()
-                    request = _build(http, method, url, query, form, files)
-                    if token:
-                        request = self._auth.authorize(request, token)
-                    self._counters.requests += 1
-                    started = anyio.current_time()
-                    # httpx's timeout bounds each read; this bounds the whole exchange,
-                    # so a server that trickles its answer cannot hold a request forever.
-                    with anyio.fail_after(self._timeout):
-                        response = await http.send(request, auth=None, follow_redirects=False)
-            except TokenRefreshError as exc:
-                if not exc.retryable:
-                    raise
-                failure = exc
-            except TimeoutError as exc:
-                failure = NetworkError(
-                    f"{method} {redact_url(url)} failed: no complete answer within "
-                    f"{self._timeout:g} s (the client's timeout)",
-                    url=url,
-                )
-                failure.__cause__ = exc
-            except httpx.TransportError as exc:
-                # A request that never left (no connection, no free connection) may be
-                # sent again whatever it does, an edit included.
-                never_sent = isinstance(
-                    exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
-                )
-                logger.debug(
-                    "%s %s failed after %.3f s (attempt %d): %s",
-                    method,
-                    redact_url(url),
-                    anyio.current_time() - started,
-                    transient_failures + 1,
-                    type(exc).__name__,
-                )
-                failure = NetworkError(
-                    f"{method} {redact_url(url)} failed: {_describe_transport_error(exc, url)}",
-                    url=url,
-                )
-                failure.__cause__ = exc
-            except httpx.HTTPError as exc:  # a body that cannot be decoded, and the like
-                failure = ServiceError(
-                    None,
-                    f"the answer could not be read ({type(exc).__name__})",
-                    url=url,
-                )
-                failure.__cause__ = exc
-            else:
-                if logger.isEnabledFor(logging.DEBUG):
-                    logger.debug(
-                        "%s %s -> %d in %.3f s (attempt %d)",
-                        request.method,
-                        redact_url(request.url),
-                        response.status_code,
-                        anyio.current_time() - started,
-                        transient_failures + 1,
-                    )
-                if response.status_code in _REDIRECTS and "location" in response.headers:
-                    redirects += 1
-                    if redirects > _MAX_REDIRECTS:
-                        raise ServiceError(
-                            response.status_code,
-                            f"more than {_MAX_REDIRECTS} redirects",
-                            raw_response=response,
-                            url=url,
-                        )
-                    url, method, query, form = _follow(response, method, query, form, files)
-                    continue
-                outcome = _classify(response, fmt, url, secrets=[token, *secrets])
-                if isinstance(outcome, _Success):
-                    return response, outcome.body
-                if isinstance(outcome, _Failure):
-                    raise outcome.error
-                if isinstance(outcome, _TokenRejected):
-                    self._counters.token_rejections += 1
-                    if refreshed or not trusted or not self._auth.can_refresh:
-                        raise arcgis_error(
-                            outcome.envelope,
-                            url=url,
-                            response=response,
-                            secrets=[token, *secrets],
-                            hint=self._rejection_hint(url, token, refreshed, outcome.envelope.code),
-                        )
-                    refreshed = True
-                    if token != self._last_rejected:  # the first to report this token
-                        self._last_rejected = token
-                        self._counters.refreshes += 1
-                        logger.info(
-                            "%s rejected the token (%s); refreshing it and retrying",
-                            redact_url(url),
-                            outcome.envelope.code,
-                        )
-                    try:
-                        await self._auth.force_refresh(rejected=token or None)
-                    except TokenRefreshError as exc:
-                        if not exc.retryable:
-                            raise
-                        refreshed = False  # no new token came: another refresh may be tried
-                        failure = exc
-                    else:
-                        continue
-                else:
-                    failure, retry_after = outcome.error, outcome.retry_after
-            transient_failures += 1
-            if (safe or never_sent) and transient_failures < self._retry.attempts:
-                delay = self._retry.delay(transient_failures, retry_after)
-                if waited + delay <= self._retry.budget:
-                    logger.info(
-                        "%s %s failed (attempt %d), retrying in %.2f s: %s",
-                        method,
-                        redact_url(url),
-                        transient_failures,
-                        delay,
-                        failure,
-                    )
-                    self._counters.retries += 1
-                    await anyio.sleep(delay)
-                    waited += delay
-                    continue
-            raise failure
+            sent = await self._attempt(exchange)
+            if isinstance(sent, Transient):
+                return sent
+            response, token = sent
+            if response.status_code in _REDIRECTS and "location" in response.headers:
+                self._redirect(exchange, response)
+                continue
+            outcome = classify(
+                response, exchange.fmt, exchange.url, secrets=[token, *exchange.secrets]
+            )
+            if isinstance(outcome, Success):
+                return response, outcome.body
+            if isinstance(outcome, Failure):
+                raise outcome.error
+            if isinstance(outcome, Transient):
+                return outcome
+            failed_refresh = await self._refresh_rejected(exchange, response, token, outcome)
+            if failed_refresh is not None:
+                return failed_refresh
+
+    async def _attempt(self, exchange: _Exchange) -> tuple[httpx.Response, str] | Transient:
+        """Send *exchange* once, with a token if its origin is trusted, within the timeout;
+        return the answer and the token sent, or the failure."""
+        http, limiter = self._open()  # it may have closed while this request waited
+        method, url = exchange.method, exchange.url
+        token = ""
+        started = anyio.current_time()
+        try:
+            async with limiter:
+                # The token is read once a slot is free, so a request that queued behind
+                # others does not carry a token replaced in the meantime.
+                if self._may_send_token(url):
+                    if not self._auth.has_valid_token():
+                        self._counters.token_waits += 1
+                    token = await self._auth.get_token()
+                request = _build(http, method, url, exchange.query, exchange.form, exchange.files)
+                if token:
+                    request = self._auth.authorize(request, token)
+                self._counters.requests += 1
+                started = anyio.current_time()
+                # httpx's timeout bounds each read; this bounds the whole exchange, so a
+                # server that trickles its answer cannot hold a request forever.
+                with anyio.fail_after(self._timeout):
+                    response = await http.send(request, auth=None, follow_redirects=False)
+        except TokenRefreshError as exc:
+            if not exc.retryable:
+                raise
+            return Transient(exc)
+        except TimeoutError as exc:
+            error = NetworkError(
+                f"{method} {redact_url(url)} failed: no complete answer within "
+                f"{self._timeout:g} s (the client's timeout)",
+                url=url,
+            )
+            error.__cause__ = exc
+            return Transient(error)
+        except httpx.TransportError as exc:
+            logger.debug(
+                "%s %s failed after %.3f s (attempt %d): %s",
+                method,
+                redact_url(url),
+                anyio.current_time() - started,
+                exchange.failures + 1,
+                type(exc).__name__,
+            )
+            error = NetworkError(
+                f"{method} {redact_url(url)} failed: {_describe_transport_error(exc, url)}",
+                url=url,
+            )
+            error.__cause__ = exc
+            # A request that never left (no connection, no free connection) may be sent
+            # again whatever it does, an edit included.
+            never_sent = isinstance(
+                exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
+            )
+            return Transient(error, never_sent=never_sent)
+        except httpx.HTTPError as exc:  # a body that cannot be decoded, and the like
+            unreadable = ServiceError(
+                None, f"the answer could not be read ({type(exc).__name__})", url=url
+            )
+            unreadable.__cause__ = exc
+            return Transient(unreadable)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s -> %d in %.3f s (attempt %d)",
+                request.method,
+                redact_url(request.url),
+                response.status_code,
+                anyio.current_time() - started,
+                exchange.failures + 1,
+            )
+        return response, token
+
+    def _redirect(self, exchange: _Exchange, response: httpx.Response) -> None:
+        """Point *exchange* where the redirect *response* leads (see `_follow`)."""
+        exchange.redirects += 1
+        if exchange.redirects > _MAX_REDIRECTS:
+            raise ServiceError(
+                response.status_code,
+                f"more than {_MAX_REDIRECTS} redirects",
+                raw_response=response,
+                url=exchange.url,
+            )
+        exchange.url, exchange.method, exchange.query, exchange.form = _follow(
+            response, exchange.method, exchange.query, exchange.form, exchange.files
+        )
+
+    async def _refresh_rejected(
+        self, exchange: _Exchange, response: httpx.Response, token: str, rejected: TokenRejected
+    ) -> Transient | None:
+        """Refresh the token *response* rejected, once per request; raise if it was
+        already refreshed or cannot be, return the failure of a refresh that may pass."""
+        self._counters.token_rejections += 1
+        url, envelope = exchange.url, rejected.envelope
+        if exchange.refreshed or not self._may_send_token(url) or not self._auth.can_refresh:
+            raise arcgis_error(
+                envelope,
+                url=url,
+                response=response,
+                secrets=[token, *exchange.secrets],
+                hint=self._rejection_hint(url, token, exchange.refreshed, envelope.code),
+            )
+        exchange.refreshed = True
+        if token != self._last_rejected:  # the first to report this token
+            self._last_rejected = token
+            self._counters.refreshes += 1
+            logger.info(
+                "%s rejected the token (%s); refreshing it and retrying",
+                redact_url(url),
+                envelope.code,
+            )
+        try:
+            await self._auth.force_refresh(rejected=token or None)
+        except TokenRefreshError as exc:
+            if not exc.retryable:
+                raise
+            exchange.refreshed = False  # no new token came: another refresh may be tried
+            return Transient(exc)
+        return None
+
+    def _may_send_token(self, url: str) -> bool:
+        """Whether *url* may receive the token: a trusted origin, over HTTPS (or loopback).
+        A trusted origin over plain HTTP gets none, with a warning."""
+        if origin_of(url) not in self._trusted:
+            return False
+        if is_secure_url(url):
+            return True
+        if not isinstance(self._auth, NoAuth):
+            self._warn_plain_http(url)
+        return False
 
     def _warn_plain_http(self, url: str) -> None:
         """Warn, once per origin, that a trusted origin gets no token over plain HTTP."""
@@ -569,95 +636,6 @@ class ArchieClient:
                 "token is bound to another referer or IP address"
             )
         return self._auth.rejection_hint
-
-
-@attrs.frozen
-class _Success:
-    body: Any
-
-
-@attrs.frozen
-class _TokenRejected:
-    envelope: Envelope
-
-
-@attrs.frozen
-class _Transient:
-    error: ArchieError
-    retry_after: float | None
-
-
-@attrs.frozen
-class _Failure:
-    error: ArchieError
-
-
-def _classify(
-    response: httpx.Response, fmt: str, url: str, *, secrets: list[str]
-) -> _Success | _TokenRejected | _Transient | _Failure:
-    """Decide what one response means."""
-    status = response.status_code
-    content_type = response.headers.get("content-type", "").lower()
-    binary = fmt == "pbf" and ("protobuf" in content_type or "octet-stream" in content_type)
-    body: Any = None
-    parsed = False
-    if not binary:
-        try:
-            body = json.loads(response.content)
-            parsed = True
-        except (ValueError, RecursionError):
-            pass
-    envelope = read_envelope(body) if isinstance(body, dict) else None
-    if envelope is None and status in (498, 499):
-        message = "Invalid token." if status == 498 else "Token Required"
-        envelope = Envelope(status, message, (), None, None)
-    elif envelope is None and status >= 400:
-        message = f"HTTP {status} {response.reason_phrase}: {snippet(response, secrets)}"
-        envelope = Envelope(status, message, (), None, None)
-    elif envelope is not None and envelope.code is None and status >= 400:
-        envelope = attrs.evolve(envelope, code=status)
-    code = envelope.code if envelope is not None else None
-    if code in (498, 499):
-        return _TokenRejected(envelope)  # type: ignore[arg-type]
-    if envelope is not None:
-        error = arcgis_error(envelope, url=url, response=response, secrets=secrets)
-        if status in TRANSIENT_STATUSES or code in TRANSIENT_STATUSES:
-            return _Transient(error, _retry_after(response))
-        return _Failure(error)
-    if parsed or (fmt == "pbf" and status < 400):
-        return _Success(body if parsed and fmt != "pbf" else response.content)
-    if "json" in content_type:  # a torn JSON body: worth another try
-        torn = ServiceError(
-            status,
-            f"the JSON answer could not be decoded: it was cut short or is malformed "
-            f"({len(response.content):,} bytes, HTTP {status}): {snippet(response, secrets)}",
-            raw_response=response,
-            url=url,
-        )
-        return _Transient(torn, None)
-    error = ServiceError(
-        status,
-        f"expected JSON but got {content_type or 'no content type'} (HTTP {status}): "
-        f"{snippet(response, secrets)}",
-        raw_response=response,
-        url=url,
-    )
-    return _Failure(error)
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, moment.timestamp() - time.time())
 
 
 def _follow(

@@ -13,9 +13,9 @@ from typing import Literal
 from urllib.parse import SplitResult, urlsplit
 
 from ._secrets import redact_url
-from .exceptions import ArchieClientError, InvalidParameterError
+from .exceptions import ArchieClientError, InvalidParameterError, InvalidServiceURL
 
-__all__ = ["check_http_url", "check_service_path", "split_services_url"]
+__all__ = ["check_http_url", "check_service_path", "split_layer_url", "split_services_url"]
 
 _SERVICES = "/rest/services"
 
@@ -95,6 +95,26 @@ def check_service_path(path: object, what: str = "service_path") -> str:
             "is listed below the services root"
         )
     return clean
+
+
+def split_layer_url(url: str, root: str, kind: str) -> tuple[str, int]:
+    """(service path, layer id) of a layer URL (``<root>/<service>/<kind>/<id>``).
+
+    Raises:
+        InvalidServiceURL: *url* is not below *root*, or not a layer URL of that kind.
+    """
+    clean = url.strip().split("?", 1)[0].rstrip("/")
+    if not clean.startswith(root + "/"):
+        raise InvalidServiceURL(
+            f"{url!r} is not below the client's services root {root!r}; make an "
+            "ArchieClient for its own root"
+        )
+    parts = clean[len(root) + 1 :].split("/")
+    if len(parts) < 3 or parts[-2] != kind or not parts[-1].isdecimal():
+        raise InvalidServiceURL(
+            f"{url!r} is not a {kind} layer URL; one looks like {root}/<service>/{kind}/0"
+        )
+    return "/".join(parts[:-1]), int(parts[-1])
 
 
 def _shown(value: object) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TypeGuard
 
-__all__ = ["has_line_break", "is_number", "is_whole"]
+__all__ = ["has_line_break", "is_number", "is_whole", "whole_number"]
 
 
 def is_whole(value: object, minimum: int | None = None) -> TypeGuard[int]:
@@ -22,3 +22,21 @@ def is_number(value: object) -> TypeGuard[int | float]:
 def has_line_break(value: str) -> bool:
     """Whether *value* holds CR or LF, which would split an HTTP header in two."""
     return "\r" in value or "\n" in value
+
+
+def whole_number(value: object) -> int | None:
+    """*value* as an int: also from a whole float or a string of digits; else None.
+
+    Servers send error codes and object ids as numbers, floats or strings.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if (text[1:] if text.startswith("-") else text).isdecimal():
+            return int(text)
+    return None

@@ -1050,7 +1050,7 @@ async def test_an_answer_without_features_names_the_ids_it_should_have_had(
 
 def test_id_ranges_in_messages() -> None:
     """Missing ids are shown as runs, five at most, then '...'."""
-    from archibald._layers import _ranges
+    from archibald.layers._plan import ranges as _ranges
 
     assert "1-3, 7, 9-12" == _ranges([9, 1, 2, 3, 7, 10, 11, 12])
     assert "1, 3, 5, 7, 9" == _ranges([1, 3, 5, 7, 9])

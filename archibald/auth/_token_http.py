@@ -13,13 +13,12 @@ from typing import Any
 
 import httpx
 
-from .._envelope import Envelope, read_envelope, snippet
+from .._responses import Envelope, is_transient, read_envelope, snippet
 from .._secrets import is_secure_url, scrub
 from .._urls import check_http_url
+from .._validate import is_whole
 from ..exceptions import ConfigurationError, InvalidCredentialsError, TokenRefreshError
 
-# Statuses after which the same request may well succeed later.
-_TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # Error-envelope codes that mean the credentials (or the request for them) were refused.
 _REFUSED_CODES = frozenset({400, 401, 403})
 # OAuth2 error names (RFC 6749 section 5.2) that mean the client itself was refused.
@@ -60,7 +59,7 @@ def token_endpoint(base_url: str, token_url: str | None, operation: str) -> str:
 
 def check_minutes(expiration: object) -> int:
     """A token lifetime request, in whole minutes (at least 1)."""
-    if isinstance(expiration, bool) or not isinstance(expiration, int) or expiration < 1:
+    if not is_whole(expiration, 1):
         raise ConfigurationError(
             f"expiration is in whole minutes and must be at least 1, got {expiration!r}"
         )
@@ -103,7 +102,7 @@ async def post_token_form(
 
     status = response.status_code
     body = _json_object(response)
-    transient = status in _TRANSIENT_STATUSES or status >= 500
+    transient = is_transient(status, token_endpoint=True)
     envelope = read_envelope(body) if body is not None else None
     if envelope is not None and not transient:
         raise _envelope_error(envelope, url, who, secrets, refused_hint)
@@ -143,9 +142,7 @@ def _envelope_error(
     text = scrub("; ".join(dict.fromkeys(p for p in parts if p)), secrets)
     code = envelope.code
     label = f"error {code}" if code is not None else "an error"
-    if (code is not None and (code == 429 or code >= 500)) or (
-        envelope.oauth_error in _OAUTH_TRANSIENT
-    ):
+    if is_transient(code, token_endpoint=True) or envelope.oauth_error in _OAUTH_TRANSIENT:
         return TokenRefreshError(f"{url} answered {label} to the token request for {who}: {text}")
     if code in _REFUSED_CODES or envelope.oauth_error in _OAUTH_REFUSALS:
         return InvalidCredentialsError(
@@ -168,7 +165,7 @@ async def get_info(http: httpx.AsyncClient, url: str, *, who: str) -> dict[str, 
         raise TokenRefreshError(f"could not reach {url} for {who}: {type(exc).__name__}") from exc
     status = response.status_code
     body = _json_object(response)
-    transient = status in _TRANSIENT_STATUSES or status >= 500
+    transient = is_transient(status, token_endpoint=True)
     if status >= 400 or body is None or read_envelope(body) is not None:
         detail = f"HTTP {status}: {snippet(response, (), 160)}"
         raise TokenRefreshError(

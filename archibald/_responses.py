@@ -1,0 +1,259 @@
+"""What an answer means: ArcGIS error envelopes, and which failures are worth another try.
+
+This is the one home of two rules: how an error is read from a body, and which statuses
+are transient.
+
+ArcGIS answers ``{"error": {"code": 498, "message": "...", "details": [...],
+"messageCode": "GWM_0003"}}``, usually with HTTP 200; OAuth endpoints add ``error`` and
+``error_description`` inside it, or send ``{"error": "invalid_client"}`` flat; the Admin
+API says ``{"status": "error", "messages": [...], "code": 499}``. `read_envelope` turns
+each of these into one `Envelope`, and `arcgis_error` into the matching exception.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+import httpx
+
+from ._secrets import scrub
+from ._validate import whole_number
+from .exceptions import (
+    ArcGISError,
+    ArchieError,
+    AuthorizationError,
+    NotFoundError,
+    ServiceError,
+    TokenExpiredError,
+    TokenMissingError,
+)
+
+__all__ = [
+    "Envelope",
+    "Failure",
+    "Success",
+    "TokenRejected",
+    "Transient",
+    "arcgis_error",
+    "classify",
+    "is_transient",
+    "read_envelope",
+    "retry_after",
+    "snippet",
+]
+
+# Statuses after which the same request may well succeed later: too many requests, and a
+# gateway or server that is busy or lost its upstream.
+TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
+# A token endpoint's failures are also worth another try after a request timeout (408) or
+# any other 5xx: for a service operation, a 500 is the operation failing ("Unable to
+# complete operation.", a query the database refused) and would fail again, while for a
+# token endpoint it is the portal itself failing, which passes.
+_TOKEN_ENDPOINT_TRANSIENT = TRANSIENT_STATUSES | {408}
+
+
+def is_transient(status: int | None, *, token_endpoint: bool = False) -> bool:
+    """Whether a failure with HTTP status (or envelope code) *status* is worth retrying."""
+    if status is None:
+        return False
+    if token_endpoint:
+        return status in _TOKEN_ENDPOINT_TRANSIENT or status >= 500
+    return status in TRANSIENT_STATUSES
+
+
+_ERRORS_BY_CODE: dict[int, type[ArcGISError]] = {
+    498: TokenExpiredError,
+    499: TokenMissingError,
+    403: AuthorizationError,
+    404: NotFoundError,
+}
+
+
+@attrs.frozen
+class Envelope:
+    """The fields of one error envelope."""
+
+    code: int | None
+    message: str
+    details: tuple[str, ...]
+    message_code: str | None
+    oauth_error: str | None  # "invalid_client" and the like
+
+
+def read_envelope(body: Mapping[str, Any]) -> Envelope | None:
+    """The error in *body*, or None if *body* reports no error."""
+    if "error" in body:
+        error = body["error"]
+        if not isinstance(error, Mapping):
+            error = {"error": error, "error_description": body.get("error_description")}
+    elif body.get("status") == "error":
+        error = {"code": body.get("code"), "details": body.get("messages")}
+    else:
+        return None
+    code = whole_number(error.get("code"))
+    oauth = error.get("error") if isinstance(error.get("error"), str) else None
+    details = error.get("details")
+    detail_list = [str(d) for d in details if d not in (None, "")] if _is_list(details) else []
+    message = error.get("message") or error.get("error_description") or oauth
+    if not message:
+        message = detail_list[0] if detail_list else "no message"
+    message_code = error.get("messageCode")
+    return Envelope(
+        code=code,
+        message=str(message),
+        details=tuple(detail_list),
+        message_code=str(message_code) if message_code else None,
+        oauth_error=oauth,
+    )
+
+
+def arcgis_error(
+    envelope: Envelope,
+    *,
+    url: str | None,
+    response: httpx.Response | None = None,
+    secrets: Sequence[str] = (),
+    hint: str = "",
+) -> ArcGISError:
+    """The exception for *envelope*: its class chosen by the code (498, 499, 403, 404)."""
+    cls = _ERRORS_BY_CODE.get(envelope.code or 0, ServiceError)
+    message = scrub(envelope.message, secrets)
+    if hint:
+        message = f"{message} ({hint})"
+    return cls(
+        envelope.code,
+        message,
+        [scrub(d, secrets) for d in envelope.details],
+        response,
+        message_code=envelope.message_code,
+        url=url,
+    )
+
+
+def _is_list(value: object) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes)
+
+
+def snippet(response: httpx.Response, secrets: Sequence[str], limit: int = 200) -> str:
+    """The start of a body that is not what was expected, on one line, secrets masked."""
+    try:
+        text = response.text
+    except (UnicodeDecodeError, LookupError):
+        text = repr(response.content[:limit])
+    text = " ".join(text.split())
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    return scrub(text, secrets) or "(empty body)"
+
+
+# -- what one response of a service means ---------------------------------------------
+
+
+@attrs.frozen
+class Success:
+    """The answer: its decoded JSON, or the bytes of a binary (pbf) answer."""
+
+    body: Any
+
+
+@attrs.frozen
+class TokenRejected:
+    """The token was refused (498 or 499, in the body or as the status)."""
+
+    envelope: Envelope
+
+
+@attrs.frozen
+class Transient:
+    """A failure that may pass: the same request may be sent again, after a pause.
+
+    Attributes:
+        error: What the caller gets if no retry is left.
+        retry_after: The pause the server asked for (``Retry-After``), in seconds.
+        never_sent: The request never reached the server (no connection), so even one
+            that is not safe to repeat may be sent again.
+    """
+
+    error: ArchieError
+    retry_after: float | None = None
+    never_sent: bool = False
+
+
+@attrs.frozen
+class Failure:
+    """A failure that sending again would not mend."""
+
+    error: ArchieError
+
+
+def classify(
+    response: httpx.Response, fmt: str, url: str, *, secrets: Sequence[str]
+) -> Success | TokenRejected | Transient | Failure:
+    """Decide what one response of a service means (*fmt* is the ``f`` asked for)."""
+    status = response.status_code
+    content_type = response.headers.get("content-type", "").lower()
+    binary = fmt == "pbf" and ("protobuf" in content_type or "octet-stream" in content_type)
+    body: Any = None
+    parsed = False
+    if not binary:
+        try:
+            body = json.loads(response.content)
+            parsed = True
+        except (ValueError, RecursionError):
+            pass
+    envelope = read_envelope(body) if isinstance(body, dict) else None
+    if envelope is None and status in (498, 499):
+        message = "Invalid token." if status == 498 else "Token Required"
+        envelope = Envelope(status, message, (), None, None)
+    elif envelope is None and status >= 400:
+        message = f"HTTP {status} {response.reason_phrase}: {snippet(response, secrets)}"
+        envelope = Envelope(status, message, (), None, None)
+    elif envelope is not None and envelope.code is None and status >= 400:
+        envelope = attrs.evolve(envelope, code=status)
+    if envelope is not None:
+        if envelope.code in (498, 499):
+            return TokenRejected(envelope)
+        error = arcgis_error(envelope, url=url, response=response, secrets=secrets)
+        if is_transient(status) or is_transient(envelope.code):
+            return Transient(error, retry_after(response))
+        return Failure(error)
+    if parsed or (fmt == "pbf" and status < 400):
+        return Success(body if parsed and fmt != "pbf" else response.content)
+    if "json" in content_type:  # a torn JSON body: worth another try
+        torn = ServiceError(
+            status,
+            f"the JSON answer could not be decoded: it was cut short or is malformed "
+            f"({len(response.content):,} bytes, HTTP {status}): {snippet(response, secrets)}",
+            raw_response=response,
+            url=url,
+        )
+        return Transient(torn)
+    error = ServiceError(
+        status,
+        f"expected JSON but got {content_type or 'no content type'} (HTTP {status}): "
+        f"{snippet(response, secrets)}",
+        raw_response=response,
+        url=url,
+    )
+    return Failure(error)
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """The pause a ``Retry-After`` header asks for, in seconds (never negative)."""
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - time.time())

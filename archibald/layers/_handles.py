@@ -1,0 +1,282 @@
+"""Handles on services and layers: metadata, counting, and the ways to crawl."""
+
+from __future__ import annotations
+
+import array
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar
+
+import anyio
+
+from .._urls import check_service_path, split_layer_url
+from .._validate import is_whole
+from ..exceptions import IncompleteResultError, InvalidParameterError, LayerCapabilityError
+from ._model import AnswerShape, LayerInfo, QueryResult
+from ._options import CrawlOptions, check_where
+from ._plan import list_ids
+from ._streams import FeatureStream, PageStream
+
+if TYPE_CHECKING:
+    from .._client import ArchieClient
+
+__all__ = ["FeatureLayer", "FeatureService", "MapLayer", "MapService"]
+
+_WGS84 = 4326
+
+
+class _Layer:
+    """What feature layers and map layers share: metadata, counting, crawling."""
+
+    _kind: str = ""
+
+    def __init__(self, client: ArchieClient, service_path: str, layer_id: int) -> None:
+        if not is_whole(layer_id, 0):
+            raise InvalidParameterError(f"layer_id must be a whole number >= 0, got {layer_id!r}")
+        path = _with_kind(check_service_path(service_path), self._kind)
+        self._client = client
+        self._path = f"{path}/{layer_id}"
+        self._url = client.url_for(self._path)
+        self._layer_id = layer_id
+        self._info: LayerInfo | None = None
+        self._info_lock = anyio.Lock()
+
+    @classmethod
+    def from_url(cls, client: ArchieClient, url: str) -> Self:
+        """The layer at *url* (``<services root>/<service>/<kind>/<id>``), on *client*."""
+        service_path, layer_id = split_layer_url(url, client.base_url, cls._kind)
+        return cls(client, service_path, layer_id)
+
+    @property
+    def url(self) -> str:
+        """The layer's URL."""
+        return self._url
+
+    @property
+    def layer_id(self) -> int:
+        """The layer id."""
+        return self._layer_id
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._url!r})"
+
+    async def info(self) -> LayerInfo:
+        """The layer's metadata, fetched on first use and cached."""
+        async with self._info_lock:
+            if self._info is None:
+                metadata = await self._client.get_json(self._path)
+                self._info = LayerInfo.from_metadata(metadata, self._url)
+        return self._info
+
+    async def _queryable(self) -> LayerInfo:
+        info = await self.info()
+        if info.capabilities and "Query" not in info.capabilities:
+            raise LayerCapabilityError(
+                f"{self._url} does not offer Query (its capabilities: "
+                f"{', '.join(sorted(info.capabilities))})"
+            )
+        return info
+
+    async def _query(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Send one query (a POST, so long filters and id lists fit)."""
+        return await self._client.post_json(f"{self._path}/query", data=params)
+
+    async def count(self, where: str = "1=1") -> int:
+        """How many features match *where*."""
+        where = check_where(where)
+        await self._queryable()
+        body = await self._client.get_json(
+            f"{self._path}/query", params={"where": where, "returnCountOnly": True}
+        )
+        count = body.get("count")
+        if not isinstance(count, int):
+            raise IncompleteResultError(f"{self._url} answered a count without a count")
+        return count
+
+    async def object_ids(self, where: str = "1=1") -> list[int]:
+        """The object ids of the features that match *where*, ascending."""
+        where = check_where(where)
+        await self._queryable()
+        ids: array.array[int] = await list_ids(self._query, self._url, where)
+        return list(ids)
+
+    def pages(
+        self,
+        where: str = "1=1",
+        *,
+        out_fields: str | Iterable[str] = "*",
+        return_geometry: bool = True,
+        out_sr: int | None = None,
+        page_size: int | None = None,
+        max_concurrency: int | None = None,
+        ordered: bool = True,
+    ) -> PageStream:
+        """Every feature matching *where*, exactly once, in pages: ``async for page in ...``.
+
+        Args:
+            where: The filter (SQL, as the server understands it).
+            out_fields: ``"*"``, or the fields to return (the object-id field is always
+                added).
+            return_geometry: Whether to return geometries.
+            out_sr: The spatial reference (wkid) of the returned geometries.
+            page_size: Features per request; by default, and at most, the layer's
+                ``maxRecordCount``.
+            max_concurrency: Requests in flight at once; by default the client's limit.
+            ordered: Pages in object-id order (default), or as they arrive within each
+                window of concurrent requests.
+
+        The iteration raises:
+            IncompleteResultError: Some features could not be fetched; nothing is
+                silently left out, and the crawl stops there.
+            LayerCapabilityError: The layer does not offer Query.
+        """
+        options = CrawlOptions(
+            where=where,
+            out_fields=out_fields,
+            return_geometry=return_geometry,
+            out_sr=out_sr,
+            page_size=page_size,
+            max_concurrency=max_concurrency,
+            ordered=ordered,
+        )
+        return PageStream(self, options)
+
+    def features(
+        self,
+        where: str = "1=1",
+        *,
+        out_fields: str | Iterable[str] = "*",
+        return_geometry: bool = True,
+        out_sr: int | None = None,
+        page_size: int | None = None,
+        max_concurrency: int | None = None,
+        ordered: bool = True,
+        format: Literal["esrijson", "geojson"] = "esrijson",
+    ) -> FeatureStream:
+        """Every feature matching *where*, exactly once, one at a time.
+
+        The arguments are those of `pages`, plus *format*: ``"esrijson"`` (default) or
+        ``"geojson"`` (GeoJSON Features; geometries are asked for in WGS84 unless you
+        pass *out_sr*).
+        """
+        if format not in ("esrijson", "geojson"):
+            raise InvalidParameterError(f"format must be 'esrijson' or 'geojson', got {format!r}")
+        if format == "geojson" and out_sr is None:
+            out_sr = _WGS84
+        pages = self.pages(
+            where,
+            out_fields=out_fields,
+            return_geometry=return_geometry,
+            out_sr=out_sr,
+            page_size=page_size,
+            max_concurrency=max_concurrency,
+            ordered=ordered,
+        )
+        return FeatureStream(pages, geojson=format == "geojson")
+
+    async def query(
+        self,
+        where: str = "1=1",
+        *,
+        out_fields: str | Iterable[str] = "*",
+        return_geometry: bool = True,
+        out_sr: int | None = None,
+        page_size: int | None = None,
+        max_concurrency: int | None = None,
+    ) -> QueryResult:
+        """Every feature matching *where*, collected in memory (use `pages` for big layers)."""
+        info = await self._queryable()
+        features: list[dict[str, Any]] = []
+        shape = AnswerShape((), info.geometry_type, info.spatial_reference, None, None)
+        pages = self.pages(
+            where,
+            out_fields=out_fields,
+            return_geometry=return_geometry,
+            out_sr=out_sr,
+            page_size=page_size,
+            max_concurrency=max_concurrency,
+        )
+        async with pages:  # fetching ahead
+            async for page in pages:
+                features.extend(page.features)
+                shape = shape.merge(AnswerShape.of_page(page))
+        return QueryResult(
+            features=features,
+            fields=shape.fields or info.fields,
+            geometry_type=shape.geometry_type,
+            spatial_reference=shape.spatial_reference,
+            object_id_field=info.object_id_field,
+            has_z=shape.has_z,
+            has_m=shape.has_m,
+        )
+
+
+class FeatureLayer(_Layer):
+    """A layer of a FeatureServer: ``FeatureLayer(client, "Parcels", 0)``.
+
+    ``service_path`` is the service below the client's base URL, with or without
+    ``/FeatureServer``; `from_url` takes a full layer URL instead.
+    """
+
+    _kind = "FeatureServer"
+
+
+class MapLayer(_Layer):
+    """A layer of a MapServer: ``MapLayer(client, "Basemap", 3)``."""
+
+    _kind = "MapServer"
+
+
+LayerT = TypeVar("LayerT", bound=_Layer)
+
+
+class _Service(Generic[LayerT]):
+    _layer_class: type[LayerT]
+
+    def __init__(self, client: ArchieClient, service_path: str) -> None:
+        self._client = client
+        self._path = _with_kind(check_service_path(service_path), self._layer_class._kind)
+        self._metadata: Mapping[str, Any] | None = None
+
+    @property
+    def url(self) -> str:
+        """The service's URL."""
+        return self._client.url_for(self._path)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    async def info(self) -> Mapping[str, Any]:
+        """The service's metadata, fetched on first use and cached."""
+        if self._metadata is None:
+            self._metadata = await self._client.get_json(self._path)
+        return self._metadata
+
+    def layer(self, layer_id: int) -> LayerT:
+        """The layer *layer_id* of this service (no request is made)."""
+        return self._layer_class(self._client, self._path, layer_id)
+
+    async def layers(self) -> list[LayerT]:
+        """Every layer and table the service lists."""
+        metadata = await self.info()
+        entries = [*(metadata.get("layers") or ()), *(metadata.get("tables") or ())]
+        ids = sorted(
+            {e["id"] for e in entries if isinstance(e, Mapping) and isinstance(e.get("id"), int)}
+        )
+        return [self.layer(i) for i in ids]
+
+
+class FeatureService(_Service[FeatureLayer]):
+    """A FeatureServer: ``FeatureService(client, "Parcels")``."""
+
+    _layer_class = FeatureLayer
+
+
+class MapService(_Service[MapLayer]):
+    """A MapServer: ``MapService(client, "Basemap")``."""
+
+    _layer_class = MapLayer
+
+
+def _with_kind(path: str, kind: str) -> str:
+    """*path* ending in ``/<kind>`` (``FeatureServer``), added if it does not."""
+    return path if path == kind or path.endswith(f"/{kind}") else f"{path}/{kind}"

@@ -1,0 +1,100 @@
+"""The arguments of a crawl, checked once: `CrawlOptions`, the ``where`` clause and the
+``outFields`` parameter."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+
+from .._validate import is_whole
+from ..exceptions import InvalidParameterError
+from ._model import LayerInfo
+
+__all__ = ["CrawlOptions", "check_where", "fields_param"]
+
+
+def check_where(where: object) -> str:
+    """A ``where`` clause: a string; blank means every feature (``1=1``)."""
+    if not isinstance(where, str):
+        raise InvalidParameterError(
+            f"where must be an SQL string such as '1=1' or \"STATUS = 'open'\", got {where!r}"
+        )
+    return where.strip() or "1=1"
+
+
+def _whole_or_none(name: str) -> Any:
+    def check(_: object, __: attrs.Attribute[Any], value: object) -> None:
+        if value is not None and not is_whole(value, 1):
+            raise InvalidParameterError(f"{name} must be a whole number >= 1, got {value!r}")
+
+    return check
+
+
+def _check_out_sr(_: object, __: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not is_whole(value, 1):
+        raise InvalidParameterError(
+            f"out_sr must be a spatial reference id (wkid) such as 4326, got {value!r}"
+        )
+
+
+def _check_return_geometry(_: object, __: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, bool):
+        raise InvalidParameterError(f"return_geometry must be True or False, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class CrawlOptions:
+    """What a crawl asks for (the arguments of `FeatureLayer.pages`), checked when made."""
+
+    where: str = attrs.field(default="1=1", converter=check_where)
+    out_fields: str | Iterable[str] = "*"
+    return_geometry: bool = attrs.field(default=True, validator=_check_return_geometry)
+    out_sr: int | None = attrs.field(default=None, validator=_check_out_sr)
+    page_size: int | None = attrs.field(default=None, validator=_whole_or_none("page_size"))
+    max_concurrency: int | None = attrs.field(
+        default=None, validator=_whole_or_none("max_concurrency")
+    )
+    ordered: bool = True
+
+    def query_params(self, info: LayerInfo, url: str) -> dict[str, Any]:
+        """The parameters every query of the crawl sends (unknown fields refused here)."""
+        params: dict[str, Any] = {
+            "outFields": fields_param(self.out_fields, info, url),
+            "returnGeometry": self.return_geometry,
+        }
+        if self.out_sr is not None:
+            params["outSR"] = self.out_sr
+        return params
+
+    def batch_size(self, info: LayerInfo) -> int:
+        """Ids per query: the layer's ``maxRecordCount``, or less if asked."""
+        size = info.max_record_count
+        return size if self.page_size is None else min(self.page_size, size)
+
+
+def fields_param(out_fields: str | Iterable[str], info: LayerInfo, url: str) -> str:
+    """The ``outFields`` parameter; names the layer does not have are refused here."""
+    if isinstance(out_fields, str):
+        names = [n.strip() for n in out_fields.split(",") if n.strip()]
+    else:
+        given = list(out_fields) if isinstance(out_fields, Iterable) else None  # read once
+        if given is None or not all(isinstance(n, str) for n in given):
+            raise InvalidParameterError(
+                f"out_fields must be '*', a comma-separated string or a list of field names, "
+                f"got {out_fields!r}"
+            )
+        names = [n.strip() for n in given]
+    if not names or "*" in names:
+        return "*"
+    known = {str(f.get("name", "")).lower(): f.get("name") for f in info.fields}
+    unknown = [n for n in names if known and n.lower() not in known]
+    if unknown:
+        listed = ", ".join(str(name) for name in known.values())
+        raise InvalidParameterError(
+            f"{url} has no field {', '.join(map(repr, unknown))}; its fields are: {listed}"
+        )
+    if info.object_id_field.lower() not in {n.lower() for n in names}:
+        names.append(info.object_id_field)  # needed to check that every feature arrived
+    return ",".join(names)

@@ -1,0 +1,372 @@
+"""The streams a crawl hands out: `PageStream` and `FeatureStream`.
+
+A `PageStream` is a front over one of two fetchers, chosen at its first step:
+
+- inside ``async with``, `_Ahead` fetches ahead in the stream's task group: a credit per
+  page (there are ``max_concurrency``) is taken when a fetch starts and given back when
+  the consumer takes the page, so fetching overlaps the consumer and memory stays
+  bounded. Errors of a fetch are handed to the consumer in order, never raised in the
+  task group (which would cancel the consumer's own code);
+- without it, `_Windows` fetches one window of ``max_concurrency`` batches per step, whole,
+  before its pages are handed out: nothing runs while the consumer holds a page, and
+  breaking out of the loop leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import array
+import collections
+import contextlib
+import math
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.abc
+import attrs
+from anyio.streams.memory import MemoryObjectSendStream
+
+from .._geojson import GeoJSONConverter
+from .._tasks import same_error
+from ..exceptions import IncompleteResultError
+from ._model import Page
+from ._options import CrawlOptions
+from ._plan import Crawl, list_ids
+
+if TYPE_CHECKING:
+    from ._handles import _Layer
+
+__all__ = ["FeatureStream", "PageStream"]
+
+
+class PageStream:
+    """The pages of a crawl (see `FeatureLayer.pages`): an async iterator.
+
+    Open it with ``async with`` to fetch ahead: up to ``max_concurrency`` pages are
+    fetched while the consumer works, and leaving the block cancels what is still running.
+    Without ``async with``, each step fetches a whole window of pages and returns, so
+    nothing runs between steps and a loop that stops early needs no clean-up. It is a
+    plain object, not an async generator, so Trio does not warn on an early ``break``.
+    """
+
+    def __init__(self, layer: _Layer, options: CrawlOptions) -> None:
+        self._layer = layer
+        self._options = options
+        self._concurrency = options.max_concurrency or layer._client.max_concurrent_requests
+        self._ids: array.array[int] | None = None
+        self._fetcher: _Windows | _Ahead | None = None
+        self._failed: BaseException | None = None
+        self._closed = False
+        self._delivered = 0
+        # Inside `async with`: the task group that fetches ahead of the consumer.
+        self._stack: AsyncExitStack | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+
+    @property
+    def total(self) -> int | None:
+        """How many features the crawl will deliver, once it has listed them."""
+        return None if self._ids is None else len(self._ids)
+
+    @property
+    def delivered(self) -> int:
+        """How many features the crawl has handed out so far."""
+        return self._delivered
+
+    def __aiter__(self) -> PageStream:
+        return self
+
+    def _closed_error(self) -> IncompleteResultError:
+        return IncompleteResultError(
+            f"the crawl of {self._layer.url} was closed after {self._delivered} features"
+        )
+
+    async def __anext__(self) -> Page:
+        if self._closed:  # closed by its consumer: ends, as a closed async generator does
+            raise StopAsyncIteration
+        if self._failed is not None:
+            raise IncompleteResultError(
+                f"the crawl of {self._layer.url} already failed after {self._delivered} "
+                "features; start a new one"
+            ) from self._failed
+        try:
+            fetcher = self._fetcher or await self._begin()
+            page = await fetcher.next()
+        except StopAsyncIteration:
+            raise
+        except Exception as exc:
+            self._failed = exc
+            raise
+        self._delivered += len(page)
+        return page
+
+    async def _begin(self) -> _Windows | _Ahead:
+        """List the ids (the snapshot) and choose the fetcher, on the first step."""
+        layer, options = self._layer, self._options
+        info = await layer._queryable()
+        params = options.query_params(info, layer.url)  # unknown fields refused before any query
+        ids = await list_ids(layer._query, layer.url, options.where, count=layer.count)
+        crawl = Crawl(
+            layer._query, layer.url, info, options.where, params, options.batch_size(info)
+        )
+        self._ids = ids
+        if self._task_group is None:
+            self._fetcher = _Windows(crawl, ids, self._concurrency, ordered=options.ordered)
+        else:
+            self._fetcher = _Ahead(
+                crawl, ids, self._concurrency, ordered=options.ordered, closed=self._closed_error
+            )
+            self._fetcher.start(self._task_group)
+        return self._fetcher
+
+    async def aclose(self) -> None:
+        """Drop what is buffered and end the crawl, stopping any fetch still running."""
+        self._closed = True
+        if self._fetcher is not None:
+            self._fetcher.close()
+
+    async def __aenter__(self) -> PageStream:
+        if self._stack is not None:
+            raise RuntimeError("this stream is already open")
+        if self._fetcher is not None or self._closed:
+            raise RuntimeError("open the stream with `async with` before iterating it")
+        stack = AsyncExitStack()
+        self._task_group = await stack.enter_async_context(anyio.create_task_group())
+        self._stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        await self.aclose()
+        stack, self._stack, self._task_group = self._stack, None, None
+        if stack is None:
+            return None
+        try:
+            return await stack.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            # The task group wraps an error of the block's own code (an error of the crawl,
+            # say) in an exception group; let it out as it was raised instead.
+            if (
+                exc is None
+                or len(group.exceptions) != 1
+                or not same_error(group.exceptions[0], exc)
+            ):
+                raise
+        return False
+
+
+class _Windows:
+    """Without ``async with``: one window of batches per step, nothing running between."""
+
+    def __init__(
+        self, crawl: Crawl, ids: array.array[int], concurrency: int, *, ordered: bool
+    ) -> None:
+        self._crawl = crawl
+        self._ids = ids
+        self._concurrency = concurrency
+        self._ordered = ordered
+        self._position = 0
+        self._ready: collections.deque[Page] = collections.deque()
+
+    async def next(self) -> Page:
+        if not self._ready:
+            window: list[array.array[int]] = []
+            end = self._position
+            while len(window) < self._concurrency and end < len(self._ids):
+                step = self._crawl.page_size
+                window.append(self._ids[end : end + step])
+                end += step
+            if window:
+                pages = await self._crawl.fetch_window(window, ordered=self._ordered)
+                # Only now: a step cancelled mid-window fetches the same window again.
+                self._position = end
+                self._ready.extend(pages)
+        if not self._ready:
+            raise StopAsyncIteration
+        return self._ready.popleft()
+
+    def close(self) -> None:
+        self._ready.clear()
+
+
+@attrs.define(eq=False)
+class _Slot:
+    """One batch fetched ahead: its page or its error, once ``done`` is set."""
+
+    batch: array.array[int]
+    done: anyio.Event = attrs.Factory(anyio.Event)
+    page: Page | None = None
+    error: Exception | None = None
+
+
+class _Ahead:
+    """Inside ``async with``: fetching ahead in a task group, ``concurrency`` pages at most."""
+
+    def __init__(
+        self,
+        crawl: Crawl,
+        ids: array.array[int],
+        concurrency: int,
+        *,
+        ordered: bool,
+        closed: Callable[[], Exception],
+    ) -> None:
+        self._crawl = crawl
+        self._ids = ids
+        self._ordered = ordered
+        self._closed_error = closed
+        self._credits = anyio.Semaphore(concurrency)
+        self._send, self._slots = anyio.create_memory_object_stream[_Slot](math.inf)
+        self._producer = anyio.CancelScope()
+        self._head: _Slot | None = None
+        self._scheduled_all = False
+        self._closed = False
+
+    def start(self, task_group: anyio.abc.TaskGroup) -> None:
+        task_group.start_soon(self._produce)
+
+    async def next(self) -> Page:
+        if self._head is None:
+            try:
+                self._head = await self._slots.receive()
+            except anyio.EndOfStream:
+                if self._closed or not self._scheduled_all:
+                    raise self._closed_error() from None
+                raise StopAsyncIteration from None
+            except anyio.ClosedResourceError:  # closed by aclose() while waiting
+                raise self._closed_error() from None
+        slot = self._head
+        await slot.done.wait()  # a step cancelled here keeps its slot for the next one
+        if self._closed:
+            raise self._closed_error()
+        self._head = None
+        self._credits.release()
+        if slot.error is not None:
+            self._producer.cancel()  # the crawl stops here: nothing more is fetched
+            raise slot.error
+        assert slot.page is not None
+        return slot.page
+
+    def close(self) -> None:
+        self._head = None
+        self._closed = True
+        self._producer.cancel()
+        self._slots.close()
+
+    async def _produce(self) -> None:
+        """Start one fetch per batch as credits allow: a credit comes back when the
+        consumer takes a page, so fetched and in-flight pages never exceed the limit."""
+        failed = anyio.Event()
+        ids, send = self._ids, self._send
+        with self._producer, send:
+            async with anyio.create_task_group() as fetches:
+                position = 0
+                while position < len(ids):
+                    await self._credits.acquire()
+                    if failed.is_set() or self._closed:
+                        break  # the consumer stops at the failure; fetch nothing more
+                    slot = _Slot(ids[position : position + self._crawl.page_size])
+                    position += len(slot.batch)
+                    if self._ordered:
+                        _hand_over(send, slot)
+                    fetches.start_soon(self._fetch, slot, failed)
+                else:
+                    # Only now may the end of the slots mean the end of the crawl.
+                    self._scheduled_all = True
+
+    async def _fetch(self, slot: _Slot, failed: anyio.Event) -> None:
+        try:
+            slot.page = await self._crawl.fetch_batch(slot.batch)
+        except Exception as exc:
+            # Handed to the consumer, never raised here: a task group error would cancel
+            # the consumer's own code inside `async with`.
+            slot.error = self._crawl.failure(exc, slot.batch)
+            failed.set()
+        finally:
+            if slot.page is None and slot.error is None:  # cancelled: the crawl was closed
+                slot.error = self._closed_error()
+            slot.done.set()  # never leave a consumer waiting
+        if not self._ordered:
+            _hand_over(self._send, slot)
+
+
+def _hand_over(send: MemoryObjectSendStream[_Slot], slot: _Slot) -> None:
+    """Queue *slot* for the consumer, unless it has left (the stream was closed)."""
+    with contextlib.suppress(anyio.BrokenResourceError):
+        send.send_nowait(slot)
+
+
+class FeatureStream:
+    """The features of a crawl, one at a time (see `FeatureLayer.features`)."""
+
+    def __init__(self, pages: PageStream, *, geojson: bool) -> None:
+        self._pages = pages
+        self._geojson = geojson
+        self._current: collections.deque[dict[str, Any]] = collections.deque()
+        self._dropped = 0  # features taken from pages but never handed out
+        self._page: Page | None = None  # the page the current features came from
+        self._converter = GeoJSONConverter()
+
+    @property
+    def pages(self) -> PageStream:
+        """The page stream underneath."""
+        return self._pages
+
+    @property
+    def total(self) -> int | None:
+        """How many features the crawl will deliver, once it has listed them."""
+        return self._pages.total
+
+    @property
+    def delivered(self) -> int:
+        """How many features have been handed out so far."""
+        return self._pages.delivered - len(self._current) - self._dropped
+
+    @property
+    def unconvertible_geometries(self) -> int:
+        """With ``format="geojson"``: features handed out with a null geometry because
+        theirs could not be converted (see the geometry rules in the layers guide)."""
+        return self._converter.unconvertible
+
+    def __aiter__(self) -> FeatureStream:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        while not self._current:
+            page = self._page = await self._pages.__anext__()
+            self._current.extend(page.features)
+        feature = self._current.popleft()
+        if self._geojson:
+            source = self._page
+            assert source is not None
+            return self._converter.feature(
+                feature, source.object_id_field, has_z=source.has_z, has_m=source.has_m
+            )
+        return feature
+
+    def _drop(self) -> None:
+        self._dropped += len(self._current)
+        self._current.clear()
+
+    async def aclose(self) -> None:
+        """Drop what is buffered and end the crawl."""
+        self._drop()
+        await self._pages.aclose()
+
+    async def __aenter__(self) -> FeatureStream:
+        await self._pages.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        self._drop()
+        return await self._pages.__aexit__(exc_type, exc, tb)
