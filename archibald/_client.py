@@ -1,39 +1,48 @@
 """ArchieClient: ArcGIS-aware requests over one httpx client.
 
-One request goes through one loop, ``ArchieClient._request``, whose every turn sends one
-HTTP request and reads what came back:
+A request is sent in layers, each a short method of `ArchieClient`, like httpx's own
+``send`` -> ``_send_handling_redirects`` -> ``_send_single_request``:
 
-- a success ends the loop;
-- a rejected token (498 or 499, in the body or as the HTTP status) is refreshed once,
-  through ``force_refresh(rejected=token)``, which fetches at most one new token however
-  many requests report the same rejection;
-- a transient failure (network error, timeout, 429/502/503/504) of a request that is safe
-  to repeat waits (exponential backoff with jitter, or the server's ``Retry-After``) and
-  goes round again, within the `RetryPolicy`;
-- a redirect goes round again to the new URL, authorized only if that origin is trusted;
+- ``_request`` prepares it (`archibald._sending`) and retries it: a transient failure
+  (network error, timeout, 429/502/503/504; the one rule is in `archibald._responses`) of
+  a request that is safe to repeat waits (exponential backoff with jitter, or the server's
+  ``Retry-After``) and goes again, within the `RetryPolicy`;
+- ``_exchange`` follows redirects (authorized only where the origin is trusted) and
+  refreshes a rejected token (498 or 499, in the body or as the HTTP status) once, through
+  ``force_refresh(rejected=token)``, which fetches at most one new token however many
+  requests report the same rejection;
+- ``_attempt`` sends it once, with the token if the origin may have it, within the
+  client's timeout;
 - anything else becomes one typed exception.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
-import socket
 from collections.abc import Iterable, Mapping
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, Literal, Self
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import anyio
 import attrs
 import httpx
 
 from ._responses import Failure, Success, TokenRejected, Transient, arcgis_error, classify
-from ._secrets import SECRET_PARAMETERS, is_secure_url, origin_of, redact_url
-from ._urls import check_http_url, check_service_path
+from ._secrets import is_secure_url, origin_of, redact_url
+from ._sending import (
+    Exchange,
+    build,
+    describe_transport_error,
+    encode,
+    enforce_format,
+    follow,
+    is_safe,
+    secret_values,
+)
+from ._urls import check_base_url, check_http_url, check_origin, join_endpoint, split_query
 from ._validate import is_number, is_whole
 from ._version import __version__
 from .auth import ArcGISAuth, NoAuth, RefreshingAuth
@@ -41,7 +50,6 @@ from .config import RetryPolicy
 from .exceptions import (
     ConfigurationError,
     InvalidParameterError,
-    InvalidServiceURL,
     NetworkError,
     ServiceError,
     TokenRefreshError,
@@ -51,24 +59,6 @@ __all__ = ["ArchieClient", "ClientStatistics"]
 
 logger = logging.getLogger("archibald")
 
-# Operations that only read, so a POST of them may be repeated safely.
-READ_OPERATIONS = frozenset(
-    {
-        "query",
-        "queryRelatedRecords",
-        "queryAttachments",
-        "queryDomains",
-        "queryTopFeatures",
-        "queryAnalytic",
-        "queryBins",
-        "identify",
-        "find",
-        "export",
-        "generateRenderer",
-        "legend",
-        "layers",
-    }
-)
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
 
@@ -93,24 +83,6 @@ class ClientStatistics:
     token_rejections: int
     refreshes: int
     token_waits: int
-
-
-@attrs.define
-class _Exchange:
-    """One request on its way: where it goes now, and what has happened to it so far."""
-
-    method: Literal["GET", "POST"]
-    url: str
-    query: dict[str, str]
-    form: dict[str, str]
-    files: Mapping[str, Any] | None
-    fmt: str  # the format asked for (json, geojson or pbf)
-    safe: bool  # whether it may be sent again after a transient failure
-    secrets: list[str]  # values to keep out of messages
-    redirects: int = 0
-    refreshed: bool = False  # whether its rejected token was refreshed already
-    failures: int = 0  # transient failures so far
-    waited: float = 0.0  # seconds spent waiting to retry
 
 
 @attrs.define
@@ -170,7 +142,7 @@ class ArchieClient:
         transport: httpx.AsyncBaseTransport | None = None,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
-        self._base_url = _check_base_url(base_url)
+        self._base_url = check_base_url(base_url)
         if auth is None:
             auth = NoAuth()
         if not isinstance(auth, ArcGISAuth):
@@ -201,7 +173,7 @@ class ArchieClient:
         self._given_http = http_client
         self._trusted = {origin_of(self._base_url), *auth.trusted_origins}
         for origin in trusted_origins:
-            self._trusted.add(_check_origin(origin))
+            self._trusted.add(check_origin(origin))
         self._http: httpx.AsyncClient | None = None
         self._limiter: anyio.CapacityLimiter | None = None
         self._stack: AsyncExitStack | None = None
@@ -276,19 +248,7 @@ class ArchieClient:
 
     def url_for(self, endpoint: str = "") -> str:
         """The absolute URL of *endpoint* (a path below `base_url`)."""
-        if not isinstance(endpoint, str):
-            raise InvalidParameterError(f"endpoint must be a string path, got {endpoint!r}")
-        if urlsplit(endpoint).scheme:
-            raise InvalidParameterError(
-                f"endpoint {redact_url(endpoint)!r} is an absolute URL; pass it as url= instead"
-            )
-        endpoint = endpoint.strip("/")
-        if not endpoint:
-            return self._base_url
-        path, mark, query = endpoint.partition("?")
-        if not path.strip("/"):
-            return f"{self._base_url}{mark}{query}"
-        return f"{self._base_url}/{check_service_path(path, 'endpoint')}{mark}{query}"
+        return join_endpoint(self._base_url, endpoint)
 
     async def get(
         self, endpoint: str = "", *, url: str | None = None, params: Params | None = None
@@ -415,24 +375,24 @@ class ArchieClient:
         data: Params | None,
         files: Mapping[str, Any] | None,
         idempotent: bool | None,
-    ) -> _Exchange:
+    ) -> Exchange:
         """The request as it will be sent: parameters encoded, ``f`` set, and a GET too
         long for a URL turned into a POST of the same read."""
-        url, query = _split_query(url)
-        query.update(_encode(params))
-        form = _encode(data, "data")
+        url, query = split_query(url)
+        query.update(encode(params))
+        form = encode(data, "data")
         if files is not None and not isinstance(files, Mapping):
             raise InvalidParameterError(f"files must be a mapping, got a {type(files).__name__}")
         if idempotent is not None and not isinstance(idempotent, bool):
             raise InvalidParameterError(f"idempotent must be True, False or None: {idempotent!r}")
-        secrets = _secret_values(query, form)
-        fmt = _enforce_format(query, form if method == "POST" and not files else None)
+        secrets = secret_values(query, form)
+        fmt = enforce_format(query, form if method == "POST" and not files else None)
         if method == "GET" and len(url) + 1 + len(urlencode(query)) > self._max_url_length:
             method, form, query, idempotent = "POST", query, {}, True
-        safe = idempotent if idempotent is not None else _is_safe(method, url)
-        return _Exchange(method, url, query, form, files, fmt, safe, secrets)
+        safe = idempotent if idempotent is not None else is_safe(method, url)
+        return Exchange(method, url, query, form, files, fmt, safe, secrets)
 
-    async def _pause_before_retry(self, exchange: _Exchange, transient: Transient) -> None:
+    async def _pause_before_retry(self, exchange: Exchange, transient: Transient) -> None:
         """Wait before sending *exchange* again, or raise its error if no retry is left."""
         exchange.failures += 1
         if (exchange.safe or transient.never_sent) and exchange.failures < self._retry.attempts:
@@ -452,7 +412,7 @@ class ArchieClient:
                 return
         raise transient.error
 
-    async def _exchange(self, exchange: _Exchange) -> tuple[httpx.Response, Any] | Transient:
+    async def _exchange(self, exchange: Exchange) -> tuple[httpx.Response, Any] | Transient:
         """Send *exchange*, following redirects and refreshing a rejected token once, until
         an answer; a failure that may pass is returned, any other raised."""
         while True:
@@ -476,7 +436,7 @@ class ArchieClient:
             if failed_refresh is not None:
                 return failed_refresh
 
-    async def _attempt(self, exchange: _Exchange) -> tuple[httpx.Response, str] | Transient:
+    async def _attempt(self, exchange: Exchange) -> tuple[httpx.Response, str] | Transient:
         """Send *exchange* once, with a token if its origin is trusted, within the timeout;
         return the answer and the token sent, or the failure."""
         http, limiter = self._open()  # it may have closed while this request waited
@@ -491,7 +451,7 @@ class ArchieClient:
                     if not self._auth.has_valid_token():
                         self._counters.token_waits += 1
                     token = await self._auth.get_token()
-                request = _build(http, method, url, exchange.query, exchange.form, exchange.files)
+                request = build(http, method, url, exchange.query, exchange.form, exchange.files)
                 if token:
                     request = self._auth.authorize(request, token)
                 self._counters.requests += 1
@@ -522,7 +482,7 @@ class ArchieClient:
                 type(exc).__name__,
             )
             error = NetworkError(
-                f"{method} {redact_url(url)} failed: {_describe_transport_error(exc, url)}",
+                f"{method} {redact_url(url)} failed: {describe_transport_error(exc, url)}",
                 url=url,
             )
             error.__cause__ = exc
@@ -549,7 +509,7 @@ class ArchieClient:
             )
         return response, token
 
-    def _redirect(self, exchange: _Exchange, response: httpx.Response) -> None:
+    def _redirect(self, exchange: Exchange, response: httpx.Response) -> None:
         """Point *exchange* where the redirect *response* leads (see `_follow`)."""
         exchange.redirects += 1
         if exchange.redirects > _MAX_REDIRECTS:
@@ -559,12 +519,12 @@ class ArchieClient:
                 raw_response=response,
                 url=exchange.url,
             )
-        exchange.url, exchange.method, exchange.query, exchange.form = _follow(
+        exchange.url, exchange.method, exchange.query, exchange.form = follow(
             response, exchange.method, exchange.query, exchange.form, exchange.files
         )
 
     async def _refresh_rejected(
-        self, exchange: _Exchange, response: httpx.Response, token: str, rejected: TokenRejected
+        self, exchange: Exchange, response: httpx.Response, token: str, rejected: TokenRejected
     ) -> Transient | None:
         """Refresh the token *response* rejected, once per request; raise if it was
         already refreshed or cannot be, return the failure of a refresh that may pass."""
@@ -638,204 +598,7 @@ class ArchieClient:
         return self._auth.rejection_hint
 
 
-def _follow(
-    response: httpx.Response,
-    method: Literal["GET", "POST"],
-    query: dict[str, str],
-    form: dict[str, str],
-    files: Mapping[str, Any] | None,
-) -> tuple[str, Literal["GET", "POST"], dict[str, str], dict[str, str]]:
-    """Where a redirect leads, keeping the request's meaning.
-
-    307, 308, 301 and 302 repeat the request as it was at the new URL (an ArcGIS
-    operation, unlike a browser form, means the same thing there); 303 asks for a GET,
-    so the form's fields move into the query string.
-    """
-    location = response.headers["location"]
-    try:
-        target = str(httpx.URL(str(response.request.url)).join(location))
-        url, new_query = _split_query(target)
-    except (httpx.InvalidURL, InvalidParameterError, ValueError) as exc:
-        raise ServiceError(
-            response.status_code, f"redirected to an unusable URL ({type(exc).__name__})",
-            raw_response=response, url=str(response.request.url),
-        ) from exc  # fmt: skip
-    if urlsplit(url).scheme not in ("http", "https"):
-        raise ServiceError(
-            response.status_code, "redirected to a URL that is not HTTP",
-            raw_response=response, url=str(response.request.url),
-        )  # fmt: skip
-    kept = {**query, **new_query}
-    if response.status_code == 303 and method == "POST":
-        if files:
-            raise ServiceError(
-                303, "an upload was redirected elsewhere; it was not sent again",
-                raw_response=response, url=str(response.request.url),
-            )  # fmt: skip
-        return url, "GET", {**kept, **form}, {}
-    return url, method, kept, form
-
-
-def _describe_transport_error(exc: httpx.TransportError, url: str) -> str:
-    """What went wrong, in the words of the operating system where it said any."""
-    host = urlsplit(url).hostname or "the server"
-    if isinstance(exc, httpx.PoolTimeout):
-        return f"no free connection to {host} in time ({type(exc).__name__})"
-    if isinstance(exc, httpx.ConnectTimeout):
-        return f"could not connect to {host} in time ({type(exc).__name__})"
-    if isinstance(exc, httpx.TimeoutException):
-        return f"{host} took too long to answer ({type(exc).__name__})"
-    reason = _reason(exc) or type(exc).__name__
-    if isinstance(exc, httpx.ConnectError):
-        return f"could not connect to {host}: {reason}"
-    return f"the connection to {host} broke: {reason}"
-
-
-def _reason(exc: BaseException) -> str:
-    """The operating system's words for the innermost cause of *exc*, such as
-    "Connection refused" or "Name or service not known", else its own message.
-
-    The cause may sit in ``__cause__``, ``__context__``, or inside an exception group
-    (one error per address tried).
-    """
-    seen: set[int] = set()
-    pending: list[BaseException] = [exc]
-    message = ""
-    while pending:
-        current = pending.pop(0)
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, socket.gaierror) and current.strerror:
-            return str(current.strerror)
-        if isinstance(current, OSError) and current.errno and current.errno > 0:
-            return os.strerror(current.errno)
-        if str(current) and not message:
-            message = str(current)
-        if isinstance(current, BaseExceptionGroup):
-            pending.extend(current.exceptions)
-        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
-    # httpx quotes the OS error as "[Errno -2] Name or service not known"
-    return message.split("] ", 1)[-1] if message.startswith("[Errno") else message
-
-
-def _encode(params: Params | None, what: str = "params") -> dict[str, str]:
-    """ArcGIS parameter values: lists comma-joined, objects as JSON, booleans as words."""
-    if params is None:
-        return {}
-    if not isinstance(params, Mapping):
-        raise InvalidParameterError(
-            f"{what} must be a mapping of parameter names to values, such as "
-            f"{{'where': '1=1'}}; got a {type(params).__name__}"
-        )
-    encoded = {}
-    for key, value in params.items():
-        if not isinstance(key, str):
-            raise InvalidParameterError(f"{what} names must be strings, got {key!r}")
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            encoded[key] = "true" if value else "false"
-        elif isinstance(value, str):
-            encoded[key] = value
-        elif isinstance(value, int | float):
-            encoded[key] = str(value)
-        elif isinstance(value, list | tuple | set | frozenset) and not value:
-            raise InvalidParameterError(
-                f"parameter {key!r} is an empty list, which ArcGIS would ignore (and so match "
-                "everything); leave it out instead"
-            )
-        elif isinstance(value, list | tuple | set | frozenset) and all(
-            isinstance(v, str | int | float) and not isinstance(v, bool) for v in value
-        ):
-            encoded[key] = ",".join(str(v) for v in value)
-        else:
-            try:
-                encoded[key] = json.dumps(value, separators=(",", ":"))
-            except (TypeError, ValueError, RecursionError) as exc:
-                raise InvalidParameterError(
-                    f"parameter {key!r} cannot be sent: {type(value).__name__} is not JSON"
-                ) from exc
-    return encoded
-
-
-def _enforce_format(query: dict[str, str], form: dict[str, str] | None) -> str:
-    """Make ``f`` json unless geojson or pbf was asked for; return the format.
-
-    ``f`` ends up once, in the form of a form POST, else in the query string.
-    """
-    fmt = ((form or {}).get("f") or query.get("f") or "").lower()
-    if fmt not in ("geojson", "pbf", "pjson"):
-        fmt = "json"
-    query.pop("f", None)
-    target = form if form is not None else query
-    target["f"] = fmt
-    return "json" if fmt == "pjson" else fmt
-
-
-def _split_query(url: str) -> tuple[str, dict[str, str]]:
-    """The URL without its query string, and the query's parameters."""
-    if "?" not in url and "#" not in url:
-        return url, {}  # the usual case; a malformed URL fails in `_build`
-    try:
-        parsed = httpx.URL(url)
-        parsed.port  # noqa: B018  (a malformed port raises here)
-    except (httpx.InvalidURL, ValueError) as exc:
-        raise InvalidParameterError(f"not a valid URL: {redact_url(url)}") from exc
-    params = dict(parsed.params.multi_items())
-    return str(parsed.copy_with(query=None, fragment=None)), params
-
-
-def _secret_values(*fields: Mapping[str, str]) -> list[str]:
-    """Values of secret parameters the caller put in a request, to keep out of messages."""
-    return [v for f in fields for k, v in f.items() if k.lower() in SECRET_PARAMETERS and v]
-
-
-def _build(
-    http: httpx.AsyncClient,
-    method: str,
-    url: str,
-    query: dict[str, str],
-    form: dict[str, str],
-    files: Mapping[str, Any] | None,
-) -> httpx.Request:
-    try:
-        return http.build_request(method, url, params=query or None, data=form or None, files=files)
-    except (httpx.InvalidURL, ValueError, TypeError) as exc:
-        raise InvalidParameterError(
-            f"the request to {redact_url(url)} cannot be built: {type(exc).__name__}"
-        ) from exc
-
-
-def _is_safe(method: str, url: str) -> bool:
-    if method == "GET":
-        return True
-    operation = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
-    return operation in READ_OPERATIONS
-
-
 def _object(body: Any) -> dict[str, Any]:
     if isinstance(body, dict):
         return body
     raise ServiceError(None, f"expected a JSON object, got {type(body).__name__}")
-
-
-def _check_base_url(base_url: object) -> str:
-    parts = check_http_url(base_url, "base_url", InvalidServiceURL)
-    url = parts.geturl().rstrip("/")
-    path = parts.path.rstrip("/")
-    if path.endswith("/rest/services"):
-        return url
-    if "/rest/services/" in path:
-        root = url[: url.index("/rest/services/") + len("/rest/services")]
-        hint = f"that is a service or layer URL; use base_url={root!r} and the rest as endpoint"
-    elif path.endswith("/rest") or path.endswith("/arcgis") or path == "":
-        hint = f"did you mean {url.removesuffix('/rest') + '/rest/services'!r}?"
-    else:
-        hint = "an ArcGIS services root looks like https://host/arcgis/rest/services"
-    raise InvalidServiceURL(f"base_url must end in rest/services: {redact_url(base_url)!r}; {hint}")
-
-
-def _check_origin(origin: object) -> str:
-    parts = check_http_url(origin, "a trusted origin (https://host)", ConfigurationError)
-    return origin_of(parts.geturl())

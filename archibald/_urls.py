@@ -10,12 +10,31 @@ query string or fragment where none belongs.
 from __future__ import annotations
 
 from typing import Literal
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
-from ._secrets import redact_url
-from .exceptions import ArchieClientError, InvalidParameterError, InvalidServiceURL
+import httpx
 
-__all__ = ["check_http_url", "check_service_path", "split_layer_url", "split_services_url"]
+from ._secrets import origin_of, redact_url
+from .exceptions import (
+    ArchieClientError,
+    ConfigurationError,
+    InvalidParameterError,
+    InvalidServiceURL,
+)
+
+__all__ = [
+    "arcgis_online_environment",
+    "check_base_url",
+    "check_http_url",
+    "check_origin",
+    "check_service_path",
+    "join_endpoint",
+    "portal_endpoint",
+    "server_root",
+    "split_layer_url",
+    "split_query",
+    "split_services_url",
+]
 
 _SERVICES = "/rest/services"
 
@@ -97,6 +116,24 @@ def check_service_path(path: object, what: str = "service_path") -> str:
     return clean
 
 
+def join_endpoint(root: str, endpoint: object) -> str:
+    """The absolute URL of *endpoint*, a path below the services *root* (with or without
+    a query string)."""
+    if not isinstance(endpoint, str):
+        raise InvalidParameterError(f"endpoint must be a string path, got {endpoint!r}")
+    if urlsplit(endpoint).scheme:
+        raise InvalidParameterError(
+            f"endpoint {redact_url(endpoint)!r} is an absolute URL; pass it as url= instead"
+        )
+    endpoint = endpoint.strip("/")
+    if not endpoint:
+        return root
+    path, mark, query = endpoint.partition("?")
+    if not path.strip("/"):
+        return f"{root}{mark}{query}"
+    return f"{root}/{check_service_path(path, 'endpoint')}{mark}{query}"
+
+
 def split_layer_url(url: str, root: str, kind: str) -> tuple[str, int]:
     """(service path, layer id) of a layer URL (``<root>/<service>/<kind>/<id>``).
 
@@ -115,6 +152,79 @@ def split_layer_url(url: str, root: str, kind: str) -> tuple[str, int]:
             f"{url!r} is not a {kind} layer URL; one looks like {root}/<service>/{kind}/0"
         )
     return "/".join(parts[:-1]), int(parts[-1])
+
+
+def split_query(url: str) -> tuple[str, dict[str, str]]:
+    """The URL without its query string, and the query's parameters."""
+    if "?" not in url and "#" not in url:
+        return url, {}  # the usual case; a malformed URL fails in `_build`
+    try:
+        parsed = httpx.URL(url)
+        parsed.port  # noqa: B018  (a malformed port raises here)
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise InvalidParameterError(f"not a valid URL: {redact_url(url)}") from exc
+    params = dict(parsed.params.multi_items())
+    return str(parsed.copy_with(query=None, fragment=None)), params
+
+
+def check_base_url(base_url: object) -> str:
+    """A services root (``https://host/arcgis/rest/services``), without a trailing slash;
+    a service or layer URL, or a server URL, gets a hint at the root it meant."""
+    parts = check_http_url(base_url, "base_url", InvalidServiceURL)
+    url = parts.geturl().rstrip("/")
+    path = parts.path.rstrip("/")
+    if path.endswith("/rest/services"):
+        return url
+    if "/rest/services/" in path:
+        root = url[: url.index("/rest/services/") + len("/rest/services")]
+        hint = f"that is a service or layer URL; use base_url={root!r} and the rest as endpoint"
+    elif path.endswith("/rest") or path.endswith("/arcgis") or path == "":
+        hint = f"did you mean {url.removesuffix('/rest') + '/rest/services'!r}?"
+    else:
+        hint = "an ArcGIS services root looks like https://host/arcgis/rest/services"
+    raise InvalidServiceURL(f"base_url must end in rest/services: {redact_url(base_url)!r}; {hint}")
+
+
+def check_origin(origin: object) -> str:
+    """An origin (``https://host``) that may receive the token."""
+    parts = check_http_url(origin, "a trusted origin (https://host)", ConfigurationError)
+    return origin_of(parts.geturl())
+
+
+def server_root(url: str) -> str:
+    """``https://host/arcgis`` from a server URL, however much of its REST path it has."""
+    if not isinstance(url, str):
+        raise ConfigurationError(f"server_url must be a URL string, got {url!r}")
+    parts = urlsplit(url.strip())
+    path = parts.path.rstrip("/")
+    if path.endswith("/rest"):
+        path = path[: -len("/rest")]
+    elif "/rest/" in path:
+        path = path[: path.index("/rest/")]
+    return urlunsplit(parts._replace(path=path, query="", fragment=""))
+
+
+def portal_endpoint(base_url: str, operation: str) -> str:
+    """``<portal>/sharing/rest/<operation>``, however the portal URL was written."""
+    if base_url.endswith("/sharing/rest"):
+        return f"{base_url}/{operation}"
+    if base_url.endswith("/sharing"):
+        return f"{base_url}/rest/{operation}"
+    return f"{base_url}/sharing/rest/{operation}"
+
+
+def arcgis_online_environment(url: str) -> str | None:
+    """``"production"``, ``"dev"`` or ``"qa"`` for an ArcGIS Online host (``*.arcgis.com``),
+    None for any other."""
+    host = (urlsplit(url).hostname or "").lower()
+    if not host.endswith(".arcgis.com"):
+        return None
+    last = host.removesuffix(".arcgis.com").split(".")[-1]  # "services", "maps", "mapsdev"
+    if "dev" in last:
+        return "dev"
+    if "qa" in last:
+        return "qa"
+    return "production"
 
 
 def _shown(value: object) -> str:

@@ -464,14 +464,14 @@ async def test_an_app_answer_without_a_token_says_what_it_had() -> None:
 )  # fmt: skip
 def test_the_server_root_of_any_url_below_it(url: str, root: str) -> None:
     """server_root cuts a URL back to the server: no /rest, no query, no fragment."""
-    from archibald.auth._server import server_root
+    from archibald._urls import server_root
 
     assert root == server_root(url)
 
 
 def test_a_server_url_must_be_a_string() -> None:
     """A server URL that is not a string is a ConfigurationError naming it."""
-    from archibald.auth._server import server_root
+    from archibald._urls import server_root
 
     with pytest.raises(ConfigurationError, match="server_url must be a URL string, got 42"):
         server_root(42)  # type: ignore[arg-type]

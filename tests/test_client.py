@@ -946,9 +946,9 @@ def test_the_reason_of_a_network_error_is_the_systems_own(
     error: httpx.ConnectError, reason: str
 ) -> None:
     """The OS's words from anywhere in the chain or in a group; else the first message."""
-    from archibald._client import _describe_transport_error
+    from archibald._sending import describe_transport_error
 
-    assert f"could not connect to gis.example.com: {reason}" == _describe_transport_error(
+    assert f"could not connect to gis.example.com: {reason}" == describe_transport_error(
         error, f"{BASE}/x"
     )
 

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from urllib.parse import urlsplit
 
 import httpx
 
+from .._urls import arcgis_online_environment, server_root
 from ..config import TokenPolicy
 from ..exceptions import ConfigurationError
 from ._app import AppCredentialsAuth
 from ._base import TokenPlacement
 from ._refresher import RefreshingAuth
-from ._server import FederatedServerAuth, discover_token_url, server_root
+from ._server import FederatedServerAuth, discover_token_url
 from ._token_http import check_token_url, get_info
 from ._user import DEFAULT_REFERER, UserTokenAuth
 
@@ -128,20 +128,8 @@ async def discover_auth(
 def _hosted_on_arcgis_online(server_url: str, portal_url: str) -> bool:
     """Whether *server_url* is an ArcGIS Online host that takes *portal_url*'s tokens
     as they are: both under ``arcgis.com``, in the same environment (dev, qa, production)."""
-    server, portal = _online_environment(server_url), _online_environment(portal_url)
+    server, portal = arcgis_online_environment(server_url), arcgis_online_environment(portal_url)
     return server is not None and server == portal
-
-
-def _online_environment(url: str) -> str | None:
-    host = (urlsplit(url).hostname or "").lower()
-    if not host.endswith(".arcgis.com"):
-        return None
-    last = host.removesuffix(".arcgis.com").split(".")[-1]  # "services", "maps", "mapsdev"
-    if "dev" in last:
-        return "dev"
-    if "qa" in last:
-        return "qa"
-    return "production"
 
 
 @contextlib.asynccontextmanager

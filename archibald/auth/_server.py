@@ -10,32 +10,19 @@ exchange on the one refresher, renewing the server token right after the portal 
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
-from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 import httpx
 
 from .._secrets import origin_of
+from .._urls import server_root
 from ..config import TokenPolicy
 from ..exceptions import ConfigurationError, TokenRefreshError
 from ._base import TokenPlacement
 from ._refresher import IssuedToken, RefreshingAuth, TokenSource, lifetime_from_expires
 from ._token_http import check_minutes, check_token_url, get_info, post_token_form
 
-__all__ = ["FederatedServerAuth", "discover_token_url", "server_root"]
-
-
-def server_root(url: str) -> str:
-    """``https://host/arcgis`` from a server URL, however much of its REST path it has."""
-    if not isinstance(url, str):
-        raise ConfigurationError(f"server_url must be a URL string, got {url!r}")
-    parts = urlsplit(url.strip())
-    path = parts.path.rstrip("/")
-    if path.endswith("/rest"):
-        path = path[: -len("/rest")]
-    elif "/rest/" in path:
-        path = path[: path.index("/rest/")]
-    return urlunsplit(parts._replace(path=path, query="", fragment=""))
+__all__ = ["FederatedServerAuth", "discover_token_url"]
 
 
 async def discover_token_url(http: httpx.AsyncClient, server_url: str, who: str) -> str:

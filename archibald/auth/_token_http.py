@@ -15,7 +15,7 @@ import httpx
 
 from .._responses import Envelope, is_transient, read_envelope, snippet
 from .._secrets import is_secure_url, scrub
-from .._urls import check_http_url
+from .._urls import check_http_url, portal_endpoint
 from .._validate import is_whole
 from ..exceptions import ConfigurationError, InvalidCredentialsError, TokenRefreshError
 
@@ -38,15 +38,6 @@ def check_token_url(url: object, what: str) -> str:
             "plain http is accepted for loopback addresses only"
         )
     return url
-
-
-def portal_endpoint(base_url: str, operation: str) -> str:
-    """``<portal>/sharing/rest/<operation>``, however the portal URL was written."""
-    if base_url.endswith("/sharing/rest"):
-        return f"{base_url}/{operation}"
-    if base_url.endswith("/sharing"):
-        return f"{base_url}/rest/{operation}"
-    return f"{base_url}/sharing/rest/{operation}"
 
 
 def token_endpoint(base_url: str, token_url: str | None, operation: str) -> str:

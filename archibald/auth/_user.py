@@ -9,12 +9,13 @@ import attrs
 import httpx
 
 from .._secrets import Secret, origin_of
+from .._urls import server_root
 from ..config import TokenPolicy
 from ..exceptions import ConfigurationError, TokenRefreshError
 from ._base import TokenPlacement
 from ._env import PORTAL_URL, read_env
 from ._refresher import IssuedToken, RefreshingAuth, TokenSource, lifetime_from_expires
-from ._server import discover_token_url, server_root
+from ._server import discover_token_url
 from ._token_http import (
     check_minutes,
     check_token_url,
