@@ -33,6 +33,7 @@ from .exceptions import InvalidCredentialsError as InvalidCredentialsError
 from .exceptions import InvalidParameterError as InvalidParameterError
 from .exceptions import InvalidServiceURL as InvalidServiceURL
 from .exceptions import LayerCapabilityError as LayerCapabilityError
+from .exceptions import LifecycleError as LifecycleError
 from .exceptions import NetworkError as NetworkError
 from .exceptions import NotFoundError as NotFoundError
 from .exceptions import ServiceError as ServiceError
@@ -71,6 +72,7 @@ __all__ = [
     "InvalidServiceURL",
     "IssuedToken",
     "LayerCapabilityError",
+    "LifecycleError",
     "LayerInfo",
     "MapLayer",
     "MapService",

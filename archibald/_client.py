@@ -30,6 +30,7 @@ import anyio
 import attrs
 import httpx
 
+from ._lifecycle import Lifecycle
 from ._responses import Failure, Success, TokenRejected, Transient, arcgis_error, classify
 from ._secrets import is_secure_url, origin_of, redact_url
 from ._sending import (
@@ -50,6 +51,7 @@ from .config import RetryPolicy
 from .exceptions import (
     ConfigurationError,
     InvalidParameterError,
+    LifecycleError,
     NetworkError,
     ServiceError,
     TokenRefreshError,
@@ -177,6 +179,7 @@ class ArchieClient:
         self._http: httpx.AsyncClient | None = None
         self._limiter: anyio.CapacityLimiter | None = None
         self._stack: AsyncExitStack | None = None
+        self._state = Lifecycle.IDLE
         self._counters = _Counters()
         self._last_rejected: str | None = None
         self._warned_plain_http: set[str] = set()
@@ -184,8 +187,8 @@ class ArchieClient:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        if self._stack is not None:
-            raise ConfigurationError(f"{self!r} is already open; use one `async with` at a time")
+        if self._state is Lifecycle.ACTIVE:
+            raise LifecycleError(f"{self!r} is already open; use one `async with` at a time")
         stack = AsyncExitStack()
         async with AsyncExitStack() as unwind:
             unwind.push_async_exit(stack)
@@ -207,6 +210,7 @@ class ArchieClient:
             self._limiter = anyio.CapacityLimiter(self._max_concurrent)
             unwind.pop_all()
         self._stack = stack
+        self._state = Lifecycle.ACTIVE
         return self
 
     async def __aexit__(
@@ -221,6 +225,8 @@ class ArchieClient:
         """Close the HTTP client and leave the auth if this client entered it."""
         stack, self._stack = self._stack, None
         self._http = None
+        if self._state is Lifecycle.ACTIVE:
+            self._state = Lifecycle.CLOSED
         if stack is not None:
             await stack.aclose()
 
@@ -328,7 +334,7 @@ class ArchieClient:
         )
 
     def __repr__(self) -> str:
-        state = "open" if self._stack is not None else "closed"
+        state = "open" if self._state is Lifecycle.ACTIVE else "closed"
         return f"ArchieClient({self._base_url!r}, auth={self._auth!r}, {state})"
 
     # -- the one request loop ------------------------------------------------------------
@@ -343,9 +349,11 @@ class ArchieClient:
 
     def _open(self) -> tuple[httpx.AsyncClient, anyio.CapacityLimiter]:
         http, limiter = self._http, self._limiter
-        if http is None or limiter is None:
-            raise ConfigurationError(
-                "ArchieClient is not open: use it inside `async with ArchieClient(...) as client:`"
+        if http is None or limiter is None or self._state is not Lifecycle.ACTIVE:
+            closed = " (it has been closed)" if self._state is Lifecycle.CLOSED else ""
+            raise LifecycleError(
+                f"ArchieClient is not open{closed}: use it inside "
+                "`async with ArchieClient(...) as client:`"
             )
         return http, limiter
 

@@ -46,6 +46,7 @@ __all__ = [
     "InvalidParameterError",
     "InvalidServiceURL",
     "LayerCapabilityError",
+    "LifecycleError",
     "NetworkError",
     "NotFoundError",
     "ServiceError",
@@ -179,7 +180,15 @@ class InvalidCredentialsError(TokenRefreshError):
         super().__init__(message, retryable=retryable)
 
 
-class AuthNotActiveError(ArchieClientError):
+class LifecycleError(ArchieClientError, RuntimeError):
+    """An object was used outside the part of its life where that use is allowed.
+
+    A client, an auth or a stream used before its ``async with`` block, after it, or
+    entered twice; an auth closed from a task other than the one that entered it.
+    """
+
+
+class AuthNotActiveError(LifecycleError):
     """An auth was used before its ``async with`` block was entered, or after it was left."""
 
 

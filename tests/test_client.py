@@ -19,6 +19,7 @@ from archibald import (
     InvalidCredentialsError,
     InvalidParameterError,
     InvalidServiceURL,
+    LifecycleError,
     NetworkError,
     NoAuth,
     NotFoundError,
@@ -494,11 +495,16 @@ def test_base_url_must_be_a_services_root(base_url: str, hint: str) -> None:
     assert hint in str(info.value)
 
 
-async def test_using_a_closed_client_is_a_clear_error() -> None:
-    """Calls outside `async with` say to use it."""
-    client = ArchieClient(BASE)
-    with pytest.raises(ConfigurationError, match="async with ArchieClient"):
+async def test_using_a_closed_client_is_a_clear_error(fake: FakeArcGIS) -> None:
+    """Calls outside `async with`, before it or after it, say to use it."""
+    client = ArchieClient(fake.services_url, transport=fake.transport())
+    with pytest.raises(LifecycleError, match="not open: use it inside `async with ArchieClient"):
         await client.get("Roads/FeatureServer/0")
+    async with client:
+        pass
+    with pytest.raises(LifecycleError, match=r"not open \(it has been closed\)"):
+        await client.get("Roads/FeatureServer/0")
+    assert "closed" in repr(client)
 
 
 # -- regressions found in review -------------------------------------------------------
@@ -617,13 +623,13 @@ async def test_closing_during_a_retry_wait_is_a_clear_error(
     async def count() -> None:
         try:
             await client.get_json(f"{PARCELS}/query", params=COUNT)
-        except ConfigurationError as exc:
+        except LifecycleError as exc:
             errors.append(exc)
 
     async with anyio.create_task_group() as tg, make_client(fake, wire) as client:
         tg.start_soon(count)
         await anyio.sleep(1)
-    assert "not open" in str(errors[0])
+    assert "not open (it has been closed)" in str(errors[0])
 
 
 async def test_a_format_in_the_url_counts(fake: FakeArcGIS, wire: Recording) -> None:

@@ -21,6 +21,7 @@ from archibald import (
     InvalidParameterError,
     InvalidServiceURL,
     LayerCapabilityError,
+    LifecycleError,
     MapLayer,
     MapService,
     RetryPolicy,
@@ -527,7 +528,7 @@ async def test_a_stream_iterated_first_cannot_be_entered(fake: FakeArcGIS) -> No
     async with client_for(fake) as client:
         pages = FeatureLayer(client, "Parcels", 0).pages()
         await anext(pages)
-        with pytest.raises(RuntimeError, match="before iterating"):
+        with pytest.raises(LifecycleError, match="before iterating"):
             await pages.__aenter__()
 
 
@@ -555,7 +556,7 @@ async def test_a_stream_opens_once(fake: FakeArcGIS) -> None:
     async with client_for(fake) as client:
         pages = FeatureLayer(client, "Parcels", 0).pages()
         async with pages:
-            with pytest.raises(RuntimeError, match="already open"):
+            with pytest.raises(LifecycleError, match="already open"):
                 await pages.__aenter__()
 
 

@@ -74,7 +74,7 @@ class _ClientCredentials(TokenSource):
         return IssuedToken(value=token, lifetime=lifetime)
 
 
-class AppCredentialsAuth(RefreshingAuth):
+class AppCredentialsAuth(RefreshingAuth[_ClientCredentials]):
     """Tokens for an application (OAuth2 client credentials), renewed in the background.
 
     For services and daemons that sign in as an app rather than a person: POSTs the
@@ -148,6 +148,4 @@ class AppCredentialsAuth(RefreshingAuth):
     @property
     def client_id(self) -> str:
         """The app's client id."""
-        source = self._source
-        assert isinstance(source, _ClientCredentials)
-        return source.client_id
+        return self._source.client_id

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 
@@ -41,7 +42,7 @@ async def discover_auth(
     placement: TokenPlacement = TokenPlacement.AUTHORIZATION,
     policy: TokenPolicy | None = None,
     http_client: httpx.AsyncClient | None = None,
-) -> RefreshingAuth:
+) -> RefreshingAuth[Any]:
     """The auth for the ArcGIS Server at *url*, signing in where the server says.
 
     Reads ``<server>/rest/info`` once and returns an auth that is not entered yet:
@@ -107,7 +108,7 @@ async def discover_auth(
                 referer=referer, placement=placement, policy=policy, http_client=http_client,
             )  # fmt: skip
     portal_url = check_token_url(owner, f"the portal that {root} names (owningSystemUrl)")
-    portal: RefreshingAuth
+    portal: RefreshingAuth[Any]
     if client_id is not None and client_secret is not None:
         portal = AppCredentialsAuth(
             client_id, client_secret, portal_url, placement=placement, policy=policy,

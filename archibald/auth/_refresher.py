@@ -11,8 +11,10 @@ State and its invariants:
 - ``_token`` is the newest token, served until it expires (also while a renewal runs).
 - ``_error`` is the failure of the newest attempt, cleared by the next success.
 - ``_changed`` is set and replaced on every publication, so a waiter on it always wakes.
-- ``_generation`` counts refresher runs; only the current run may publish, so a run that
-  `force_refresh` cancelled cannot publish a late result.
+- ``_run`` is the current refresher run (a `_Run`); a run publishes only while it is the
+  current one (``run is self._run``), so a run that `force_refresh` cancelled, or one
+  still finishing after the auth closed, cannot publish a late result.
+- ``_state`` is the auth's `Lifecycle`: idle, active (inside ``async with``), or closed.
 """
 
 from __future__ import annotations
@@ -24,20 +26,21 @@ import math
 import time
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Self
+from typing import Any, Generic, Self, TypeVar
 
 import anyio
 import attrs
 import httpx
 from anyio.abc import TaskGroup, TaskStatus
 
+from .._lifecycle import Lifecycle
 from .._secrets import Secret
 from ..config import TokenPolicy
 from ..exceptions import (
-    ArchieClientError,
     AuthNotActiveError,
     ConfigurationError,
     InvalidCredentialsError,
+    LifecycleError,
     TokenRefreshError,
 )
 from ._base import ArcGISAuth, TokenPlacement
@@ -151,7 +154,10 @@ class _Token:
     expires_at: float  # on anyio's clock
 
 
-class RefreshingAuth(ArcGISAuth):
+SourceT = TypeVar("SourceT", bound=TokenSource)
+
+
+class RefreshingAuth(ArcGISAuth, Generic[SourceT]):
     """An auth whose token a background task renews before it expires.
 
     Subclasses (such as `UserTokenAuth`) only provide a `TokenSource`.
@@ -182,7 +188,7 @@ class RefreshingAuth(ArcGISAuth):
 
     def __init__(
         self,
-        source: TokenSource,
+        source: SourceT,
         *,
         policy: TokenPolicy | None = None,
         placement: TokenPlacement = TokenPlacement.AUTHORIZATION,
@@ -199,7 +205,6 @@ class RefreshingAuth(ArcGISAuth):
                 f"http_client must be an httpx.AsyncClient, got {type(http_client).__name__}"
             )
         self._source = source
-        self._description = source.describe()  # sources are immutable: describe once
         self._policy = policy
         self._own_http = http_client is None
         self._http = http_client
@@ -211,17 +216,14 @@ class RefreshingAuth(ArcGISAuth):
         self._released: anyio.Event | None = None  # set when a hold in another task ends
         self._closing: anyio.Event | None = None  # set while aclose() is under way
         self._left_with_holders = False  # the first holder left while others held it
-        self._active = False
+        self._state = Lifecycle.IDLE
         self._token: _Token | None = None
         self._error: TokenRefreshError | None = None
-        self._closed = False
         # Events and cancel scopes belong to an event loop, so they are made on entry.
         self._changed: anyio.Event | None = None
         self._forced: anyio.Event | None = None
-        self._generation = 0
-        self._fetching = False  # the current run is waiting for a token request
+        self._run: _Run | None = None  # the refresher run that may publish
         self._renew_at = 0.0  # when the current token is due for renewal (anyio clock)
-        self._scope: anyio.CancelScope | None = None
         self._fetches = 0
         self._failures = 0
         self._forced_refreshes = 0
@@ -234,7 +236,12 @@ class RefreshingAuth(ArcGISAuth):
     @property
     def is_active(self) -> bool:
         """Whether the auth is inside its ``async with`` block."""
-        return self._active
+        return self._state is Lifecycle.ACTIVE
+
+    @property
+    def _description(self) -> str:
+        # Asked each time: a server's token endpoint is learnt on the first fetch.
+        return self._source.describe()
 
     @property
     def can_refresh(self) -> bool:
@@ -251,7 +258,11 @@ class RefreshingAuth(ArcGISAuth):
     def has_valid_token(self) -> bool:
         """Whether a valid token is at hand, so `get_token` returns without waiting."""
         token = self._token
-        return self._active and token is not None and anyio.current_time() < token.expires_at
+        return (
+            self._state is Lifecycle.ACTIVE
+            and token is not None
+            and anyio.current_time() < token.expires_at
+        )
 
     async def get_token(self) -> str:
         """Return the current token, waiting only if none is valid yet.
@@ -307,7 +318,8 @@ class RefreshingAuth(ArcGISAuth):
             logger.info("refreshing the token for %s now", self._description)
             self._token = None
             self._error = None
-            if not self._fetching:
+            assert self._run is not None
+            if not self._run.fetching:
                 self._restart()
             # else: a renewal is already on its way; its token is the fresh one we need.
         done = self._forced
@@ -317,12 +329,12 @@ class RefreshingAuth(ArcGISAuth):
     def statistics(self) -> TokenStatistics:
         """Return a snapshot of the auth's state and counters."""
         expires_in = renews_in = None
-        if self._active and self._token is not None:  # inside the block: in an event loop
+        if self.is_active and self._token is not None:  # inside the block: in an event loop
             now = anyio.current_time()
             expires_in = max(0.0, self._token.expires_at - now)
             renews_in = self._renew_at - now
         return TokenStatistics(
-            active=self._active,
+            active=self.is_active,
             fetches=self._fetches,
             failures=self._failures,
             forced_refreshes=self._forced_refreshes,
@@ -333,7 +345,7 @@ class RefreshingAuth(ArcGISAuth):
 
     async def __aenter__(self) -> Self:
         task = anyio.get_current_task().id
-        while not self._active:
+        while not self.is_active:
             if self._closing is not None:  # the last holder is still closing: let it finish
                 await self._closing.wait()
                 continue
@@ -365,7 +377,7 @@ class RefreshingAuth(ArcGISAuth):
         if task in self._holds:
             return  # an inner hold of the host task: the host's own is still open
         try:
-            if exc_type is None and self._holds and self._active:
+            if exc_type is None and self._holds and self.is_active:
                 # Holders in other tasks: let them finish. (Leaving with an error or a
                 # cancellation stops the auth at once: an error is never held back.)
                 logger.info(
@@ -373,7 +385,7 @@ class RefreshingAuth(ArcGISAuth):
                     len(self._holds),
                     self,
                 )
-                while self._holds and self._active:
+                while self._holds and self.is_active:
                     self._released = anyio.Event()
                     await self._released.wait()
         finally:
@@ -394,8 +406,7 @@ class RefreshingAuth(ArcGISAuth):
                 self._http = httpx.AsyncClient(timeout=self._policy.request_timeout)
                 stack.push_async_callback(_close_shielded, self._http)
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
-            scope = self._reset_state()
-            await self._task_group.start(self._refresher, scope, self._generation)
+            await self._task_group.start(self._refresher, self._reset_state())
         except BaseException as exc:
             entry.error = exc
             if self._task_group is not None:
@@ -411,7 +422,7 @@ class RefreshingAuth(ArcGISAuth):
             self._entering = None
             entry.done.set()
         self._stack = stack
-        self._active = True
+        self._state = Lifecycle.ACTIVE
 
     async def aclose(self) -> None:
         """Stop the refresher now, wake every waiter with `AuthNotActiveError`, close the
@@ -421,18 +432,17 @@ class RefreshingAuth(ArcGISAuth):
         stops the auth for all of them. It must run in the task that entered the auth
         first, and does nothing if the auth is not active.
         """
-        if not self._active or self._stack is None or self._task_group is None:
+        if not self.is_active or self._stack is None or self._task_group is None:
             return
         if anyio.get_current_task().id != self._host_task:
-            raise ArchieClientError(
+            raise LifecycleError(
                 f"{type(self).__name__}.aclose() must run in the task that entered the auth; "
                 "leave its `async with` block instead"
             )
-        self._active = False
-        self._closed = True
+        self._state = Lifecycle.CLOSED
         self._left_with_holders = any(task != self._host_task for task in self._holds)
         self._holds.clear()
-        self._generation += 1  # a fetch finishing now must not publish
+        self._run = None  # a fetch finishing now must not publish
         self._token = None
         self._notify()
         self._task_group.cancel_scope.cancel()
@@ -447,15 +457,14 @@ class RefreshingAuth(ArcGISAuth):
             closing.set()
 
     def __repr__(self) -> str:
-        state = "active" if self._active else "inactive"
+        state = "active" if self.is_active else "inactive"
         return f"{type(self).__name__}({self._description}, {state})"
 
     # -- the refresher -------------------------------------------------------------------
 
     async def _refresher(
         self,
-        scope: anyio.CancelScope,
-        generation: int,
+        run: _Run,
         *,
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
@@ -466,20 +475,18 @@ class RefreshingAuth(ArcGISAuth):
         """
         starting = task_status is not anyio.TASK_STATUS_IGNORED
         attempt = 0
-        with scope:
+        with run.scope:
             while True:
                 sent_at = anyio.current_time()
-                if generation == self._generation:
-                    self._fetching = True
+                run.fetching = True
                 try:
                     issued = await self._fetch_one()
                 except TokenRefreshError as exc:
-                    if generation == self._generation:
-                        self._fetching = False
+                    run.fetching = False
                     attempt += 1
                     if starting and (not exc.retryable or attempt >= self._policy.startup_attempts):
                         raise
-                    if generation == self._generation:
+                    if run is self._run:
                         self._error = exc
                         self._notify()
                     if isinstance(exc, InvalidCredentialsError):
@@ -503,8 +510,8 @@ class RefreshingAuth(ArcGISAuth):
                     continue
                 attempt = 0
                 renew_at = sent_at + self._policy.renew_delay(issued.lifetime, issued.renew_after)
-                if generation == self._generation:
-                    self._fetching = False
+                run.fetching = False
+                if run is self._run:
                     self._renew_at = renew_at
                     self._token = _Token(Secret(issued.value), sent_at + issued.lifetime)
                     self._error = None
@@ -551,12 +558,10 @@ class RefreshingAuth(ArcGISAuth):
     def _restart(self) -> None:
         """Cancel the running refresher and start a fresh one, which fetches at once."""
         assert self._task_group is not None
-        assert self._scope is not None
-        self._scope.cancel()
-        self._generation += 1
-        self._fetching = False
-        self._scope = anyio.CancelScope()
-        self._task_group.start_soon(self._refresher, self._scope, self._generation)
+        assert self._run is not None
+        self._run.scope.cancel()
+        self._run = _Run()
+        self._task_group.start_soon(self._refresher, self._run)
 
     def _notify(self) -> None:
         """Wake everyone waiting for a change of state."""
@@ -567,28 +572,27 @@ class RefreshingAuth(ArcGISAuth):
         if forced is not None:
             forced.set()
 
-    def _reset_state(self) -> anyio.CancelScope:
-        """Start afresh on entry; return the cancel scope of the first refresher run."""
+    def _reset_state(self) -> _Run:
+        """Start afresh on entry; return the first refresher run."""
         self._token = None
         self._error = None
         self._forced = None
-        self._closed = False
+        self._state = Lifecycle.IDLE
         self._left_with_holders = False
         self._changed = anyio.Event()
-        self._generation += 1
-        self._scope = anyio.CancelScope()
-        return self._scope
+        self._run = _Run()
+        return self._run
 
     def _check_active(self) -> None:
-        if self._active:
+        if self._state is Lifecycle.ACTIVE:
             return
-        if self._closed and self._left_with_holders:
+        if self._state is Lifecycle.CLOSED and self._left_with_holders:
             raise AuthNotActiveError(
                 f"{type(self).__name__} was stopped: the task that entered it first left "
                 "(with an error, or cancelled) while others still held it; enter the auth "
                 "once, around every task that shares it"
             )
-        if self._closed:
+        if self._state is Lifecycle.CLOSED:
             raise AuthNotActiveError(
                 f"{type(self).__name__} has left its `async with` block; tokens are only "
                 "available inside it"
@@ -617,6 +621,16 @@ class RefreshingAuth(ArcGISAuth):
 
 
 @attrs.define(eq=False)
+class _Run:
+    """One run of the refresher task: the scope that cancels it, and whether it is
+    waiting for a token request (a forced refresh then waits for that request instead of
+    starting another)."""
+
+    scope: anyio.CancelScope = attrs.Factory(anyio.CancelScope)
+    fetching: bool = False
+
+
+@attrs.define(eq=False)
 class _Entry:
     """The first holder's entry, which later holders wait for."""
 
@@ -624,7 +638,7 @@ class _Entry:
     error: BaseException | None = None
 
 
-def _entry_failed(auth: RefreshingAuth, error: Exception) -> Exception:
+def _entry_failed(auth: RefreshingAuth[Any], error: Exception) -> Exception:
     """What a holder that waited for another holder's failed entry raises."""
     if isinstance(error, TokenRefreshError):
         try:

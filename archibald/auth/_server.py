@@ -10,6 +10,7 @@ exchange on the one refresher, renewing the server token right after the portal 
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
+from typing import Any
 
 import attrs
 import httpx
@@ -74,7 +75,7 @@ async def discover_token_url(http: httpx.AsyncClient, server_url: str, who: str)
 class _ServerTokenExchange(TokenSource):
     """Exchange the portal's token for one of this server's (``token`` + ``serverUrl``)."""
 
-    portal: RefreshingAuth
+    portal: RefreshingAuth[Any]
     server_url: str
     expiration: int  # minutes
     exchange_url: str | None = None  # the portal's generateToken, found on first use
@@ -150,7 +151,7 @@ class _ServerTokenExchange(TokenSource):
         return url
 
 
-class FederatedServerAuth(RefreshingAuth):
+class FederatedServerAuth(RefreshingAuth[_ServerTokenExchange]):
     """Tokens for an ArcGIS Server federated with a portal, from the portal's token.
 
     The portal token (from any token auth: `UserTokenAuth`, `AppCredentialsAuth`) is
@@ -186,7 +187,7 @@ class FederatedServerAuth(RefreshingAuth):
 
     def __init__(
         self,
-        portal: RefreshingAuth,
+        portal: RefreshingAuth[Any],
         server_url: str,
         expiration: int = 60,
         *,
@@ -220,16 +221,14 @@ class FederatedServerAuth(RefreshingAuth):
         self._portal = portal
 
     @property
-    def portal(self) -> RefreshingAuth:
+    def portal(self) -> RefreshingAuth[Any]:
         """The portal auth whose token is exchanged."""
         return self._portal
 
     @property
     def server_url(self) -> str:
         """The server root."""
-        source = self._source
-        assert isinstance(source, _ServerTokenExchange)
-        return source.server_url
+        return self._source.server_url
 
     async def _enter_dependencies(self, stack: AsyncExitStack) -> None:
         """Take a hold on the portal auth (entering it if nobody has) while this is active."""

@@ -83,7 +83,7 @@ class _GenerateToken(TokenSource):
         return IssuedToken(value=token, lifetime=lifetime)
 
 
-class UserTokenAuth(RefreshingAuth):
+class UserTokenAuth(RefreshingAuth[_GenerateToken]):
     """Tokens for a named user, from ArcGIS Online, a Portal, or a standalone ArcGIS Server.
 
     POSTs the username and password to ``<base_url>/sharing/rest/generateToken`` (or to
@@ -195,9 +195,8 @@ class UserTokenAuth(RefreshingAuth):
             policy=policy,
             http_client=http_client,
         )
-        source = auth._user_source
+        source = auth._source
         source.server_url, source.url = source.url, None
-        auth._description = source.describe()
         return auth
 
     @classmethod
@@ -218,19 +217,14 @@ class UserTokenAuth(RefreshingAuth):
     @property
     def username(self) -> str:
         """The ArcGIS username."""
-        return self._user_source.username
+        return self._source.username
 
     @property
     def token_url(self) -> str | None:
         """The generateToken endpoint this auth posts to (None until a server's is found)."""
-        return self._user_source.url
+        return self._source.url
 
     @property
     def expiration(self) -> int:
         """The requested token lifetime in minutes."""
-        return self._user_source.expiration
-
-    @property
-    def _user_source(self) -> _GenerateToken:
-        assert isinstance(self._source, _GenerateToken)
-        return self._source
+        return self._source.expiration

@@ -30,7 +30,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from .._geojson import GeoJSONConverter
 from .._tasks import same_error
-from ..exceptions import IncompleteResultError
+from ..exceptions import IncompleteResultError, LifecycleError
 from ._model import Page
 from ._options import CrawlOptions
 from ._plan import Crawl, list_ids
@@ -128,9 +128,9 @@ class PageStream:
 
     async def __aenter__(self) -> PageStream:
         if self._stack is not None:
-            raise RuntimeError("this stream is already open")
+            raise LifecycleError("this stream is already open")
         if self._fetcher is not None or self._closed:
-            raise RuntimeError("open the stream with `async with` before iterating it")
+            raise LifecycleError("open the stream with `async with` before iterating it")
         stack = AsyncExitStack()
         self._task_group = await stack.enter_async_context(anyio.create_task_group())
         self._stack = stack
