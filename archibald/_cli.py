@@ -9,18 +9,14 @@ goes to stderr, and only when stderr is a terminal.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import IO, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl
 
 import attrs
@@ -29,8 +25,9 @@ import trio
 from click.core import ParameterSource
 
 from . import __version__
+from ._cli_output import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, Failure, Output, Writer
+from ._cli_output import progress as progress_display
 from ._client import ArchieClient
-from ._geojson import GeoJSONConverter
 from ._secrets import redact_url
 from ._urls import check_http_url, split_services_url
 from .auth import (
@@ -47,18 +44,6 @@ from .exceptions import ArchieError, InvalidServiceURL
 from .layers import FeatureLayer, MapLayer, Page
 
 T = TypeVar("T")
-
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-
-
-class _Failure(Exception):
-    """A failure already explained to the user: print the message, exit with the code."""
-
-    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class _Interrupted(Exception):
@@ -127,10 +112,10 @@ class _Commands(click.Group):
         except (_Interrupted, KeyboardInterrupt):  # KeyboardInterrupt: outside trio.run
             click.echo("archibald: interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
-        except (_Failure, ArchieError) as exc:
+        except (Failure, ArchieError) as exc:
             if (ctx.obj or {}).get("debug"):
                 raise
-            if isinstance(exc, _Failure):
+            if isinstance(exc, Failure):
                 click.echo(f"archibald: {exc}", err=True)
                 ctx.exit(exc.code)
             click.echo(f"archibald: {type(exc).__name__}: {exc}", err=True)
@@ -204,7 +189,7 @@ def _sign_in(ctx: click.Context, options: dict[str, Any]) -> _SignIn:
             if typed
             else " (from the environment: ARCGIS_USERNAME, ARCGIS_CLIENT_ID, ARCGIS_API_KEY)"
         )
-        raise _Failure(
+        raise Failure(
             f"give one way to sign in, not {' and '.join(_METHODS[n] for n in chosen)}{where}",
             EXIT_USAGE,
         )
@@ -215,9 +200,7 @@ def _sign_in(ctx: click.Context, options: dict[str, Any]) -> _SignIn:
         return _SignIn("key", secret=options["api_key"])
     if chosen == ["client_id"]:
         if not options.get("client_secret"):
-            raise _Failure(
-                "--client-id needs --client-secret (or ARCGIS_CLIENT_SECRET)", EXIT_USAGE
-            )
+            raise Failure("--client-id needs --client-secret (or ARCGIS_CLIENT_SECRET)", EXIT_USAGE)
         return _SignIn("app", options["client_id"], options["client_secret"], portal)
     password = options.get("password")
     if password:
@@ -230,7 +213,7 @@ def _sign_in(ctx: click.Context, options: dict[str, Any]) -> _SignIn:
         password = sys.stdin.readline().rstrip("\r\n")
     password = password or os.environ.get("ARCGIS_PASSWORD")
     if not password:
-        raise _Failure(
+        raise Failure(
             "--username needs a password: ARCGIS_PASSWORD, --password-stdin or --password",
             EXIT_USAGE,
         )
@@ -258,7 +241,7 @@ def _split_layer_url(url: str) -> tuple[str, str]:
     try:
         parts = check_http_url(url, "the URL", InvalidServiceURL, extras="allow")
     except InvalidServiceURL as exc:
-        raise _Failure(
+        raise Failure(
             f"{exc}: not an ArcGIS REST URL; one looks like {example}", EXIT_USAGE
         ) from None
     asked = {key.lower() for key, _ in parse_qsl(parts.query, keep_blank_values=True)}
@@ -266,14 +249,14 @@ def _split_layer_url(url: str) -> tuple[str, str]:
         hint = "pass --where '...' instead" if "where" in asked else "leave it out"
         if "outfields" in asked:
             hint += ", and --fields for outFields"
-        raise _Failure(
+        raise Failure(
             f"the URL has a query string ({redact_url(url)}), which archibald does not read: "
             f"it builds every query itself; {hint}",
             EXIT_USAGE,
         )
     split = split_services_url(parts)
     if split is None:
-        raise _Failure(
+        raise Failure(
             f"{redact_url(url)!r} is not an ArcGIS REST URL; one looks like {example}", EXIT_USAGE
         )
     return split
@@ -285,165 +268,7 @@ def _layer_for(client: ArchieClient, url: str) -> FeatureLayer | MapLayer:
             return MapLayer.from_url(client, url)
         return FeatureLayer.from_url(client, url)
     except InvalidServiceURL as exc:
-        raise _Failure(str(exc), EXIT_USAGE) from exc
-
-
-# -- output --------------------------------------------------------------------------------
-
-
-class _Writer:
-    """Writes features as they come, so the whole layer is never in memory.
-
-    ``close()`` always leaves a document that parses, complete up to the last feature
-    written, also after an interruption.
-    """
-
-    def __init__(self, out: IO[str], fmt: str) -> None:
-        self.out = out
-        self.fmt = fmt
-        self.count = 0
-        self.started = False
-        self.closed = False
-        self._geojson = GeoJSONConverter()
-
-    @property
-    def unconvertible(self) -> int:
-        """Geometries written as null because they could not be converted to GeoJSON."""
-        return self._geojson.unconvertible
-
-    def start(self, page_meta: dict[str, Any]) -> None:
-        if self.started:
-            return
-        self.started = True
-        if self.fmt == "geojson":
-            self.out.write('{"type":"FeatureCollection","features":[\n')
-        elif self.fmt == "esrijson":
-            head = json.dumps(page_meta, separators=(",", ":"))
-            self.out.write(head[:-1] + ',"features":[\n')
-
-    def write(self, feature: dict[str, Any], page: Page) -> None:
-        item = feature
-        if self.fmt != "esrijson":
-            item = self._geojson.feature(
-                feature, page.object_id_field, has_z=page.has_z, has_m=page.has_m
-            )
-        if self.fmt == "ndjson":
-            self.out.write(json.dumps(item) + "\n")
-        else:
-            self.out.write((",\n" if self.count else "") + json.dumps(item, separators=(",", ":")))
-        self.count += 1
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        if self.fmt != "ndjson":
-            if not self.started:
-                self.start({})
-            self.out.write("\n]}\n")
-        self.out.flush()
-
-
-class _Output:
-    """Where a dump goes: stdout, or a file that is replaced only by a complete dump.
-
-    A regular file (or a name not taken yet) is written under a temporary name beside it
-    and moved into place at the end, so a failed or interrupted dump never destroys what
-    was there; a symbolic link is followed, and the file keeps its permissions. What an
-    unfinished dump wrote (closed, so it parses) is kept beside it as
-    ``<name>.partial<suffix>``. Anything else (a pipe, ``/dev/stdout``) is written to as
-    it is.
-    """
-
-    def __init__(self, path: str | None) -> None:
-        self.path = Path(path) if path else None
-        self._temp: Path | None = None  # None: written to as it is (stdout, a pipe)
-        if self.path is None:
-            self.stream: IO[str] = sys.stdout
-            return
-        if self.path.is_dir():
-            raise _Failure(f"cannot write {path}: it is a folder; give a file name", EXIT_USAGE)
-        target = self.path.resolve() if self.path.is_symlink() else self.path
-        if target.exists() and not target.is_file():  # a pipe or a device: write to it
-            self.stream = self._open(target)
-            return
-        if not target.parent.is_dir():
-            raise _Failure(
-                f"cannot write {path}: the folder {target.parent} does not exist", EXIT_USAGE
-            )
-        if target.exists() and not os.access(target, os.W_OK):
-            raise _Failure(f"cannot write {path}: permission denied", EXIT_USAGE)
-        self.path = target
-        try:
-            fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        except OSError as exc:
-            raise _Failure(
-                f"cannot write in {target.parent}: {exc.strerror or type(exc).__name__}",
-                EXIT_USAGE,
-            ) from None
-        self._temp = Path(temp)
-        if target.exists():
-            shutil.copymode(target, self._temp)
-        else:  # as open() would have made it, not mkstemp's 0600
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(fd, 0o666 & ~umask)
-        self.stream = os.fdopen(fd, "w", encoding="utf-8")
-
-    @staticmethod
-    def _open(path: Path) -> IO[str]:
-        try:
-            return path.open("w", encoding="utf-8")
-        except OSError as exc:
-            raise _Failure(
-                f"cannot write {path}: {exc.strerror or type(exc).__name__}", EXIT_USAGE
-            ) from None
-
-    def commit(self) -> None:
-        """The dump is complete: put it in place."""
-        if self.path is None:
-            return
-        self.stream.close()
-        if self._temp is not None:
-            os.replace(self._temp, self.path)
-            self._temp = None
-
-    def settle(self, count: int) -> str:
-        """The dump did not finish: keep what it wrote beside the target; say where."""
-        if self.path is not None:
-            self.stream.close()
-        if self.path is None or self._temp is None:
-            return "the output holds them, closed so that it parses"
-        kept = f"; {self.path} was left as it was" if self.path.exists() else ""
-        if not count:
-            self._temp.unlink(missing_ok=True)
-            return f"nothing was written{kept}"
-        partial = self.path.with_name(f"{self.path.stem}.partial{self.path.suffix}")
-        os.replace(self._temp, partial)
-        return f"they are in {partial}{kept}"
-
-
-def _progress(enabled: bool) -> Any:
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[tokens]}"),
-        console=Console(stderr=True),
-        disable=not enabled,
-        transient=False,
-    )
+        raise Failure(str(exc), EXIT_USAGE) from exc
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -493,8 +318,8 @@ def dump(ctx: click.Context, /, layer_url: str, output: str | None, where: str, 
     root, _ = _split_layer_url(layer_url)
     sign_in = _sign_in(ctx, auth_options)
     sr = out_sr if out_sr is not None else (4326 if fmt != "esrijson" else None)
-    output_to = _Output(output)
-    writer = _Writer(output_to.stream, fmt)
+    output_to = Output(output)
+    writer = Writer(output_to.stream, fmt)
     started = time.perf_counter()
 
     async def run() -> None:
@@ -511,7 +336,7 @@ def dump(ctx: click.Context, /, layer_url: str, output: str | None, where: str, 
             writer.close()
         where_they_are = output_to.settle(writer.count)
         if isinstance(exc, _Interrupted):
-            raise _Failure(
+            raise Failure(
                 f"interrupted: stopped after {writer.count:,} features; {where_they_are}",
                 EXIT_INTERRUPTED,
             ) from None
@@ -541,7 +366,7 @@ async def _dump(
     client: ArchieClient,
     auth: ArcGISAuth,
     layer: FeatureLayer | MapLayer,
-    writer: _Writer,
+    writer: Writer,
     where: str,
     fields: str,
     out_sr: int | None,
@@ -553,7 +378,7 @@ async def _dump(
     enabled = sys.stderr.isatty() if progress_enabled is None else progress_enabled
     pages = layer.pages(where, out_fields=fields, out_sr=out_sr, max_concurrency=concurrency)
     started = time.perf_counter()
-    with _progress(enabled) as progress:
+    with progress_display(enabled) as progress:
         task = progress.add_task(label, total=None, rate="", tokens="")
         async with pages:  # the next pages are fetched while this one is written
             async for page in pages:
@@ -666,7 +491,7 @@ def demo(ctx: click.Context, features: int, token_seconds: float) -> None:
             seen = bytearray(features + 1)
             duplicates = 0
 
-            class Checker(_Writer):
+            class Checker(Writer):
                 def write(self, feature: dict[str, Any], page: Page) -> None:
                     nonlocal duplicates
                     oid = feature["attributes"][page.object_id_field]
@@ -695,7 +520,7 @@ def demo(ctx: click.Context, features: int, token_seconds: float) -> None:
                 f"requests: {stats.requests:,}"
             )
             if missing or duplicates:
-                raise _Failure("the crawl was not exact")
+                raise Failure("the crawl was not exact")
 
     _run(run)
 

@@ -206,15 +206,7 @@ def classify(
             parsed = True
         except (ValueError, RecursionError):
             pass
-    envelope = read_envelope(body) if isinstance(body, dict) else None
-    if envelope is None and status in (498, 499):
-        message = "Invalid token." if status == 498 else "Token Required"
-        envelope = Envelope(status, message, (), None, None)
-    elif envelope is None and status >= 400:
-        message = f"HTTP {status} {response.reason_phrase}: {snippet(response, secrets)}"
-        envelope = Envelope(status, message, (), None, None)
-    elif envelope is not None and envelope.code is None and status >= 400:
-        envelope = attrs.evolve(envelope, code=status)
+    envelope = _error_of(response, body, secrets)
     if envelope is not None:
         if envelope.code in (498, 499):
             return TokenRejected(envelope)
@@ -241,6 +233,21 @@ def classify(
         url=url,
     )
     return Failure(error)
+
+
+def _error_of(response: httpx.Response, body: Any, secrets: Sequence[str]) -> Envelope | None:
+    """The error a response reports: in its body's envelope, else by its HTTP status."""
+    status = response.status_code
+    envelope = read_envelope(body) if isinstance(body, dict) else None
+    if envelope is None and status in (498, 499):
+        message = "Invalid token." if status == 498 else "Token Required"
+        return Envelope(status, message, (), None, None)
+    if envelope is None and status >= 400:
+        message = f"HTTP {status} {response.reason_phrase}: {snippet(response, secrets)}"
+        return Envelope(status, message, (), None, None)
+    if envelope is not None and envelope.code is None and status >= 400:
+        return attrs.evolve(envelope, code=status)
+    return envelope
 
 
 def retry_after(response: httpx.Response) -> float | None:

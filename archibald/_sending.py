@@ -83,31 +83,32 @@ def encode(params: Params | None, what: str = "params") -> dict[str, str]:
     for key, value in params.items():
         if not isinstance(key, str):
             raise InvalidParameterError(f"{what} names must be strings, got {key!r}")
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            encoded[key] = "true" if value else "false"
-        elif isinstance(value, str):
-            encoded[key] = value
-        elif isinstance(value, int | float):
-            encoded[key] = str(value)
-        elif isinstance(value, list | tuple | set | frozenset) and not value:
+        if value is not None:
+            encoded[key] = _encode_value(key, value)
+    return encoded
+
+
+def _encode_value(key: str, value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, list | tuple | set | frozenset):
+        if not value:
             raise InvalidParameterError(
                 f"parameter {key!r} is an empty list, which ArcGIS would ignore (and so match "
                 "everything); leave it out instead"
             )
-        elif isinstance(value, list | tuple | set | frozenset) and all(
-            isinstance(v, str | int | float) and not isinstance(v, bool) for v in value
-        ):
-            encoded[key] = ",".join(str(v) for v in value)
-        else:
-            try:
-                encoded[key] = json.dumps(value, separators=(",", ":"))
-            except (TypeError, ValueError, RecursionError) as exc:
-                raise InvalidParameterError(
-                    f"parameter {key!r} cannot be sent: {type(value).__name__} is not JSON"
-                ) from exc
-    return encoded
+        if all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in value):
+            return ",".join(str(v) for v in value)
+    try:
+        return json.dumps(value, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidParameterError(
+            f"parameter {key!r} cannot be sent: {type(value).__name__} is not JSON"
+        ) from exc
 
 
 def enforce_format(query: dict[str, str], form: dict[str, str] | None) -> str:

@@ -10,7 +10,7 @@ import pytest
 import archibald
 from archibald._secrets import Secret, is_secure_url, redact_url, scrub
 from archibald.auth import APIKeyAuth, UserTokenAuth
-from archibald.auth._refresher import lifetime_from_expires
+from archibald.auth._source import lifetime_from_expires
 from archibald.exceptions import (
     ArcGISError,
     ArchieClientError,

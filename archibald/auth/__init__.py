@@ -16,11 +16,11 @@ from ._base import ArcGISAuth as ArcGISAuth
 from ._base import NoAuth as NoAuth
 from ._base import TokenPlacement as TokenPlacement
 from ._discover import discover_auth as discover_auth
-from ._refresher import IssuedToken as IssuedToken
 from ._refresher import RefreshingAuth as RefreshingAuth
-from ._refresher import TokenSource as TokenSource
-from ._refresher import TokenStatistics as TokenStatistics
 from ._server import FederatedServerAuth as FederatedServerAuth
+from ._source import IssuedToken as IssuedToken
+from ._source import TokenSource as TokenSource
+from ._source import TokenStatistics as TokenStatistics
 from ._user import UserTokenAuth as UserTokenAuth
 
 __all__ = [

@@ -14,7 +14,8 @@ from ..config import TokenPolicy
 from ..exceptions import ConfigurationError, TokenRefreshError
 from ._base import TokenPlacement
 from ._env import PORTAL_URL, read_env
-from ._refresher import IssuedToken, RefreshingAuth, TokenSource
+from ._refresher import RefreshingAuth
+from ._source import IssuedToken, TokenSource
 from ._token_http import (
     check_minutes,
     post_token_form,

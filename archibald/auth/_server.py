@@ -20,7 +20,8 @@ from .._urls import server_root
 from ..config import TokenPolicy
 from ..exceptions import ConfigurationError, TokenRefreshError
 from ._base import TokenPlacement
-from ._refresher import IssuedToken, RefreshingAuth, TokenSource, lifetime_from_expires
+from ._refresher import RefreshingAuth
+from ._source import IssuedToken, TokenSource, lifetime_from_expires
 from ._token_http import check_minutes, check_token_url, get_info, post_token_form
 
 __all__ = ["FederatedServerAuth", "discover_token_url"]

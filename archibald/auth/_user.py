@@ -14,8 +14,9 @@ from ..config import TokenPolicy
 from ..exceptions import ConfigurationError, TokenRefreshError
 from ._base import TokenPlacement
 from ._env import PORTAL_URL, read_env
-from ._refresher import IssuedToken, RefreshingAuth, TokenSource, lifetime_from_expires
+from ._refresher import RefreshingAuth
 from ._server import discover_token_url
+from ._source import IssuedToken, TokenSource, lifetime_from_expires
 from ._token_http import (
     check_minutes,
     check_token_url,
