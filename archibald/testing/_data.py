@@ -25,7 +25,6 @@ from ._where import compile_where
 __all__ = ["FakeLayer", "FakeService", "generate_features"]
 
 GeometryKind = Literal["point", "polyline", "polygon"]
-_SCRAMBLED = "\x00scrambled"  # FakeArcGIS asks for the "unordered" fault with this key
 
 GEOMETRY_TYPES: dict[str, str] = {
     "point": "esriGeometryPoint",
@@ -190,16 +189,24 @@ class FakeLayer:
         return {f["name"]: f["name"] for f in self.fields}
 
     def matching_ids(
-        self, where: str, object_ids: Sequence[int] | None, order_by: str
+        self,
+        where: str,
+        object_ids: Sequence[int] | None,
+        order_by: str,
+        scrambled: bool = False,
     ) -> list[int]:
         """Object ids that match, in the requested order.
+
+        Without *order_by*, the ids come in object-id order, or, when *scrambled*, in a
+        fixed but scrambled order (the ``unordered`` fault).
 
         An object-id range at the end of the clause (``... AND OID >= a AND OID <= b``)
         is answered from the sorted ids, as a database answers it from its index; the
         rest of the clause is evaluated once and cached until the next edit.
         """
+        scrambled = scrambled and not order_by
         where, bounds = _split_oid_range(where, self.object_id_field)
-        key = (where, tuple(object_ids) if object_ids is not None else None, order_by)
+        key = (where, tuple(object_ids) if object_ids is not None else None, order_by, scrambled)
         candidates = self._matches.get(key)
         if candidates is None:
             if object_ids is not None:
@@ -209,18 +216,18 @@ class FakeLayer:
             if where.strip().replace(" ", "") not in ("", "1=1"):
                 test = compile_where(where, self.field_names())
                 candidates = [oid for oid in candidates if test(self._rows[oid]["attributes"])]
-            if order_by == _SCRAMBLED:
+            if order_by:
+                candidates = self._sorted(candidates, order_by)
+            elif scrambled:
                 # A fixed permutation: pages stay consistent, but not in object-id order.
                 candidates = sorted(candidates, key=lambda oid: (oid * 2654435761) % 4294967296)
-            elif order_by:
-                candidates = self._sorted(candidates, order_by)
             if len(self._matches) > 64:
                 self._matches.clear()
             self._matches[key] = candidates
         if bounds is None:
             return candidates
         lo, hi = bounds
-        if not order_by:  # ascending object ids: a slice
+        if not order_by and not scrambled:  # ascending object ids: a slice
             return candidates[
                 bisect.bisect_left(candidates, lo) : bisect.bisect_right(candidates, hi)
             ]

@@ -25,7 +25,6 @@ import httpx
 
 from .._geojson import GeoJSONConverter
 from ._data import (
-    _SCRAMBLED,
     GENERATED_FIELDS,
     GEOMETRY_TYPES,
     FakeLayer,
@@ -877,11 +876,11 @@ class FakeArcGIS:
         where = params.get("where", "").strip()
         if not where and object_ids is None:
             raise _Refusal(400, "Unable to complete operation.", ["'where' parameter is invalid"])
-        if not order_by and self.faults.unordered:
-            order_by = _SCRAMBLED
+        scrambled = not order_by and self.faults.unordered
+        if scrambled:
             self._faults_injected += 1
         try:
-            oids = layer.matching_ids(where or "1=1", object_ids, order_by)
+            oids = layer.matching_ids(where or "1=1", object_ids, order_by, scrambled)
         except WhereError as exc:
             raise _Refusal(
                 400, "Unable to complete operation.", [f"'where' parameter is invalid: {exc}"]
