@@ -17,13 +17,13 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal
-from urllib.parse import parse_qsl
 
 import anyio
 import attrs
 import httpx
 
 from .._geojson import GeoJSONConverter
+from . import _adaptors
 from ._data import (
     GENERATED_FIELDS,
     GEOMETRY_TYPES,
@@ -35,38 +35,29 @@ from ._data import (
     wgs84,
 )
 from ._where import WhereError
+from ._wire import (
+    ENDPOINTS,
+    ErrorStyle,
+    Refusal,
+    Request,
+    Response,
+    html_page,
+    int_list_param,
+    int_param,
+    is_true,
+    json_list_param,
+    json_response,
+    with_features,
+)
 
-__all__ = ["FakeArcGIS", "FakeStatistics", "Faults"]
+# Request and Response are also imported from here by the benchmarks (bench/).
+__all__ = ["FakeArcGIS", "FakeStatistics", "Faults", "Request", "Response"]
 
-ErrorStyle = Literal["body", "http"]
 ServerKind = Literal["hosted", "federated", "standalone"]
 
 CURRENT_VERSION = 11.3
-_FORM = "application/x-www-form-urlencoded"
 _JSON_FORMATS = ("json", "pjson")
 _WEB_MERCATOR = (102100, 102113, 3857, 900913)
-
-
-@attrs.define(eq=False)
-class Request:
-    """A request as the emulator sees it: parameters from the query string and form."""
-
-    method: str
-    path: str
-    params: dict[str, str]
-    headers: dict[str, str]  # lower-case names
-    origin: str  # scheme://host[:port]
-    url: str = ""  # as sent, for the URL-length fault
-
-
-@attrs.define(eq=False)
-class Response:
-    """What the emulator answers; ``drop`` means: cut the connection instead."""
-
-    status: int = 200
-    body: bytes = b""
-    headers: dict[str, str] = attrs.Factory(dict)
-    drop: bool = False
 
 
 _Handler = Callable[[Request], Awaitable[Response]]
@@ -91,9 +82,6 @@ _UNSUPPORTED_QUERY_PARAMETERS = (
     "returnExtentOnly",
     "quantizationParameters",
     "time",
-)
-ENDPOINTS = frozenset(
-    {"generateToken", "oauth2/token", "info", "catalog", "service", "layer", "query", "applyEdits"}
 )
 logger = logging.getLogger("archibald.testing")
 
@@ -466,9 +454,7 @@ class FakeArcGIS:
 
     def transport(self) -> httpx.AsyncBaseTransport:
         """An httpx transport that this emulator answers in process (no sockets)."""
-        from ._adaptors import ArcGISTransport
-
-        return ArcGISTransport(self)
+        return _adaptors.ArcGISTransport(self)
 
     def client(self, **kwargs: Any) -> httpx.AsyncClient:
         """An `httpx.AsyncClient` on `transport`, for ``http_client=`` arguments and tests."""
@@ -477,9 +463,7 @@ class FakeArcGIS:
     @property
     def asgi_app(self) -> Callable[..., Awaitable[None]]:
         """This emulator as an ASGI application."""
-        from ._adaptors import asgi_app
-
-        return asgi_app(self)
+        return _adaptors.asgi_app(self)
 
     def serve(self) -> AbstractAsyncContextManager[str]:
         """Serve over real HTTP on 127.0.0.1, on a free port, for the ``async with`` block.
@@ -488,9 +472,7 @@ class FakeArcGIS:
         for example ``f"{origin}/arcgis/rest/services"``. Needs hypercorn
         (``pip install 'archibald[server]'``). Runs under Trio and asyncio.
         """
-        from ._adaptors import serve
-
-        return serve(self)
+        return _adaptors.serve(self)
 
     # -- switches and counters ---------------------------------------------------------
 
@@ -550,10 +532,10 @@ class FakeArcGIS:
             return Response(414, b"Request-URI Too Long", {"content-type": "text/plain"})
         fmt = request.params.get("f", "html").lower()
         if fmt not in (*_JSON_FORMATS, "geojson", "pbf"):
-            return _html_page(request.path)
+            return html_page(request.path)
         try:
             return await handler(request)
-        except _Refusal as refusal:
+        except Refusal as refusal:
             return self._error(refusal.code, refusal.message, refusal.details, refusal.message_code)
         except Exception as exc:  # an emulator bug must look like a server error, not a crash
             logger.exception("FakeArcGIS failed on %s %s", request.method, request.path)
@@ -615,56 +597,56 @@ class FakeArcGIS:
         if message_code:
             error["messageCode"] = message_code
         status = code if self.error_style == "http" and 400 <= code <= 599 else 200
-        return _json({"error": error}, status)
+        return json_response({"error": error}, status)
 
     # -- tokens ------------------------------------------------------------------------
 
     async def _generate_token(self, request: Request) -> Response:
         if request.method != "POST":
-            raise _Refusal(400, "Unable to generate token.", ["generateToken requires POST."])
+            raise Refusal(400, "Unable to generate token.", ["generateToken requires POST."])
         params = request.params
         if "serverUrl" in params and "token" in params:
             return self._exchange_token(request)
         username, password = params.get("username", ""), params.get("password", "")
         if not username or not password:
-            raise _Refusal(
+            raise Refusal(
                 400, "Unable to generate token.", ["'username' and 'password' must be specified."]
             )
         if self.faults.refuse_credentials or self._users.get(username) != password:
-            raise _Refusal(400, "Unable to generate token.", ["Invalid username or password."])
+            raise Refusal(400, "Unable to generate token.", ["Invalid username or password."])
         client = params.get("client", "requestip").lower()
         if client not in ("referer", "requestip", "ip"):
-            raise _Refusal(400, "Unable to generate token.", [f"Invalid client: {client}."])
+            raise Refusal(400, "Unable to generate token.", [f"Invalid client: {client}."])
         if client == "ip" and not params.get("ip"):
-            raise _Refusal(400, "Unable to generate token.", ["'ip' must be specified."])
+            raise Refusal(400, "Unable to generate token.", ["'ip' must be specified."])
         referer = None
         if client == "referer":
             referer = params.get("referer")
             if not referer:
-                raise _Refusal(400, "Unable to generate token.", ["'referer' must be specified."])
+                raise Refusal(400, "Unable to generate token.", ["'referer' must be specified."])
         scope = "portal" if request.path.startswith("/sharing/") else "server"
         minutes = self._minutes(params.get("expiration"), default=60)
         token = self._issue(username, minutes * 60.0, referer, scope)
         body = {"token": token, "expires": int((time.time() + minutes * 60) * 1000)}
         if request.origin.startswith("https://"):
             body["ssl"] = True
-        return _json(body)
+        return json_response(body)
 
     def _exchange_token(self, request: Request) -> Response:
         if not request.path.startswith("/sharing/") or self.server == "standalone":
-            raise _Refusal(400, "Unable to generate token.", ["Token exchange is not available."])
+            raise Refusal(400, "Unable to generate token.", ["Token exchange is not available."])
         if request.params["serverUrl"].rstrip("/") != f"{request.origin}/{self.site}":
-            raise _Refusal(
+            raise Refusal(
                 400, "Unable to generate token.", ["'serverUrl' is not a federated server."]
             )
         portal = self._valid_token(request.params["token"], request)
         if portal is None or portal.scope != "portal":
-            raise _Refusal(498, "Invalid token.", ["Invalid token."])
+            raise Refusal(498, "Invalid token.", ["Invalid token."])
         minutes = self._minutes(request.params.get("expiration"), default=60)
         remaining = portal.expires_at - anyio.current_time()
         lifetime = min(minutes * 60.0, remaining)
         token = self._issue(portal.subject, lifetime, portal.referer, "server")
-        return _json({"token": token, "expires": int((time.time() + lifetime) * 1000)})
+        return json_response({"token": token, "expires": int((time.time() + lifetime) * 1000)})
 
     async def _oauth_token(self, request: Request) -> Response:
         params = request.params
@@ -681,7 +663,7 @@ class FakeArcGIS:
             return self._oauth_error("invalid_client", "Invalid client_secret")
         minutes = self._minutes(params.get("expiration"), default=120)
         token = self._issue(client_id, minutes * 60.0, None, "portal")
-        return _json({"access_token": token, "expires_in": round(minutes * 60)})
+        return json_response({"access_token": token, "expires_in": round(minutes * 60)})
 
     def _oauth_error(self, name: str, description: str) -> Response:
         error = {
@@ -691,13 +673,13 @@ class FakeArcGIS:
             "message": description,
             "details": [],
         }
-        return _json({"error": error}, 400 if self.error_style == "http" else 200)
+        return json_response({"error": error}, 400 if self.error_style == "http" else 200)
 
     def _minutes(self, value: str | None, *, default: int) -> float:
         try:
             minutes = int(value) if value else default
         except ValueError as exc:
-            raise _Refusal(
+            raise Refusal(
                 400, "Unable to generate token.", ["'expiration' must be a number."]
             ) from exc
         return min(max(1, minutes), self.max_token_minutes)
@@ -729,18 +711,18 @@ class FakeArcGIS:
         token = self._presented_token(request)
         if token is None:
             if service.secured:
-                raise _Refusal(499, "Token Required", ["Token Required"], "GWM_0003")
+                raise Refusal(499, "Token Required", ["Token Required"], "GWM_0003")
             return
         # As on ArcGIS Online, a bad token is refused even where none is needed.
         record = self._valid_token(token, request)
         if record is None or (record.scope == "portal" and self.server != "hosted"):
-            raise _Refusal(498, "Invalid token.", ["Invalid token."])
+            raise Refusal(498, "Invalid token.", ["Invalid token."])
         if (
             service.secured
             and service.allowed is not None
             and record.subject not in service.allowed
         ):
-            raise _Refusal(
+            raise Refusal(
                 403,
                 "You do not have permissions to access this resource or perform this operation.",
                 [],
@@ -750,7 +732,7 @@ class FakeArcGIS:
     # -- info and metadata -------------------------------------------------------------
 
     async def _portal_info(self, request: Request) -> Response:
-        return _json(
+        return json_response(
             {
                 "owningSystemUrl": request.origin,
                 "authInfo": {
@@ -761,7 +743,7 @@ class FakeArcGIS:
         )
 
     async def _server_info(self, request: Request) -> Response:
-        return _json(
+        return json_response(
             {
                 "currentVersion": CURRENT_VERSION,
                 "fullVersion": "11.3.0",
@@ -784,7 +766,7 @@ class FakeArcGIS:
         if token is not None:
             record = self._valid_token(token, request)
             if record is None or (record.scope == "portal" and self.server != "hosted"):
-                raise _Refusal(498, "Invalid token.", ["Invalid token."])
+                raise Refusal(498, "Invalid token.", ["Invalid token."])
             signed_in = True
         prefix = f"{folder}/" if folder else ""
         folders = set()
@@ -800,8 +782,8 @@ class FakeArcGIS:
             elif signed_in or not service.secured:  # secured services: for the signed-in
                 services.append({"name": service.name, "type": service.kind})
         if not exists:
-            raise _Refusal(400, "Invalid URL", ["Invalid URL"])
-        return _json(
+            raise Refusal(400, "Invalid URL", ["Invalid URL"])
+        return json_response(
             {"currentVersion": CURRENT_VERSION, "folders": sorted(folders), "services": services}
         )
 
@@ -829,12 +811,12 @@ class FakeArcGIS:
             body["fullExtent"] = body["initialExtent"] = extents[0]
         if service.kind == "MapServer":
             body["mapName"] = service.name.rsplit("/", 1)[-1]
-        return _json(body)
+        return json_response(body)
 
     async def _all_layers(self, service: FakeService, request: Request) -> Response:
         self._authorize(request, service)
         layers = [_layer_metadata(layer, service) for layer in service.layers.values()]
-        return _json(
+        return json_response(
             {
                 "layers": [m for m in layers if m["geometryType"]],
                 "tables": [m for m in layers if not m["geometryType"]],
@@ -845,10 +827,10 @@ class FakeArcGIS:
         self, service: FakeService, layer: FakeLayer, request: Request
     ) -> Response:
         self._authorize(request, service)
-        return _json(_layer_metadata(layer, service))
+        return json_response(_layer_metadata(layer, service))
 
     async def _unknown(self, request: Request) -> Response:
-        raise _Refusal(400, "Invalid URL", ["Invalid URL"])
+        raise Refusal(400, "Invalid URL", ["Invalid URL"])
 
     # -- query -------------------------------------------------------------------------
 
@@ -857,55 +839,53 @@ class FakeArcGIS:
         params = request.params
         fmt = params.get("f", "json").lower()
         if fmt == "pbf":
-            raise _Refusal(
+            raise Refusal(
                 400, "Unable to complete operation.", ["f=pbf is not supported by FakeArcGIS."]
             )
         for unsupported in _UNSUPPORTED_QUERY_PARAMETERS:
             if params.get(unsupported) not in (None, "", "false"):
-                raise _Refusal(
+                raise Refusal(
                     400,
                     "Unable to complete operation.",
                     [f"'{unsupported}' is not supported by FakeArcGIS."],
                 )
-        object_ids = _int_list(params.get("objectIds"), "objectIds")
+        object_ids = int_list_param(params.get("objectIds"), "objectIds")
         order_by = params.get("orderByFields", "").strip()
         if order_by and not layer.supports_order_by:
-            raise _Refusal(
-                400, "Unable to complete operation.", ["orderByFields is not supported."]
-            )
+            raise Refusal(400, "Unable to complete operation.", ["orderByFields is not supported."])
         where = params.get("where", "").strip()
         if not where and object_ids is None:
-            raise _Refusal(400, "Unable to complete operation.", ["'where' parameter is invalid"])
+            raise Refusal(400, "Unable to complete operation.", ["'where' parameter is invalid"])
         scrambled = not order_by and self.faults.unordered
         if scrambled:
             self._faults_injected += 1
         try:
             oids = layer.matching_ids(where or "1=1", object_ids, order_by, scrambled)
         except WhereError as exc:
-            raise _Refusal(
+            raise Refusal(
                 400, "Unable to complete operation.", [f"'where' parameter is invalid: {exc}"]
             ) from exc
         except ValueError as exc:
-            raise _Refusal(400, "Unable to complete operation.", [str(exc)]) from exc
+            raise Refusal(400, "Unable to complete operation.", [str(exc)]) from exc
 
-        if _true(params.get("returnCountOnly")):
-            return _json({"count": len(oids)})
-        if _true(params.get("returnIdsOnly")):
-            return _json({"objectIdFieldName": layer.object_id_field, "objectIds": oids})
+        if is_true(params.get("returnCountOnly")):
+            return json_response({"count": len(oids)})
+        if is_true(params.get("returnIdsOnly")):
+            return json_response({"objectIdFieldName": layer.object_id_field, "objectIds": oids})
         if params.get("outStatistics"):
-            return _json(self._statistics(layer, oids, params["outStatistics"]))
+            return json_response(self._statistics(layer, oids, params["outStatistics"]))
 
         offset_text, count_text = params.get("resultOffset"), params.get("resultRecordCount")
         if (offset_text or count_text) and not layer.supports_pagination:
-            raise _Refusal(400, "Unable to complete operation.", ["Pagination is not supported."])
-        offset = _int(offset_text, "resultOffset") or 0
+            raise Refusal(400, "Unable to complete operation.", ["Pagination is not supported."])
+        offset = int_param(offset_text, "resultOffset") or 0
         if offset < 0:
-            raise _Refusal(400, "Unable to complete operation.", ["'resultOffset' must be >= 0"])
+            raise Refusal(400, "Unable to complete operation.", ["'resultOffset' must be >= 0"])
         if self.faults.ignore_result_offset and offset:
             offset = 0
             self._faults_injected += 1
         limit = layer.max_record_count
-        requested = _int(count_text, "resultRecordCount")
+        requested = int_param(count_text, "resultRecordCount")
         if requested is not None and requested > 0:
             limit = min(limit, requested)
         if self.faults.page_cap is not None and self.faults.page_cap < limit:
@@ -916,14 +896,14 @@ class FakeArcGIS:
         exceeded = object_ids is None and offset + len(page) < len(oids)
 
         out_fields = self._out_fields(layer, params.get("outFields"))
-        geometry = _true(params.get("returnGeometry", "true")) and layer.geometry_type is not None
+        geometry = is_true(params.get("returnGeometry", "true")) and layer.geometry_type is not None
         out_sr = self._out_sr(layer, params.get("outSR"), fmt)
         if fmt == "geojson":
             collection: dict[str, Any] = {"type": "FeatureCollection"}
             if exceeded:
                 collection["properties"] = {"exceededTransferLimit": True}
             encoded = self._encoded(layer, page, out_fields, geometry, out_sr, geojson=True)
-            return _with_features(collection, encoded, "application/geo+json")
+            return with_features(collection, encoded, "application/geo+json")
         fields_by_name = {f["name"]: f for f in layer.fields}
         body: dict[str, Any] = {
             "objectIdFieldName": layer.object_id_field,
@@ -938,7 +918,7 @@ class FakeArcGIS:
             body["geometryType"] = layer.geometry_type
             body["spatialReference"] = out_sr or layer.spatial_reference
         encoded = self._encoded(layer, page, out_fields, geometry, out_sr, geojson=False)
-        return _with_features(body, encoded, "application/json")
+        return with_features(body, encoded, "application/json")
 
     def _encoded(
         self,
@@ -974,7 +954,7 @@ class FakeArcGIS:
         for part in wanted:
             name = names.get(part.upper())
             if name is None:
-                raise _Refusal(400, "Unable to complete operation.", [f"Invalid field: {part}"])
+                raise Refusal(400, "Unable to complete operation.", [f"Invalid field: {part}"])
             result.append(name)
         return result
 
@@ -984,7 +964,7 @@ class FakeArcGIS:
         try:
             wkid = int(json.loads(value)["wkid"]) if value.strip().startswith("{") else int(value)
         except (ValueError, KeyError, TypeError) as exc:
-            raise _Refusal(400, "Unable to complete operation.", ["Invalid outSR."]) from exc
+            raise Refusal(400, "Unable to complete operation.", ["Invalid outSR."]) from exc
         own = layer.spatial_reference.get("wkid")
         if wkid == own or (wkid in _WEB_MERCATOR and own in _WEB_MERCATOR):
             return None
@@ -992,7 +972,7 @@ class FakeArcGIS:
             return {"wkid": 102100, "latestWkid": 3857}
         if wkid == 4326 and own in _WEB_MERCATOR:
             return {"wkid": 4326, "latestWkid": 4326}
-        raise _Refusal(
+        raise Refusal(
             400, "Unable to complete operation.", [f"FakeArcGIS cannot project to wkid {wkid}."]
         )
 
@@ -1018,8 +998,8 @@ class FakeArcGIS:
 
     def _statistics(self, layer: FakeLayer, oids: list[int], spec: str) -> dict[str, Any]:
         if not layer.supports_statistics:
-            raise _Refusal(400, "Unable to complete operation.", ["Statistics are not supported."])
-        invalid = _Refusal(
+            raise Refusal(400, "Unable to complete operation.", ["Statistics are not supported."])
+        invalid = Refusal(
             400, "Unable to complete operation.", ["'outStatistics' parameter is invalid"]
         )
         try:
@@ -1040,7 +1020,7 @@ class FakeArcGIS:
                 raise invalid
             numeric = field["type"] in _NUMERIC_FIELD_TYPES
             if kind in ("sum", "avg") and not numeric:
-                raise _Refusal(
+                raise Refusal(
                     400,
                     "Unable to complete operation.",
                     [f"'{kind}' needs a numeric field; {field['name']} is {field['type']}"],
@@ -1063,7 +1043,7 @@ class FakeArcGIS:
                 else:
                     result = sum(present) / len(present)
             except TypeError as exc:
-                raise _Refusal(
+                raise Refusal(
                     400,
                     "Unable to complete operation.",
                     [f"the values of {field['name']} cannot be compared"],
@@ -1085,24 +1065,24 @@ class FakeArcGIS:
     ) -> Response:
         self._authorize(request, service)
         if request.method != "POST":
-            raise _Refusal(400, "Unable to complete operation.", ["applyEdits requires POST."])
+            raise Refusal(400, "Unable to complete operation.", ["applyEdits requires POST."])
         allowed = {c.strip().lower() for c in layer.capabilities.split(",")}
         params = request.params
-        adds = _json_list(params.get("adds"), "adds")
-        updates = _json_list(params.get("updates"), "updates")
+        adds = json_list_param(params.get("adds"), "adds")
+        updates = json_list_param(params.get("updates"), "updates")
         deletes_text = params.get("deletes", "").strip()
         deletes: list[Any]
         if deletes_text.startswith("["):
-            deletes = _json_list(deletes_text, "deletes")
+            deletes = json_list_param(deletes_text, "deletes")
         else:
-            deletes = list(_int_list(deletes_text, "deletes") or [])
+            deletes = list(int_list_param(deletes_text, "deletes") or [])
         for name, items, capability in (
             ("adds", adds, "create"),
             ("updates", updates, "update"),
             ("deletes", deletes, "delete"),
         ):
             if items and capability not in allowed:
-                raise _Refusal(
+                raise Refusal(
                     400,
                     "Unable to complete operation.",
                     [f"This operation is not supported: {name}."],
@@ -1111,18 +1091,7 @@ class FakeArcGIS:
         results = layer.apply_edits(
             adds, updates, deletes, rollback_on_failure=rollback, rng=self._rng
         )
-        return _json(results)
-
-
-class _Refusal(Exception):
-    def __init__(
-        self, code: int, message: str, details: Sequence[str] = (), message_code: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = list(details)
-        self.message_code = message_code
+        return json_response(results)
 
 
 def _layer_metadata(layer: FakeLayer, service: FakeService) -> dict[str, Any]:
@@ -1158,23 +1127,6 @@ def _layer_metadata(layer: FakeLayer, service: FakeService) -> dict[str, Any]:
     return metadata
 
 
-def _json(data: Any, status: int = 200, *, content_type: str = "application/json") -> Response:
-    body = json.dumps(data, separators=(",", ":")).encode()
-    return Response(status, body, {"content-type": f"{content_type}; charset=utf-8"})
-
-
-def _with_features(head: dict[str, Any], encoded: list[bytes], content_type: str) -> Response:
-    """*head* with a ``features`` array of already encoded features appended."""
-    start = json.dumps(head, separators=(",", ":")).encode()
-    content = start[:-1] + b',"features":[' + b",".join(encoded) + b"]}"
-    return Response(200, content, {"content-type": f"{content_type}; charset=utf-8"})
-
-
-def _html_page(path: str) -> Response:
-    body = f"<html><head><title>ArcGIS REST</title></head><body><h1>{path}</h1></body></html>"
-    return Response(200, body.encode(), {"content-type": "text/html; charset=utf-8"})
-
-
 def _scripted_response(scripted: _Scripted) -> Response:
     if scripted.action == "drop":
         return Response(drop=True)
@@ -1194,53 +1146,3 @@ def _scripted_response(scripted: _Scripted) -> Response:
     if scripted.retry_after is not None:
         headers["retry-after"] = f"{scripted.retry_after:g}"
     return Response(scripted.status, f"HTTP {scripted.status}".encode(), headers)
-
-
-def _true(value: str | None) -> bool:
-    return value is not None and value.strip().lower() == "true"
-
-
-def _int(value: str | None, name: str) -> int | None:
-    if value is None or not value.strip():
-        return None
-    try:
-        return int(value)
-    except ValueError as exc:
-        raise _Refusal(
-            400, "Unable to complete operation.", [f"'{name}' parameter is invalid"]
-        ) from exc
-
-
-def _int_list(value: str | None, name: str) -> list[int] | None:
-    if value is None or not value.strip():
-        return None
-    try:
-        return [int(part) for part in value.split(",") if part.strip()]
-    except ValueError as exc:
-        raise _Refusal(
-            400, "Unable to complete operation.", [f"'{name}' parameter is invalid"]
-        ) from exc
-
-
-def _json_list(value: str | None, name: str) -> list[Any]:
-    if value is None or not value.strip():
-        return []
-    try:
-        data = json.loads(value)
-    except ValueError as exc:
-        raise _Refusal(
-            400, "Unable to complete operation.", [f"'{name}' parameter is invalid"]
-        ) from exc
-    if not isinstance(data, list):
-        raise _Refusal(400, "Unable to complete operation.", [f"'{name}' parameter is invalid"])
-    return data
-
-
-def parse_params(query: bytes | str, body: bytes, content_type: str) -> dict[str, str]:
-    """Merge query-string and form-body parameters (the form wins)."""
-    if isinstance(query, bytes):
-        query = query.decode("latin-1")
-    params = dict(parse_qsl(query, keep_blank_values=True))
-    if body and content_type.split(";")[0].strip().lower() == _FORM:
-        params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-    return params
