@@ -8,7 +8,6 @@ hypercorn). Its clock is anyio's, so on Trio's MockClock a token's hour passes a
 
 from __future__ import annotations
 
-import collections
 import functools
 import json
 import logging
@@ -34,9 +33,10 @@ from ._data import (
     web_mercator,
     wgs84,
 )
+from ._faults import Faults, fault_answer
+from ._statistics import Counters, FakeStatistics
 from ._where import WhereError
 from ._wire import (
-    ENDPOINTS,
     ErrorStyle,
     Refusal,
     Request,
@@ -84,131 +84,6 @@ _UNSUPPORTED_QUERY_PARAMETERS = (
     "time",
 )
 logger = logging.getLogger("archibald.testing")
-
-
-@attrs.frozen(kw_only=True)
-class FakeStatistics:
-    """A snapshot of what a FakeArcGIS has served.
-
-    Attributes:
-        requests: Requests per endpoint (``generateToken``, ``oauth2/token``, ``info``,
-            ``catalog``, ``service``, ``layer``, ``query``, ``applyEdits``, ``unknown``).
-        tokens_issued: Tokens handed out by generateToken and oauth2/token.
-        rejected_498: Requests answered 498 (invalid or expired token).
-        rejected_499: Requests answered 499 (token required).
-        faults_injected: Requests that a fault switch altered.
-    """
-
-    requests: Mapping[str, int]
-    tokens_issued: int
-    rejected_498: int
-    rejected_499: int
-    faults_injected: int
-
-    @property
-    def total_requests(self) -> int:
-        """All requests, whatever the endpoint."""
-        return sum(self.requests.values())
-
-
-@attrs.define(eq=False)
-class _Scripted:
-    kind: str  # an endpoint name, or "*" for any
-    action: Literal["status", "drop", "html", "malformed"]
-    times: int
-    status: int = 503
-    retry_after: float | None = None
-
-
-@attrs.define(eq=False)
-class Faults:
-    """Switches that make a FakeArcGIS misbehave as real servers and proxies do.
-
-    Endpoint names are those of `FakeStatistics.requests`; ``"*"`` means any.
-
-    Attributes:
-        latency: Seconds to wait before answering, per endpoint (``"*"`` for all).
-        page_cap: Return at most this many features per query, whatever
-            ``maxRecordCount`` says (a server that caps pages below what it advertises).
-        ignore_result_offset: Answer every page as if ``resultOffset`` were 0.
-        token_outage: Token endpoints answer 503.
-        refuse_credentials: Token endpoints refuse every credential.
-        unordered: Without ``orderByFields``, return rows in a fixed but scrambled
-            order, as some databases do, instead of object-id order.
-        omit_false_transfer_limit: Leave ``exceededTransferLimit`` out of the last page
-            instead of sending ``false`` (real servers do both).
-        max_url_length: Answer HTTP 414 to GET requests whose URL is longer.
-        failure_rate: The share of requests, per endpoint, answered with HTTP 503
-            (``{"query": 0.05}``: one in twenty, at random but repeatably for a seed).
-    """
-
-    latency: dict[str, float] = attrs.Factory(dict)
-    page_cap: int | None = None
-    ignore_result_offset: bool = False
-    token_outage: bool = False
-    refuse_credentials: bool = False
-    unordered: bool = False
-    omit_false_transfer_limit: bool = False
-    max_url_length: int | None = None
-    failure_rate: dict[str, float] = attrs.Factory(dict)
-    _scripted: list[_Scripted] = attrs.Factory(list)
-
-    def fail_next(
-        self,
-        endpoint: str = "*",
-        *,
-        status: int = 503,
-        times: int = 1,
-        retry_after: float | None = None,
-    ) -> None:
-        """Answer the next *times* requests to *endpoint* with HTTP *status*.
-
-        With *retry_after*, the answer carries a ``Retry-After`` header (seconds).
-        """
-        self._script(_Scripted(endpoint, "status", times, status, retry_after))
-
-    def drop_next(self, endpoint: str = "*", *, times: int = 1) -> None:
-        """Cut the connection of the next *times* requests to *endpoint* mid-answer."""
-        self._script(_Scripted(endpoint, "drop", times))
-
-    def html_next(self, endpoint: str = "*", *, times: int = 1, status: int = 502) -> None:
-        """Answer the next *times* requests with a proxy's HTML error page."""
-        self._script(_Scripted(endpoint, "html", times, status))
-
-    def malformed_next(self, endpoint: str = "*", *, times: int = 1) -> None:
-        """Answer the next *times* requests with truncated JSON (HTTP 200)."""
-        self._script(_Scripted(endpoint, "malformed", times))
-
-    def _script(self, scripted: _Scripted) -> None:
-        if scripted.kind != "*" and scripted.kind not in ENDPOINTS:
-            raise ValueError(
-                f"unknown endpoint {scripted.kind!r}; use one of {', '.join(sorted(ENDPOINTS))}"
-            )
-        if scripted.times < 1:
-            raise ValueError(f"times must be at least 1, got {scripted.times}")
-        self._scripted.append(scripted)
-
-    def clear(self) -> None:
-        """Turn every fault off."""
-        self.latency.clear()
-        self.page_cap = None
-        self.ignore_result_offset = False
-        self.token_outage = False
-        self.refuse_credentials = False
-        self.unordered = False
-        self.omit_false_transfer_limit = False
-        self.max_url_length = None
-        self.failure_rate.clear()
-        self._scripted.clear()
-
-    def _take(self, endpoint: str) -> _Scripted | None:
-        for scripted in self._scripted:
-            if scripted.kind in ("*", endpoint):
-                scripted.times -= 1
-                if scripted.times <= 0:
-                    self._scripted.remove(scripted)
-                return scripted
-        return None
 
 
 @attrs.define(eq=False)
@@ -286,11 +161,7 @@ class FakeArcGIS:
         self._rng = random.Random(seed)
         self._fault_rng = random.Random(seed + 1)
         self._seed = seed
-        self._requests: collections.Counter[str] = collections.Counter()
-        self._tokens_issued = 0
-        self._rejected_498 = 0
-        self._rejected_499 = 0
-        self._faults_injected = 0
+        self._counters = Counters()
 
     # -- URLs --------------------------------------------------------------------------
 
@@ -493,43 +364,22 @@ class FakeArcGIS:
 
     def statistics(self) -> FakeStatistics:
         """A snapshot of the counters."""
-        return FakeStatistics(
-            requests=dict(self._requests),
-            tokens_issued=self._tokens_issued,
-            rejected_498=self._rejected_498,
-            rejected_499=self._rejected_499,
-            faults_injected=self._faults_injected,
-        )
+        return self._counters.snapshot()
 
     def reset_statistics(self) -> None:
         """Set every counter back to zero."""
-        self._requests.clear()
-        self._tokens_issued = self._rejected_498 = self._rejected_499 = self._faults_injected = 0
+        self._counters.reset()
 
     # -- answering ---------------------------------------------------------------------
 
     async def respond(self, request: Request) -> Response:
         """Answer one request (the adaptors call this)."""
         endpoint, handler = self._route(request.path)
-        self._requests[endpoint] += 1
-        latency = self.faults.latency.get(endpoint, self.faults.latency.get("*", 0.0))
-        if latency:
-            await anyio.sleep(latency)
-        scripted = self.faults._take(endpoint)
-        if scripted is not None:
-            self._faults_injected += 1
-            return _scripted_response(scripted)
-        rate = self.faults.failure_rate.get(endpoint, self.faults.failure_rate.get("*", 0.0))
-        if rate and self._fault_rng.random() < rate:
-            self._faults_injected += 1
-            return Response(503, b"Service Unavailable", {"content-type": "text/plain"})
-        if endpoint in ("generateToken", "oauth2/token") and self.faults.token_outage:
-            self._faults_injected += 1
-            return Response(503, b"Service Unavailable", {"content-type": "text/plain"})
-        limit = self.faults.max_url_length
-        if limit is not None and request.method == "GET" and len(request.url) > limit:
-            self._faults_injected += 1
-            return Response(414, b"Request-URI Too Long", {"content-type": "text/plain"})
+        self._counters.requests[endpoint] += 1
+        fault = await fault_answer(self.faults, endpoint, request, self._fault_rng)
+        if fault is not None:
+            self._counters.faults_injected += 1
+            return fault
         fmt = request.params.get("f", "html").lower()
         if fmt not in (*_JSON_FORMATS, "geojson", "pbf"):
             return html_page(request.path)
@@ -590,9 +440,9 @@ class FakeArcGIS:
         self, code: int, message: str, details: Sequence[str] = (), message_code: str | None = None
     ) -> Response:
         if code == 498:
-            self._rejected_498 += 1
+            self._counters.rejected_498 += 1
         elif code == 499:
-            self._rejected_499 += 1
+            self._counters.rejected_499 += 1
         error: dict[str, Any] = {"code": code, "message": message, "details": list(details)}
         if message_code:
             error["messageCode"] = message_code
@@ -689,7 +539,7 @@ class FakeArcGIS:
         self._tokens[value] = _Token(
             value, subject, anyio.current_time() + lifetime, referer, scope
         )
-        self._tokens_issued += 1
+        self._counters.tokens_issued += 1
         return value
 
     def _presented_token(self, request: Request) -> str | None:
@@ -858,7 +708,7 @@ class FakeArcGIS:
             raise Refusal(400, "Unable to complete operation.", ["'where' parameter is invalid"])
         scrambled = not order_by and self.faults.unordered
         if scrambled:
-            self._faults_injected += 1
+            self._counters.faults_injected += 1
         try:
             oids = layer.matching_ids(where or "1=1", object_ids, order_by, scrambled)
         except WhereError as exc:
@@ -883,14 +733,14 @@ class FakeArcGIS:
             raise Refusal(400, "Unable to complete operation.", ["'resultOffset' must be >= 0"])
         if self.faults.ignore_result_offset and offset:
             offset = 0
-            self._faults_injected += 1
+            self._counters.faults_injected += 1
         limit = layer.max_record_count
         requested = int_param(count_text, "resultRecordCount")
         if requested is not None and requested > 0:
             limit = min(limit, requested)
         if self.faults.page_cap is not None and self.faults.page_cap < limit:
             limit = self.faults.page_cap
-            self._faults_injected += 1
+            self._counters.faults_injected += 1
         page = oids[offset : offset + limit]
         # An objectIds list longer than a page is cut silently, as real servers do.
         exceeded = object_ids is None and offset + len(page) < len(oids)
@@ -1125,24 +975,3 @@ def _layer_metadata(layer: FakeLayer, service: FakeService) -> dict[str, Any]:
     if layer.geometry_type:
         metadata["extent"] = layer.extent()
     return metadata
-
-
-def _scripted_response(scripted: _Scripted) -> Response:
-    if scripted.action == "drop":
-        return Response(drop=True)
-    if scripted.action == "html":
-        page = (
-            f"<html><head><title>{scripted.status} Bad Gateway</title></head>"
-            "<body><center><h1>Bad Gateway</h1></center><hr><center>nginx</center></body></html>"
-        )
-        return Response(scripted.status, page.encode(), {"content-type": "text/html"})
-    if scripted.action == "malformed":
-        return Response(
-            200,
-            b'{"features": [{"attributes": {"OBJECTID": 1',
-            {"content-type": "application/json"},
-        )
-    headers = {"content-type": "text/plain"}
-    if scripted.retry_after is not None:
-        headers["retry-after"] = f"{scripted.retry_after:g}"
-    return Response(scripted.status, f"HTTP {scripted.status}".encode(), headers)
