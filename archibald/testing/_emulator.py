@@ -12,13 +12,10 @@ import functools
 import json
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal
 
-import anyio
-import attrs
 import httpx
 
 from .._geojson import GeoJSONConverter
@@ -35,6 +32,7 @@ from ._data import (
 )
 from ._faults import Faults, fault_answer
 from ._statistics import Counters, FakeStatistics
+from ._tokens import ServerKind, Tokens
 from ._where import WhereError
 from ._wire import (
     ErrorStyle,
@@ -53,7 +51,6 @@ from ._wire import (
 # Request and Response are also imported from here by the benchmarks (bench/).
 __all__ = ["FakeArcGIS", "FakeStatistics", "Faults", "Request", "Response"]
 
-ServerKind = Literal["hosted", "federated", "standalone"]
 
 CURRENT_VERSION = 11.3
 _JSON_FORMATS = ("json", "pjson")
@@ -84,15 +81,6 @@ _UNSUPPORTED_QUERY_PARAMETERS = (
     "time",
 )
 logger = logging.getLogger("archibald.testing")
-
-
-@attrs.define(eq=False)
-class _Token:
-    value: str
-    subject: str
-    expires_at: float  # anyio clock
-    referer: str | None
-    scope: str  # "portal", "server" or "apikey"
 
 
 class FakeArcGIS:
@@ -155,13 +143,12 @@ class FakeArcGIS:
         self.server: ServerKind = server
         self.faults = Faults()
         self.services: dict[str, FakeService] = {}
-        self._users: dict[str, str] = {}
-        self._apps: dict[str, str] = {}
-        self._tokens: dict[str, _Token] = {}
         self._rng = random.Random(seed)
         self._fault_rng = random.Random(seed + 1)
         self._seed = seed
         self._counters = Counters()
+        # The token rules read this emulator's settings at each request.
+        self._tokens = Tokens(self, rng=self._rng, counters=self._counters)
 
     # -- URLs --------------------------------------------------------------------------
 
@@ -189,15 +176,15 @@ class FakeArcGIS:
 
     def add_user(self, username: str, password: str) -> None:
         """Let *username* sign in with *password* through generateToken."""
-        self._users[username] = password
+        self._tokens.add_user(username, password)
 
     def add_app(self, client_id: str, client_secret: str) -> None:
         """Let an app sign in through oauth2/token (client_credentials)."""
-        self._apps[client_id] = client_secret
+        self._tokens.add_app(client_id, client_secret)
 
     def add_api_key(self, key: str) -> None:
         """Accept *key* as a token (an API key) until it is revoked."""
-        self._tokens[key] = _Token(key, "apikey", float("inf"), None, "apikey")
+        self._tokens.add_api_key(key)
 
     def add_feature_layer(
         self,
@@ -349,18 +336,16 @@ class FakeArcGIS:
 
     def revoke_all_tokens(self) -> None:
         """Invalidate every token issued so far (API keys included): the next use gets 498."""
-        self._tokens.clear()
+        self._tokens.revoke_all()
 
     def expire_token(self, token: str) -> None:
         """Make one token expire now."""
-        record = self._tokens.get(token)
-        if record is not None:
-            record.expires_at = anyio.current_time()
+        self._tokens.expire(token)
 
     def issued_tokens(self) -> list[str]:
         """Every token this emulator has handed out, for tests that check that none of
         them reached a log, a message or a URL."""
-        return list(self._tokens)
+        return self._tokens.issued()
 
     def statistics(self) -> FakeStatistics:
         """A snapshot of the counters."""
@@ -396,9 +381,9 @@ class FakeArcGIS:
         if parts[:2] == ["sharing", "rest"]:
             rest = parts[2:]
             if rest == ["generateToken"]:
-                return "generateToken", self._generate_token
+                return "generateToken", self._tokens.generate_token
             if rest == ["oauth2", "token"]:
-                return "oauth2/token", self._oauth_token
+                return "oauth2/token", self._tokens.oauth_token
             if rest == ["info"]:
                 return "info", self._portal_info
         elif parts[:1] == [self.site]:
@@ -406,7 +391,7 @@ class FakeArcGIS:
             if rest == ["rest", "info"]:
                 return "info", self._server_info
             if rest == ["tokens", "generateToken"]:
-                return "generateToken", self._generate_token
+                return "generateToken", self._tokens.generate_token
             if rest[:2] == ["rest", "services"]:
                 return self._route_services(rest[2:])
         return "unknown", self._unknown
@@ -449,136 +434,6 @@ class FakeArcGIS:
         status = code if self.error_style == "http" and 400 <= code <= 599 else 200
         return json_response({"error": error}, status)
 
-    # -- tokens ------------------------------------------------------------------------
-
-    async def _generate_token(self, request: Request) -> Response:
-        if request.method != "POST":
-            raise Refusal(400, "Unable to generate token.", ["generateToken requires POST."])
-        params = request.params
-        if "serverUrl" in params and "token" in params:
-            return self._exchange_token(request)
-        username, password = params.get("username", ""), params.get("password", "")
-        if not username or not password:
-            raise Refusal(
-                400, "Unable to generate token.", ["'username' and 'password' must be specified."]
-            )
-        if self.faults.refuse_credentials or self._users.get(username) != password:
-            raise Refusal(400, "Unable to generate token.", ["Invalid username or password."])
-        client = params.get("client", "requestip").lower()
-        if client not in ("referer", "requestip", "ip"):
-            raise Refusal(400, "Unable to generate token.", [f"Invalid client: {client}."])
-        if client == "ip" and not params.get("ip"):
-            raise Refusal(400, "Unable to generate token.", ["'ip' must be specified."])
-        referer = None
-        if client == "referer":
-            referer = params.get("referer")
-            if not referer:
-                raise Refusal(400, "Unable to generate token.", ["'referer' must be specified."])
-        scope = "portal" if request.path.startswith("/sharing/") else "server"
-        minutes = self._minutes(params.get("expiration"), default=60)
-        token = self._issue(username, minutes * 60.0, referer, scope)
-        body = {"token": token, "expires": int((time.time() + minutes * 60) * 1000)}
-        if request.origin.startswith("https://"):
-            body["ssl"] = True
-        return json_response(body)
-
-    def _exchange_token(self, request: Request) -> Response:
-        if not request.path.startswith("/sharing/") or self.server == "standalone":
-            raise Refusal(400, "Unable to generate token.", ["Token exchange is not available."])
-        if request.params["serverUrl"].rstrip("/") != f"{request.origin}/{self.site}":
-            raise Refusal(
-                400, "Unable to generate token.", ["'serverUrl' is not a federated server."]
-            )
-        portal = self._valid_token(request.params["token"], request)
-        if portal is None or portal.scope != "portal":
-            raise Refusal(498, "Invalid token.", ["Invalid token."])
-        minutes = self._minutes(request.params.get("expiration"), default=60)
-        remaining = portal.expires_at - anyio.current_time()
-        lifetime = min(minutes * 60.0, remaining)
-        token = self._issue(portal.subject, lifetime, portal.referer, "server")
-        return json_response({"token": token, "expires": int((time.time() + lifetime) * 1000)})
-
-    async def _oauth_token(self, request: Request) -> Response:
-        params = request.params
-        if request.method != "POST":
-            return self._oauth_error("invalid_request", "oauth2/token requires POST.")
-        if params.get("grant_type") != "client_credentials":
-            return self._oauth_error(
-                "unsupported_grant_type", "Only client_credentials is supported."
-            )
-        client_id = params.get("client_id", "")
-        if client_id not in self._apps or self.faults.refuse_credentials:
-            return self._oauth_error("invalid_client_id", "Invalid client_id")
-        if self._apps[client_id] != params.get("client_secret"):
-            return self._oauth_error("invalid_client", "Invalid client_secret")
-        minutes = self._minutes(params.get("expiration"), default=120)
-        token = self._issue(client_id, minutes * 60.0, None, "portal")
-        return json_response({"access_token": token, "expires_in": round(minutes * 60)})
-
-    def _oauth_error(self, name: str, description: str) -> Response:
-        error = {
-            "code": 400,
-            "error": name,
-            "error_description": description,
-            "message": description,
-            "details": [],
-        }
-        return json_response({"error": error}, 400 if self.error_style == "http" else 200)
-
-    def _minutes(self, value: str | None, *, default: int) -> float:
-        try:
-            minutes = int(value) if value else default
-        except ValueError as exc:
-            raise Refusal(
-                400, "Unable to generate token.", ["'expiration' must be a number."]
-            ) from exc
-        return min(max(1, minutes), self.max_token_minutes)
-
-    def _issue(self, subject: str, lifetime: float, referer: str | None, scope: str) -> str:
-        value = f"fake-{scope}-{self._rng.getrandbits(96):024x}"
-        self._tokens[value] = _Token(
-            value, subject, anyio.current_time() + lifetime, referer, scope
-        )
-        self._counters.tokens_issued += 1
-        return value
-
-    def _presented_token(self, request: Request) -> str | None:
-        for header in ("x-esri-authorization", "authorization"):
-            value = request.headers.get(header, "")
-            if value[:7].lower() == "bearer " and value[7:].strip():
-                return value[7:].strip()
-        return request.params.get("token") or None
-
-    def _valid_token(self, value: str, request: Request) -> _Token | None:
-        record = self._tokens.get(value)
-        if record is None or anyio.current_time() >= record.expires_at:
-            return None
-        if record.referer is not None and request.headers.get("referer") != record.referer:
-            return None
-        return record
-
-    def _authorize(self, request: Request, service: FakeService) -> None:
-        token = self._presented_token(request)
-        if token is None:
-            if service.secured:
-                raise Refusal(499, "Token Required", ["Token Required"], "GWM_0003")
-            return
-        # As on ArcGIS Online, a bad token is refused even where none is needed.
-        record = self._valid_token(token, request)
-        if record is None or (record.scope == "portal" and self.server != "hosted"):
-            raise Refusal(498, "Invalid token.", ["Invalid token."])
-        if (
-            service.secured
-            and service.allowed is not None
-            and record.subject not in service.allowed
-        ):
-            raise Refusal(
-                403,
-                "You do not have permissions to access this resource or perform this operation.",
-                [],
-                "GWM_0003",
-            )
-
     # -- info and metadata -------------------------------------------------------------
 
     async def _portal_info(self, request: Request) -> Response:
@@ -611,13 +466,7 @@ class FakeArcGIS:
         )
 
     async def _catalog(self, folder: str, request: Request) -> Response:
-        token = self._presented_token(request)
-        signed_in = False
-        if token is not None:
-            record = self._valid_token(token, request)
-            if record is None or (record.scope == "portal" and self.server != "hosted"):
-                raise Refusal(498, "Invalid token.", ["Invalid token."])
-            signed_in = True
+        signed_in = self._tokens.signed_in(request)
         prefix = f"{folder}/" if folder else ""
         folders = set()
         services = []
@@ -638,7 +487,7 @@ class FakeArcGIS:
         )
 
     async def _service_info(self, service: FakeService, request: Request) -> Response:
-        self._authorize(request, service)
+        self._tokens.authorize(request, service)
         layers = list(service.layers.values())
         extents = [layer.extent() for layer in layers if layer.geometry_type]
         body: dict[str, Any] = {
@@ -664,7 +513,7 @@ class FakeArcGIS:
         return json_response(body)
 
     async def _all_layers(self, service: FakeService, request: Request) -> Response:
-        self._authorize(request, service)
+        self._tokens.authorize(request, service)
         layers = [_layer_metadata(layer, service) for layer in service.layers.values()]
         return json_response(
             {
@@ -676,7 +525,7 @@ class FakeArcGIS:
     async def _layer_info(
         self, service: FakeService, layer: FakeLayer, request: Request
     ) -> Response:
-        self._authorize(request, service)
+        self._tokens.authorize(request, service)
         return json_response(_layer_metadata(layer, service))
 
     async def _unknown(self, request: Request) -> Response:
@@ -685,7 +534,7 @@ class FakeArcGIS:
     # -- query -------------------------------------------------------------------------
 
     async def _query(self, service: FakeService, layer: FakeLayer, request: Request) -> Response:
-        self._authorize(request, service)
+        self._tokens.authorize(request, service)
         params = request.params
         fmt = params.get("f", "json").lower()
         if fmt == "pbf":
@@ -913,7 +762,7 @@ class FakeArcGIS:
     async def _apply_edits(
         self, service: FakeService, layer: FakeLayer, request: Request
     ) -> Response:
-        self._authorize(request, service)
+        self._tokens.authorize(request, service)
         if request.method != "POST":
             raise Refusal(400, "Unable to complete operation.", ["applyEdits requires POST."])
         allowed = {c.strip().lower() for c in layer.capabilities.split(",")}
