@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-import math
 import random
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -545,47 +544,3 @@ def _coordinates(geometry: Mapping[str, Any] | None) -> Iterable[tuple[float, fl
         for part in geometry.get(key, ()):
             for point in part:
                 yield point[0], point[1]
-
-
-def web_mercator(geometry: Mapping[str, Any]) -> dict[str, Any]:
-    """Project a WGS84 Esri geometry to Web Mercator (wkid 102100 / 3857)."""
-
-    def project(point: Sequence[float]) -> list[float]:
-        x = point[0] * _HALF_WORLD / 180.0
-        lat = max(min(point[1], 89.9), -89.9)
-        y = math.log(math.tan((90.0 + lat) * math.pi / 360.0)) * _EARTH_RADIUS
-        return [round(x, 3), round(y, 3), *point[2:]]
-
-    return _map_points(geometry, project)
-
-
-def wgs84(geometry: Mapping[str, Any]) -> dict[str, Any]:
-    """Project a Web Mercator Esri geometry back to WGS84 (wkid 4326)."""
-
-    def project(point: Sequence[float]) -> list[float]:
-        lon = point[0] * 180.0 / _HALF_WORLD
-        lat = math.degrees(2 * math.atan(math.exp(point[1] / _EARTH_RADIUS)) - math.pi / 2)
-        return [round(lon, 9), round(lat, 9), *point[2:]]
-
-    return _map_points(geometry, project)
-
-
-_HALF_WORLD = 20037508.342789244
-_EARTH_RADIUS = 6378137.0
-
-
-def _map_points(
-    geometry: Mapping[str, Any], project: Callable[[Sequence[float]], list[float]]
-) -> dict[str, Any]:
-    if "x" in geometry:
-        if geometry["x"] is None:
-            return dict(geometry)
-        x, y = project([geometry["x"], geometry["y"]])
-        return {**geometry, "x": x, "y": y}
-    result = dict(geometry)
-    if "points" in geometry:
-        result["points"] = [project(p) for p in geometry["points"]]
-    for key in ("paths", "rings"):
-        if key in geometry:
-            result[key] = [[project(p) for p in part] for part in geometry[key]]
-    return result

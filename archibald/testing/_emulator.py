@@ -9,7 +9,6 @@ hypercorn). Its clock is anyio's, so on Trio's MockClock a token's hour passes a
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -18,7 +17,6 @@ from typing import Any, Literal
 
 import httpx
 
-from .._geojson import GeoJSONConverter
 from . import _adaptors
 from ._data import (
     GENERATED_FIELDS,
@@ -27,13 +25,11 @@ from ._data import (
     FakeService,
     GeometryKind,
     generate_features,
-    web_mercator,
-    wgs84,
 )
 from ._faults import Faults, fault_answer
+from ._query import answer_query
 from ._statistics import Counters, FakeStatistics
 from ._tokens import ServerKind, Tokens
-from ._where import WhereError
 from ._wire import (
     ErrorStyle,
     Refusal,
@@ -41,11 +37,8 @@ from ._wire import (
     Response,
     html_page,
     int_list_param,
-    int_param,
-    is_true,
     json_list_param,
     json_response,
-    with_features,
 )
 
 # Request and Response are also imported from here by the benchmarks (bench/).
@@ -54,32 +47,10 @@ __all__ = ["FakeArcGIS", "FakeStatistics", "Faults", "Request", "Response"]
 
 CURRENT_VERSION = 11.3
 _JSON_FORMATS = ("json", "pjson")
-_WEB_MERCATOR = (102100, 102113, 3857, 900913)
 
 
 _Handler = Callable[[Request], Awaitable[Response]]
 
-_NUMERIC_FIELD_TYPES = frozenset(
-    {
-        "esriFieldTypeOID",
-        "esriFieldTypeInteger",
-        "esriFieldTypeSmallInteger",
-        "esriFieldTypeBigInteger",
-        "esriFieldTypeDouble",
-        "esriFieldTypeSingle",
-    }
-)
-# Query parameters FakeArcGIS does not implement: refused, rather than silently ignored.
-_UNSUPPORTED_QUERY_PARAMETERS = (
-    "geometry",
-    "distance",
-    "groupByFieldsForStatistics",
-    "having",
-    "returnDistinctValues",
-    "returnExtentOnly",
-    "quantizationParameters",
-    "time",
-)
 logger = logging.getLogger("archibald.testing")
 
 
@@ -535,227 +506,7 @@ class FakeArcGIS:
 
     async def _query(self, service: FakeService, layer: FakeLayer, request: Request) -> Response:
         self._tokens.authorize(request, service)
-        params = request.params
-        fmt = params.get("f", "json").lower()
-        if fmt == "pbf":
-            raise Refusal(
-                400, "Unable to complete operation.", ["f=pbf is not supported by FakeArcGIS."]
-            )
-        for unsupported in _UNSUPPORTED_QUERY_PARAMETERS:
-            if params.get(unsupported) not in (None, "", "false"):
-                raise Refusal(
-                    400,
-                    "Unable to complete operation.",
-                    [f"'{unsupported}' is not supported by FakeArcGIS."],
-                )
-        object_ids = int_list_param(params.get("objectIds"), "objectIds")
-        order_by = params.get("orderByFields", "").strip()
-        if order_by and not layer.supports_order_by:
-            raise Refusal(400, "Unable to complete operation.", ["orderByFields is not supported."])
-        where = params.get("where", "").strip()
-        if not where and object_ids is None:
-            raise Refusal(400, "Unable to complete operation.", ["'where' parameter is invalid"])
-        scrambled = not order_by and self.faults.unordered
-        if scrambled:
-            self._counters.faults_injected += 1
-        try:
-            oids = layer.matching_ids(where or "1=1", object_ids, order_by, scrambled)
-        except WhereError as exc:
-            raise Refusal(
-                400, "Unable to complete operation.", [f"'where' parameter is invalid: {exc}"]
-            ) from exc
-        except ValueError as exc:
-            raise Refusal(400, "Unable to complete operation.", [str(exc)]) from exc
-
-        if is_true(params.get("returnCountOnly")):
-            return json_response({"count": len(oids)})
-        if is_true(params.get("returnIdsOnly")):
-            return json_response({"objectIdFieldName": layer.object_id_field, "objectIds": oids})
-        if params.get("outStatistics"):
-            return json_response(self._statistics(layer, oids, params["outStatistics"]))
-
-        offset_text, count_text = params.get("resultOffset"), params.get("resultRecordCount")
-        if (offset_text or count_text) and not layer.supports_pagination:
-            raise Refusal(400, "Unable to complete operation.", ["Pagination is not supported."])
-        offset = int_param(offset_text, "resultOffset") or 0
-        if offset < 0:
-            raise Refusal(400, "Unable to complete operation.", ["'resultOffset' must be >= 0"])
-        if self.faults.ignore_result_offset and offset:
-            offset = 0
-            self._counters.faults_injected += 1
-        limit = layer.max_record_count
-        requested = int_param(count_text, "resultRecordCount")
-        if requested is not None and requested > 0:
-            limit = min(limit, requested)
-        if self.faults.page_cap is not None and self.faults.page_cap < limit:
-            limit = self.faults.page_cap
-            self._counters.faults_injected += 1
-        page = oids[offset : offset + limit]
-        # An objectIds list longer than a page is cut silently, as real servers do.
-        exceeded = object_ids is None and offset + len(page) < len(oids)
-
-        out_fields = self._out_fields(layer, params.get("outFields"))
-        geometry = is_true(params.get("returnGeometry", "true")) and layer.geometry_type is not None
-        out_sr = self._out_sr(layer, params.get("outSR"), fmt)
-        if fmt == "geojson":
-            collection: dict[str, Any] = {"type": "FeatureCollection"}
-            if exceeded:
-                collection["properties"] = {"exceededTransferLimit": True}
-            encoded = self._encoded(layer, page, out_fields, geometry, out_sr, geojson=True)
-            return with_features(collection, encoded, "application/geo+json")
-        fields_by_name = {f["name"]: f for f in layer.fields}
-        body: dict[str, Any] = {
-            "objectIdFieldName": layer.object_id_field,
-            "globalIdFieldName": next(
-                (f["name"] for f in layer.fields if f["type"] == "esriFieldTypeGlobalID"), ""
-            ),
-            "fields": [fields_by_name[name] for name in out_fields],
-        }
-        if exceeded or not self.faults.omit_false_transfer_limit:
-            body["exceededTransferLimit"] = exceeded
-        if geometry:
-            body["geometryType"] = layer.geometry_type
-            body["spatialReference"] = out_sr or layer.spatial_reference
-        encoded = self._encoded(layer, page, out_fields, geometry, out_sr, geojson=False)
-        return with_features(body, encoded, "application/json")
-
-    def _encoded(
-        self,
-        layer: FakeLayer,
-        page: Sequence[int],
-        out_fields: list[str],
-        geometry: bool,
-        out_sr: dict[str, Any] | None,
-        *,
-        geojson: bool,
-    ) -> list[bytes]:
-        """The features of *page*, each encoded once per output shape and then reused."""
-        cache = layer.fragments((tuple(out_fields), geometry, out_sr is not None, geojson))
-        encoded = []
-        for oid in page:
-            fragment = cache.get(oid)
-            if fragment is None:
-                feature = self._feature(layer, oid, out_fields, geometry, out_sr)
-                if geojson:
-                    feature = GeoJSONConverter().feature(feature, layer.object_id_field)
-                fragment = cache[oid] = json.dumps(feature, separators=(",", ":")).encode()
-            encoded.append(fragment)
-        return encoded
-
-    def _out_fields(self, layer: FakeLayer, value: str | None) -> list[str]:
-        names = {f["name"].upper(): f["name"] for f in layer.fields}
-        if value is None or not value.strip():
-            return [layer.object_id_field]
-        wanted = [part.strip() for part in value.split(",") if part.strip()]
-        if "*" in wanted:
-            return [f["name"] for f in layer.fields]
-        result = []
-        for part in wanted:
-            name = names.get(part.upper())
-            if name is None:
-                raise Refusal(400, "Unable to complete operation.", [f"Invalid field: {part}"])
-            result.append(name)
-        return result
-
-    def _out_sr(self, layer: FakeLayer, value: str | None, fmt: str) -> dict[str, Any] | None:
-        if fmt == "geojson" or not value:
-            return None
-        try:
-            wkid = int(json.loads(value)["wkid"]) if value.strip().startswith("{") else int(value)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise Refusal(400, "Unable to complete operation.", ["Invalid outSR."]) from exc
-        own = layer.spatial_reference.get("wkid")
-        if wkid == own or (wkid in _WEB_MERCATOR and own in _WEB_MERCATOR):
-            return None
-        if wkid in _WEB_MERCATOR and own == 4326:
-            return {"wkid": 102100, "latestWkid": 3857}
-        if wkid == 4326 and own in _WEB_MERCATOR:
-            return {"wkid": 4326, "latestWkid": 4326}
-        raise Refusal(
-            400, "Unable to complete operation.", [f"FakeArcGIS cannot project to wkid {wkid}."]
-        )
-
-    def _feature(
-        self,
-        layer: FakeLayer,
-        oid: int,
-        out_fields: list[str],
-        geometry: bool,
-        out_sr: dict[str, Any] | None,
-    ) -> dict[str, Any]:
-        row = layer.row(oid)
-        attributes = row["attributes"]
-        feature: dict[str, Any] = {
-            "attributes": {name: attributes.get(name) for name in out_fields}
-        }
-        if geometry and "geometry" in row:
-            feature["geometry"] = row["geometry"]
-            if out_sr is not None:  # one of the two projections the emulator knows
-                to_wgs84 = out_sr.get("wkid") == 4326
-                feature["geometry"] = (wgs84 if to_wgs84 else web_mercator)(row["geometry"])
-        return feature
-
-    def _statistics(self, layer: FakeLayer, oids: list[int], spec: str) -> dict[str, Any]:
-        if not layer.supports_statistics:
-            raise Refusal(400, "Unable to complete operation.", ["Statistics are not supported."])
-        invalid = Refusal(
-            400, "Unable to complete operation.", ["'outStatistics' parameter is invalid"]
-        )
-        try:
-            wanted = json.loads(spec)
-        except ValueError as exc:
-            raise invalid from exc
-        if not isinstance(wanted, list) or not wanted:
-            raise invalid
-        fields_by_name = {f["name"].upper(): f for f in layer.fields}
-        attributes: dict[str, Any] = {}
-        out_fields = []
-        for item in wanted:
-            if not isinstance(item, dict):
-                raise invalid
-            kind = str(item.get("statisticType", "")).lower()
-            field = fields_by_name.get(str(item.get("onStatisticField", "")).upper())
-            if field is None or kind not in ("min", "max", "count", "sum", "avg"):
-                raise invalid
-            numeric = field["type"] in _NUMERIC_FIELD_TYPES
-            if kind in ("sum", "avg") and not numeric:
-                raise Refusal(
-                    400,
-                    "Unable to complete operation.",
-                    [f"'{kind}' needs a numeric field; {field['name']} is {field['type']}"],
-                )
-            out_name = str(item.get("outStatisticFieldName") or f"{kind}_{field['name']}")
-            values = [layer.row(oid)["attributes"].get(field["name"]) for oid in oids]
-            present = [v for v in values if v is not None]
-            result: Any
-            try:
-                if kind == "count":
-                    result = len(present)
-                elif not present:
-                    result = None
-                elif kind == "min":
-                    result = min(present)
-                elif kind == "max":
-                    result = max(present)
-                elif kind == "sum":
-                    result = sum(present)
-                else:
-                    result = sum(present) / len(present)
-            except TypeError as exc:
-                raise Refusal(
-                    400,
-                    "Unable to complete operation.",
-                    [f"the values of {field['name']} cannot be compared"],
-                ) from exc
-            attributes[out_name] = result
-            if kind == "count":
-                out_type = "esriFieldTypeInteger"
-            elif kind in ("min", "max"):
-                out_type = field["type"]
-            else:
-                out_type = "esriFieldTypeDouble"
-            out_fields.append({"name": out_name, "type": out_type, "alias": out_name})
-        return {"fields": out_fields, "features": [{"attributes": attributes}]}
+        return answer_query(layer, request.params, faults=self.faults, counters=self._counters)
 
     # -- applyEdits --------------------------------------------------------------------
 
