@@ -27,6 +27,7 @@ from ._data import (
     generate_features,
 )
 from ._faults import Faults, fault_answer
+from ._metadata import all_layers, catalog, layer_metadata, portal_info, server_info, service_info
 from ._query import answer_query
 from ._statistics import Counters, FakeStatistics
 from ._tokens import ServerKind, Tokens
@@ -45,7 +46,6 @@ from ._wire import (
 __all__ = ["FakeArcGIS", "FakeStatistics", "Faults", "Request", "Response"]
 
 
-CURRENT_VERSION = 11.3
 _JSON_FORMATS = ("json", "pjson")
 
 
@@ -405,99 +405,31 @@ class FakeArcGIS:
         status = code if self.error_style == "http" and 400 <= code <= 599 else 200
         return json_response({"error": error}, status)
 
-    # -- info and metadata -------------------------------------------------------------
+    # -- handlers: the token check, then the part that answers --------------------------
 
     async def _portal_info(self, request: Request) -> Response:
-        return json_response(
-            {
-                "owningSystemUrl": request.origin,
-                "authInfo": {
-                    "isTokenBasedSecurity": True,
-                    "tokenServicesUrl": f"{request.origin}/sharing/rest/generateToken",
-                },
-            }
-        )
+        return json_response(portal_info(request))
 
     async def _server_info(self, request: Request) -> Response:
-        return json_response(
-            {
-                "currentVersion": CURRENT_VERSION,
-                "fullVersion": "11.3.0",
-                **({"owningSystemUrl": request.origin} if self.server != "standalone" else {}),
-                "authInfo": {
-                    "isTokenBasedSecurity": True,
-                    "tokenServicesUrl": (
-                        f"{request.origin}/{self.site}/tokens/generateToken"
-                        if self.server == "standalone"
-                        else f"{request.origin}/sharing/rest/generateToken"
-                    ),
-                    "shortLivedTokenValidity": 60,
-                },
-            }
-        )
+        return json_response(server_info(request, site=self.site, server=self.server))
 
     async def _catalog(self, folder: str, request: Request) -> Response:
         signed_in = self._tokens.signed_in(request)
-        prefix = f"{folder}/" if folder else ""
-        folders = set()
-        services = []
-        exists = not folder
-        for service in self.services.values():
-            if not service.name.startswith(prefix):
-                continue
-            exists = True
-            rest = service.name[len(prefix) :]
-            if "/" in rest:
-                folders.add(rest.split("/", 1)[0])
-            elif signed_in or not service.secured:  # secured services: for the signed-in
-                services.append({"name": service.name, "type": service.kind})
-        if not exists:
-            raise Refusal(400, "Invalid URL", ["Invalid URL"])
-        return json_response(
-            {"currentVersion": CURRENT_VERSION, "folders": sorted(folders), "services": services}
-        )
+        return json_response(catalog(self.services.values(), folder, signed_in=signed_in))
 
     async def _service_info(self, service: FakeService, request: Request) -> Response:
         self._tokens.authorize(request, service)
-        layers = list(service.layers.values())
-        extents = [layer.extent() for layer in layers if layer.geometry_type]
-        body: dict[str, Any] = {
-            "currentVersion": CURRENT_VERSION,
-            "serviceDescription": "",
-            "capabilities": layers[0].capabilities if layers else "Query",
-            "maxRecordCount": max((layer.max_record_count for layer in layers), default=1000),
-            "supportedQueryFormats": "JSON, geoJSON",
-            "spatialReference": layers[0].spatial_reference if layers else None,
-            "layers": [
-                {"id": layer.id, "name": layer.name, "geometryType": layer.geometry_type}
-                for layer in layers
-                if layer.geometry_type
-            ],
-            "tables": [
-                {"id": layer.id, "name": layer.name} for layer in layers if not layer.geometry_type
-            ],
-        }
-        if extents:
-            body["fullExtent"] = body["initialExtent"] = extents[0]
-        if service.kind == "MapServer":
-            body["mapName"] = service.name.rsplit("/", 1)[-1]
-        return json_response(body)
+        return json_response(service_info(service))
 
     async def _all_layers(self, service: FakeService, request: Request) -> Response:
         self._tokens.authorize(request, service)
-        layers = [_layer_metadata(layer, service) for layer in service.layers.values()]
-        return json_response(
-            {
-                "layers": [m for m in layers if m["geometryType"]],
-                "tables": [m for m in layers if not m["geometryType"]],
-            }
-        )
+        return json_response(all_layers(service))
 
     async def _layer_info(
         self, service: FakeService, layer: FakeLayer, request: Request
     ) -> Response:
         self._tokens.authorize(request, service)
-        return json_response(_layer_metadata(layer, service))
+        return json_response(layer_metadata(layer))
 
     async def _unknown(self, request: Request) -> Response:
         raise Refusal(400, "Invalid URL", ["Invalid URL"])
@@ -542,36 +474,3 @@ class FakeArcGIS:
             adds, updates, deletes, rollback_on_failure=rollback, rng=self._rng
         )
         return json_response(results)
-
-
-def _layer_metadata(layer: FakeLayer, service: FakeService) -> dict[str, Any]:
-    metadata: dict[str, Any] = {
-        "currentVersion": CURRENT_VERSION,
-        "id": layer.id,
-        "name": layer.name,
-        "type": "Feature Layer" if layer.geometry_type else "Table",
-        "geometryType": layer.geometry_type,
-        "objectIdField": layer.object_id_field,
-        "globalIdField": next(
-            (f["name"] for f in layer.fields if f["type"] == "esriFieldTypeGlobalID"), ""
-        ),
-        "fields": layer.fields,
-        "maxRecordCount": layer.max_record_count,
-        "standardMaxRecordCount": layer.max_record_count,
-        "capabilities": layer.capabilities,
-        "supportsStatistics": layer.supports_statistics,
-        "supportsAdvancedQueries": True,
-        "supportedQueryFormats": "JSON, geoJSON",
-        "advancedQueryCapabilities": {
-            "supportsPagination": layer.supports_pagination,
-            "supportsOrderBy": layer.supports_order_by,
-            "supportsStatistics": layer.supports_statistics,
-            "supportsReturningQueryExtent": False,
-            "supportsDistinct": False,
-        },
-        "hasAttachments": False,
-        "spatialReference": layer.spatial_reference,
-    }
-    if layer.geometry_type:
-        metadata["extent"] = layer.extent()
-    return metadata
