@@ -26,6 +26,7 @@ from ._data import (
     GeometryKind,
     generate_features,
 )
+from ._edits import read_edits
 from ._faults import Faults, fault_answer
 from ._metadata import all_layers, catalog, layer_metadata, portal_info, server_info, service_info
 from ._query import answer_query
@@ -37,8 +38,6 @@ from ._wire import (
     Request,
     Response,
     html_page,
-    int_list_param,
-    json_list_param,
     json_response,
 )
 
@@ -431,46 +430,23 @@ class FakeArcGIS:
         self._tokens.authorize(request, service)
         return json_response(layer_metadata(layer))
 
-    async def _unknown(self, request: Request) -> Response:
-        raise Refusal(400, "Invalid URL", ["Invalid URL"])
-
-    # -- query -------------------------------------------------------------------------
-
     async def _query(self, service: FakeService, layer: FakeLayer, request: Request) -> Response:
         self._tokens.authorize(request, service)
         return answer_query(layer, request.params, faults=self.faults, counters=self._counters)
-
-    # -- applyEdits --------------------------------------------------------------------
 
     async def _apply_edits(
         self, service: FakeService, layer: FakeLayer, request: Request
     ) -> Response:
         self._tokens.authorize(request, service)
-        if request.method != "POST":
-            raise Refusal(400, "Unable to complete operation.", ["applyEdits requires POST."])
-        allowed = {c.strip().lower() for c in layer.capabilities.split(",")}
-        params = request.params
-        adds = json_list_param(params.get("adds"), "adds")
-        updates = json_list_param(params.get("updates"), "updates")
-        deletes_text = params.get("deletes", "").strip()
-        deletes: list[Any]
-        if deletes_text.startswith("["):
-            deletes = json_list_param(deletes_text, "deletes")
-        else:
-            deletes = list(int_list_param(deletes_text, "deletes") or [])
-        for name, items, capability in (
-            ("adds", adds, "create"),
-            ("updates", updates, "update"),
-            ("deletes", deletes, "delete"),
-        ):
-            if items and capability not in allowed:
-                raise Refusal(
-                    400,
-                    "Unable to complete operation.",
-                    [f"This operation is not supported: {name}."],
-                )
-        rollback = params.get("rollbackOnFailure", "true").lower() != "false"
+        edits = read_edits(request, layer.capabilities)
         results = layer.apply_edits(
-            adds, updates, deletes, rollback_on_failure=rollback, rng=self._rng
+            edits.adds,
+            edits.updates,
+            edits.deletes,
+            rollback_on_failure=edits.rollback_on_failure,
+            rng=self._rng,
         )
         return json_response(results)
+
+    async def _unknown(self, request: Request) -> Response:
+        raise Refusal(400, "Invalid URL", ["Invalid URL"])
