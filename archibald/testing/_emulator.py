@@ -189,9 +189,20 @@ class FakeArcGIS:
             seed: Seed of the generated features (default: the emulator's seed).
         """
         return self._add_layer(
-            service, "FeatureServer", layer_id, name, count, geometry, features, fields,
-            object_id_field, max_record_count, secured, editable, seed,
-        )  # fmt: skip
+            service,
+            kind="FeatureServer",
+            layer_id=layer_id,
+            name=name,
+            count=count,
+            geometry=geometry,
+            features=features,
+            fields=fields,
+            object_id_field=object_id_field,
+            max_record_count=max_record_count,
+            secured=secured,
+            capabilities="Create,Delete,Query,Update,Editing" if editable else "Query",
+            seed=seed,
+        )
 
     def add_map_layer(
         self,
@@ -210,13 +221,25 @@ class FakeArcGIS:
     ) -> FakeLayer:
         """Add a MapServer layer; the arguments are those of `add_feature_layer`."""
         return self._add_layer(
-            service, "MapServer", layer_id, name, count, geometry, features, fields,
-            object_id_field, max_record_count, secured, False, seed,
-        )  # fmt: skip
+            service,
+            kind="MapServer",
+            layer_id=layer_id,
+            name=name,
+            count=count,
+            geometry=geometry,
+            features=features,
+            fields=fields,
+            object_id_field=object_id_field,
+            max_record_count=max_record_count,
+            secured=secured,
+            capabilities="Map,Query,Data",
+            seed=seed,
+        )
 
     def _add_layer(
         self,
         service_name: str,
+        *,
         kind: Literal["FeatureServer", "MapServer"],
         layer_id: int | None,
         name: str | None,
@@ -227,19 +250,15 @@ class FakeArcGIS:
         object_id_field: str,
         max_record_count: int,
         secured: bool,
-        editable: bool,
+        capabilities: str,
         seed: int | None,
     ) -> FakeLayer:
         service_name = service_name.strip("/")
-        key = f"{service_name}/{kind}"
-        service = self.services.get(key)
-        if service is None:
-            service = self.services[key] = FakeService(service_name, kind, secured)
-        service.secured = service.secured or secured
+        service = self._service(service_name, kind, secured=secured)
         if layer_id is None:
             layer_id = max(service.layers, default=-1) + 1
         if layer_id in service.layers:
-            raise ValueError(f"{key} already has a layer {layer_id}")
+            raise ValueError(f"{service_name}/{kind} already has a layer {layer_id}")
         if (count is None) == (features is None):
             raise ValueError("give either count (generated features) or features, not both")
         field_names = {f["name"] for f in (fields or GENERATED_FIELDS)}
@@ -248,10 +267,6 @@ class FakeArcGIS:
                 f"object_id_field {object_id_field!r} is not among the fields "
                 f"({', '.join(sorted(field_names))}); pass fields= for your own features"
             )
-        if kind == "FeatureServer":
-            capabilities = "Create,Delete,Query,Update,Editing" if editable else "Query"
-        else:
-            capabilities = "Map,Query,Data"
         layer = FakeLayer(
             id=layer_id,
             name=name or service_name.rsplit("/", 1)[-1],
@@ -260,19 +275,25 @@ class FakeArcGIS:
             geometry_type=GEOMETRY_TYPES[geometry] if geometry else None,
             max_record_count=max_record_count,
             capabilities=capabilities,
-            url=f"/{self.site}/rest/services/{key}/{layer_id}",
+            url=f"/{self.site}/rest/services/{service_name}/{kind}/{layer_id}",
         )
         if count is not None:
-            layer.load(
-                generate_features(
-                    count, geometry=geometry, seed=self._seed if seed is None else seed
-                )
-            )
-        else:
-            assert features is not None
-            layer.load(features)
+            seed = self._seed if seed is None else seed
+            features = generate_features(count, geometry=geometry, seed=seed)
+        assert features is not None  # exactly one of count and features, as checked above
+        layer.load(features)
         service.layers[layer_id] = layer
         return layer
+
+    def _service(
+        self, name: str, kind: Literal["FeatureServer", "MapServer"], *, secured: bool
+    ) -> FakeService:
+        """The service *name* of *kind*, made if new; secured if any of its layers is."""
+        service = self.services.get(f"{name}/{kind}")
+        if service is None:
+            service = self.services[f"{name}/{kind}"] = FakeService(name, kind, secured)
+        service.secured = service.secured or secured
+        return service
 
     def layer(self, service: str, layer_id: int = 0, kind: str = "FeatureServer") -> FakeLayer:
         """The layer *layer_id* of *service*."""
