@@ -1,9 +1,11 @@
 """FakeArcGIS: an in-memory ArcGIS REST emulator.
 
-One object holds the state (users, apps, tokens, services, layers, faults, counters) and
-one coroutine, ``FakeArcGIS.respond``, answers a request. Two thin adaptors put it on the
-wire: an httpx transport (in process, no sockets) and an ASGI app (served on loopback by
-hypercorn). Its clock is anyio's, so on Trio's MockClock a token's hour passes at once.
+`FakeArcGIS` holds the state (settings, services, faults, counters) and routes each
+request to the part that answers it: `Tokens` signs in and checks tokens, `_query`
+answers queries, `_edits` applies edits, `_metadata` describes the site, and `_faults`
+makes it misbehave on demand. ``FakeArcGIS.respond`` is the one entry; the adaptors in
+`_adaptors` put it on the wire. Its clock is anyio's, so on Trio's MockClock a token's
+hour passes at once.
 """
 
 from __future__ import annotations
@@ -32,24 +34,13 @@ from ._metadata import all_layers, catalog, layer_metadata, portal_info, server_
 from ._query import answer_query
 from ._statistics import Counters, FakeStatistics
 from ._tokens import ServerKind, Tokens
-from ._wire import (
-    ErrorStyle,
-    Refusal,
-    Request,
-    Response,
-    html_page,
-    json_response,
-)
+from ._wire import ErrorStyle, Refusal, Request, Response, html_page, json_response
 
 # Request and Response are also imported from here by the benchmarks (bench/).
 __all__ = ["FakeArcGIS", "FakeStatistics", "Faults", "Request", "Response"]
 
-
 _JSON_FORMATS = ("json", "pjson")
-
-
 _Handler = Callable[[Request], Awaitable[Response]]
-
 logger = logging.getLogger("archibald.testing")
 
 
@@ -113,6 +104,8 @@ class FakeArcGIS:
         self.server: ServerKind = server
         self.faults = Faults()
         self.services: dict[str, FakeService] = {}
+        # One stream of random numbers for token values and the GlobalIDs of edits, and
+        # another for random failures, so that each is repeatable for a seed.
         self._rng = random.Random(seed)
         self._fault_rng = random.Random(seed + 1)
         self._seed = seed
@@ -362,12 +355,14 @@ class FakeArcGIS:
         try:
             return await handler(request)
         except Refusal as refusal:
-            return self._error(refusal.code, refusal.message, refusal.details, refusal.message_code)
+            return self._error(refusal)
         except Exception as exc:  # an emulator bug must look like a server error, not a crash
             logger.exception("FakeArcGIS failed on %s %s", request.method, request.path)
-            return self._error(500, "FakeArcGIS internal error.", [f"{type(exc).__name__}: {exc}"])
+            details = [f"{type(exc).__name__}: {exc}"]
+            return self._error(Refusal(500, "FakeArcGIS internal error.", details))
 
     def _route(self, path: str) -> tuple[str, _Handler]:
+        """The endpoint that *path* names (as counted), and its handler."""
         parts = [p for p in path.split("/") if p]
         if parts[:2] == ["sharing", "rest"]:
             rest = parts[2:]
@@ -412,18 +407,21 @@ class FakeArcGIS:
                 return "unknown", self._unknown
         return "catalog", functools.partial(self._catalog, "/".join(parts))
 
-    def _error(
-        self, code: int, message: str, details: Sequence[str] = (), message_code: str | None = None
-    ) -> Response:
-        if code == 498:
+    def _error(self, refusal: Refusal) -> Response:
+        """*refusal* as an ArcGIS error body, counting the token errors."""
+        if refusal.code == 498:
             self._counters.rejected_498 += 1
-        elif code == 499:
+        elif refusal.code == 499:
             self._counters.rejected_499 += 1
-        error: dict[str, Any] = {"code": code, "message": message, "details": list(details)}
-        if message_code:
-            error["messageCode"] = message_code
-        status = code if self.error_style == "http" and 400 <= code <= 599 else 200
-        return json_response({"error": error}, status)
+        error: dict[str, Any] = {
+            "code": refusal.code,
+            "message": refusal.message,
+            "details": list(refusal.details),
+        }
+        if refusal.message_code:
+            error["messageCode"] = refusal.message_code
+        http_status = self.error_style == "http" and 400 <= refusal.code <= 599
+        return json_response({"error": error}, refusal.code if http_status else 200)
 
     # -- handlers: the token check, then the part that answers --------------------------
 
