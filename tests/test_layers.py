@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import random
 import tracemalloc
 from contextlib import aclosing, nullcontext
 from typing import Any
@@ -146,7 +147,9 @@ async def test_features_deleted_during_the_crawl_are_reported(fake: FakeArcGIS) 
         pages = FeatureLayer(client, "Parcels", 0).pages(max_concurrency=1)
         async with aclosing(pages):
             first = await anext(pages)
-            layer_data.apply_edits([], [], [5000, 5001], rollback_on_failure=True, rng=fake._rng)
+            layer_data.apply_edits(
+                [], [], [5000, 5001], rollback_on_failure=True, rng=random.Random()
+            )
             with pytest.raises(IncompleteResultError) as info:
                 async for _ in pages:
                     pass

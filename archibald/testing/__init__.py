@@ -16,8 +16,8 @@ from ._data import FakeLayer as FakeLayer
 from ._data import FakeService as FakeService
 from ._data import generate_features as generate_features
 from ._emulator import FakeArcGIS as FakeArcGIS
-from ._emulator import FakeStatistics as FakeStatistics
-from ._emulator import Faults as Faults
+from ._faults import Faults as Faults
+from ._statistics import FakeStatistics as FakeStatistics
 
 __all__ = [
     "GENERATED_FIELDS",

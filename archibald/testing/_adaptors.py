@@ -1,4 +1,8 @@
-"""Putting FakeArcGIS on the wire: an httpx transport, an ASGI app, a loopback server."""
+"""Putting FakeArcGIS on the wire: an httpx transport, an ASGI app, a loopback server.
+
+Each needs only something that answers an emulated request (a `Responder`, as
+`FakeArcGIS` is), so the emulator and its adaptors do not import each other.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import anyio
 import httpx
 import sniffio
 
-from ._emulator import FakeArcGIS, Request, Response, parse_params
+from ._wire import Request, Responder, Response, parse_params
 
 __all__ = ["ArcGISTransport", "asgi_app", "serve"]
 
@@ -23,9 +27,12 @@ Send = Callable[[Message], Awaitable[None]]
 
 
 class ArcGISTransport(httpx.AsyncBaseTransport):
-    """An httpx transport answered by a FakeArcGIS, in process: no sockets, no threads."""
+    """An httpx transport answered by a FakeArcGIS, in process: no sockets, no threads.
 
-    def __init__(self, fake: FakeArcGIS) -> None:
+    *fake* is a FakeArcGIS, or anything else with its ``respond`` coroutine.
+    """
+
+    def __init__(self, fake: Responder) -> None:
         self.fake = fake
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -48,7 +55,7 @@ class ArcGISTransport(httpx.AsyncBaseTransport):
         return httpx.Response(answer.status, headers=answer.headers, content=answer.body)
 
 
-def asgi_app(fake: FakeArcGIS) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+def asgi_app(fake: Responder) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     """An ASGI application answered by *fake* (for hypercorn, or httpx.ASGITransport)."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -117,7 +124,7 @@ class _QuietDrops(logging.Filter):
 
 
 @asynccontextmanager
-async def serve(fake: FakeArcGIS) -> AsyncIterator[str]:
+async def serve(fake: Responder) -> AsyncIterator[str]:
     """Serve *fake* over HTTP on 127.0.0.1 (a free port); yield its origin URL."""
     try:
         from hypercorn.config import Config

@@ -1,31 +1,29 @@
 """Services, layers and their features, for FakeArcGIS.
 
-A `FakeLayer` holds its features by object id, in ascending order, and answers queries:
-it filters with the where subset, sorts, pages, counts, lists ids, computes statistics
-and applies edits. Generated layers are deterministic: the same seed gives the same
-features on every run.
+A `FakeLayer` holds its features by object id, in ascending order: it finds the ids that
+match a where clause, in the order asked for, and applies edits (checked by the rules in
+`_edits`). Generated layers are deterministic: the same seed gives the same features on
+every run.
 """
 
 from __future__ import annotations
 
 import bisect
 import datetime as dt
-import math
 import random
 import re
-import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
 
 from .._validate import is_number
+from ._edits import copy_row, edit_rows, new_global_id
 from ._where import compile_where
 
 __all__ = ["FakeLayer", "FakeService", "generate_features"]
 
 GeometryKind = Literal["point", "polyline", "polygon"]
-_SCRAMBLED = "\x00scrambled"  # FakeArcGIS asks for the "unordered" fault with this key
 
 GEOMETRY_TYPES: dict[str, str] = {
     "point": "esriGeometryPoint",
@@ -68,7 +66,7 @@ def generate_features(
     for oid in range(first_oid, first_oid + count):
         attributes = {
             "OBJECTID": oid,
-            "GlobalID": _new_global_id(rng),
+            "GlobalID": new_global_id(rng),
             "NAME": f"{rng.choice(_WORDS)} {rng.choice(_PLACES)} {oid}",
             "CATEGORY": rng.choice(_CATEGORIES),
             "POPULATION": rng.randrange(0, 100_000),
@@ -162,7 +160,7 @@ class FakeLayer:
     @property
     def features(self) -> list[dict[str, Any]]:
         """The layer's features in object-id order (copies: edit through apply_edits)."""
-        return [_copy(row) for row in self._rows.values()]
+        return [copy_row(row) for row in self._rows.values()]
 
     @property
     def object_ids(self) -> list[int]:
@@ -190,16 +188,24 @@ class FakeLayer:
         return {f["name"]: f["name"] for f in self.fields}
 
     def matching_ids(
-        self, where: str, object_ids: Sequence[int] | None, order_by: str
+        self,
+        where: str,
+        object_ids: Sequence[int] | None,
+        order_by: str,
+        scrambled: bool = False,
     ) -> list[int]:
         """Object ids that match, in the requested order.
+
+        Without *order_by*, the ids come in object-id order, or, when *scrambled*, in a
+        fixed but scrambled order (the ``unordered`` fault).
 
         An object-id range at the end of the clause (``... AND OID >= a AND OID <= b``)
         is answered from the sorted ids, as a database answers it from its index; the
         rest of the clause is evaluated once and cached until the next edit.
         """
+        scrambled = scrambled and not order_by
         where, bounds = _split_oid_range(where, self.object_id_field)
-        key = (where, tuple(object_ids) if object_ids is not None else None, order_by)
+        key = (where, tuple(object_ids) if object_ids is not None else None, order_by, scrambled)
         candidates = self._matches.get(key)
         if candidates is None:
             if object_ids is not None:
@@ -209,18 +215,18 @@ class FakeLayer:
             if where.strip().replace(" ", "") not in ("", "1=1"):
                 test = compile_where(where, self.field_names())
                 candidates = [oid for oid in candidates if test(self._rows[oid]["attributes"])]
-            if order_by == _SCRAMBLED:
+            if order_by:
+                candidates = self._sorted(candidates, order_by)
+            elif scrambled:
                 # A fixed permutation: pages stay consistent, but not in object-id order.
                 candidates = sorted(candidates, key=lambda oid: (oid * 2654435761) % 4294967296)
-            elif order_by:
-                candidates = self._sorted(candidates, order_by)
             if len(self._matches) > 64:
                 self._matches.clear()
             self._matches[key] = candidates
         if bounds is None:
             return candidates
         lo, hi = bounds
-        if not order_by:  # ascending object ids: a slice
+        if not order_by and not scrambled:  # ascending object ids: a slice
             return candidates[
                 bisect.bisect_left(candidates, lo) : bisect.bisect_right(candidates, hi)
             ]
@@ -271,92 +277,19 @@ class FakeLayer:
         against the layer's geometry type. A bad item fails alone (code 1000), or, with
         *rollback_on_failure*, nothing is applied.
         """
-        staged = {oid: _copy(row) for oid, row in self._rows.items()}
-        results: dict[str, list[dict[str, Any]]] = {
-            "addResults": [],
-            "updateResults": [],
-            "deleteResults": [],
-        }
-        global_id = next((f["name"] for f in self.fields if f["type"] == _GLOBAL_ID), None)
-        next_oid = self.next_object_id()
-        for feature in adds:
-            problem = self._check_feature(feature, updating=False)
-            if problem:
-                results["addResults"].append(_failure(None, 1000, problem))
-                continue
-            attributes = dict(feature.get("attributes") or {})
-            attributes[self.object_id_field] = next_oid
-            result: dict[str, Any] = {"objectId": next_oid}
-            if global_id is not None:
-                attributes[global_id] = _new_global_id(rng)
-                result["globalId"] = attributes[global_id]
-            row: dict[str, Any] = {"attributes": attributes}
-            if feature.get("geometry") is not None:
-                row["geometry"] = feature["geometry"]
-            staged[next_oid] = row
-            results["addResults"].append({**result, "success": True})
-            next_oid += 1
-        for feature in updates:
-            problem = self._check_feature(feature, updating=True)
-            oid = _object_id(feature, self.object_id_field)
-            if problem:
-                results["updateResults"].append(_failure(oid, 1000, problem))
-                continue
-            if oid not in staged:
-                results["updateResults"].append(_failure(oid, 1019, "Object is missing."))
-                continue
-            staged[oid]["attributes"].update(feature["attributes"])
-            if feature.get("geometry") is not None:
-                staged[oid]["geometry"] = feature["geometry"]
-            results["updateResults"].append(self._success(oid, staged[oid], global_id))
-        for oid in deletes:
-            if not _is_whole(oid):
-                results["deleteResults"].append(_failure(None, 1000, f"Invalid object id: {oid!r}"))
-            elif oid not in staged:
-                results["deleteResults"].append(_failure(oid, 1019, "Object is missing."))
-            else:
-                results["deleteResults"].append(self._success(oid, staged.pop(oid), global_id))
-        failed = any(not r["success"] for rs in results.values() for r in rs)
-        if failed and rollback_on_failure:
-            for items in results.values():
-                for item in items:
-                    if item["success"]:
-                        item["success"] = False
-                        item["error"] = {"code": 1025, "description": "Operation rolled back."}
-            return results
-        self._rows = dict(sorted(staged.items()))
-        self._changed()
+        results, rows = edit_rows(
+            self,
+            self._rows,
+            adds,
+            updates,
+            deletes,
+            rollback_on_failure=rollback_on_failure,
+            rng=rng,
+        )
+        if rows is not None:
+            self._rows = rows
+            self._changed()
         return results
-
-    def _success(self, oid: int, row: dict[str, Any], global_id: str | None) -> dict[str, Any]:
-        result: dict[str, Any] = {"objectId": oid}
-        if global_id is not None:
-            result["globalId"] = row["attributes"].get(global_id)
-        result["success"] = True
-        return result
-
-    def _check_feature(self, feature: Any, *, updating: bool) -> str | None:
-        """What is wrong with an edited feature, or None."""
-        if not isinstance(feature, Mapping):
-            return f"A feature must be an object, got {type(feature).__name__}."
-        attributes = feature.get("attributes", {})
-        if not isinstance(attributes, Mapping):
-            return "'attributes' must be an object."
-        if updating and not _is_whole(attributes.get(self.object_id_field)):
-            return f"An update needs an integer {self.object_id_field}."
-        types = {f["name"]: f["type"] for f in self.fields}
-        for name, value in attributes.items():
-            if name not in types:
-                return f"Attribute column not found: {name}"
-            if value is not None and not _fits(types[name], value):
-                return f"Invalid value for field {name}: {value!r}"
-        geometry = feature.get("geometry")
-        if geometry is not None:
-            if self.geometry_type is None:
-                return "This table has no geometry."
-            if not _geometry_fits(self.geometry_type, geometry):
-                return f"Invalid geometry for {self.geometry_type}."
-        return None
 
     def fragments(self, key: tuple[Any, ...]) -> dict[int, bytes]:
         """A cache of encoded features for one output shape, emptied by every edit.
@@ -421,24 +354,6 @@ class FakeService:
     allowed: set[str] | None = None
 
 
-_GLOBAL_ID = "esriFieldTypeGlobalID"
-_INTEGER_TYPES = {
-    "esriFieldTypeOID",
-    "esriFieldTypeInteger",
-    "esriFieldTypeSmallInteger",
-    "esriFieldTypeBigInteger",
-    "esriFieldTypeDate",
-}
-_NUMBER_TYPES = {"esriFieldTypeDouble", "esriFieldTypeSingle"}
-_TEXT_TYPES = {"esriFieldTypeString", "esriFieldTypeGUID", _GLOBAL_ID}
-_GEOMETRY_KEYS = {
-    "esriGeometryPoint": "x",
-    "esriGeometryMultipoint": "points",
-    "esriGeometryPolyline": "paths",
-    "esriGeometryPolygon": "rings",
-}
-
-
 _RANGE = re.compile(
     r"^\s*(?:\((?P<base>.*)\)\s+AND\s+)?(?P<field>\w+)\s*>=\s*(?P<lo>-?\d+)\s+AND\s+"
     r"(?P=field)\s*<=\s*(?P<hi>-?\d+)\s*$",
@@ -460,67 +375,6 @@ def _split_oid_range(where: str, oid_field: str) -> tuple[str, tuple[int, int] |
     return base, (int(match.group("lo")), int(match.group("hi")))
 
 
-def _is_whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _fits(field_type: str, value: Any) -> bool:
-    if field_type in _INTEGER_TYPES:
-        return _is_whole(value)
-    if field_type in _NUMBER_TYPES:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if field_type in _TEXT_TYPES:
-        return isinstance(value, str)
-    return True
-
-
-def _geometry_fits(geometry_type: str, geometry: Any) -> bool:
-    if not isinstance(geometry, Mapping):
-        return False
-    key = _GEOMETRY_KEYS.get(geometry_type)
-    if key == "x":
-        return all(
-            isinstance(geometry.get(k), int | float) and not isinstance(geometry.get(k), bool)
-            for k in ("x", "y")
-        )
-    if key is None or not isinstance(geometry.get(key), list):
-        return False
-    parts = geometry[key] if key != "points" else [geometry[key]]
-    return all(
-        isinstance(part, list)
-        and all(
-            isinstance(point, list)
-            and len(point) >= 2
-            and all(isinstance(c, int | float) and not isinstance(c, bool) for c in point)
-            for point in part
-        )
-        for part in parts
-    )
-
-
-def _object_id(feature: Any, field: str) -> int | None:
-    if isinstance(feature, Mapping) and isinstance(feature.get("attributes"), Mapping):
-        oid = feature["attributes"].get(field)
-        if _is_whole(oid):
-            return int(oid)
-    return None
-
-
-def _new_global_id(rng: random.Random) -> str:
-    return "{" + str(uuid.UUID(int=rng.getrandbits(128), version=4)).upper() + "}"
-
-
-def _failure(oid: int | None, code: int, description: str) -> dict[str, Any]:
-    return {"objectId": oid, "success": False, "error": {"code": code, "description": description}}
-
-
-def _copy(row: Mapping[str, Any]) -> dict[str, Any]:
-    copy: dict[str, Any] = {"attributes": dict(row["attributes"])}
-    if "geometry" in row:
-        copy["geometry"] = row["geometry"]
-    return copy
-
-
 def _sort_key(value: Any) -> tuple[int, Any]:
     # NULLs first, as most databases sort them ascending.
     return (0, 0) if value is None else (1, value)
@@ -538,47 +392,3 @@ def _coordinates(geometry: Mapping[str, Any] | None) -> Iterable[tuple[float, fl
         for part in geometry.get(key, ()):
             for point in part:
                 yield point[0], point[1]
-
-
-def web_mercator(geometry: Mapping[str, Any]) -> dict[str, Any]:
-    """Project a WGS84 Esri geometry to Web Mercator (wkid 102100 / 3857)."""
-
-    def project(point: Sequence[float]) -> list[float]:
-        x = point[0] * _HALF_WORLD / 180.0
-        lat = max(min(point[1], 89.9), -89.9)
-        y = math.log(math.tan((90.0 + lat) * math.pi / 360.0)) * _EARTH_RADIUS
-        return [round(x, 3), round(y, 3), *point[2:]]
-
-    return _map_points(geometry, project)
-
-
-def wgs84(geometry: Mapping[str, Any]) -> dict[str, Any]:
-    """Project a Web Mercator Esri geometry back to WGS84 (wkid 4326)."""
-
-    def project(point: Sequence[float]) -> list[float]:
-        lon = point[0] * 180.0 / _HALF_WORLD
-        lat = math.degrees(2 * math.atan(math.exp(point[1] / _EARTH_RADIUS)) - math.pi / 2)
-        return [round(lon, 9), round(lat, 9), *point[2:]]
-
-    return _map_points(geometry, project)
-
-
-_HALF_WORLD = 20037508.342789244
-_EARTH_RADIUS = 6378137.0
-
-
-def _map_points(
-    geometry: Mapping[str, Any], project: Callable[[Sequence[float]], list[float]]
-) -> dict[str, Any]:
-    if "x" in geometry:
-        if geometry["x"] is None:
-            return dict(geometry)
-        x, y = project([geometry["x"], geometry["y"]])
-        return {**geometry, "x": x, "y": y}
-    result = dict(geometry)
-    if "points" in geometry:
-        result["points"] = [project(p) for p in geometry["points"]]
-    for key in ("paths", "rings"):
-        if key in geometry:
-            result[key] = [[project(p) for p in part] for part in geometry[key]]
-    return result

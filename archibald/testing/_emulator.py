@@ -1,236 +1,47 @@
 """FakeArcGIS: an in-memory ArcGIS REST emulator.
 
-One object holds the state (users, apps, tokens, services, layers, faults, counters) and
-one coroutine, ``FakeArcGIS.respond``, answers a request. Two thin adaptors put it on the
-wire: an httpx transport (in process, no sockets) and an ASGI app (served on loopback by
-hypercorn). Its clock is anyio's, so on Trio's MockClock a token's hour passes at once.
+`FakeArcGIS` holds the state (settings, services, faults, counters) and routes each
+request to the part that answers it: `Tokens` signs in and checks tokens, `_query`
+answers queries, `_edits` applies edits, `_metadata` describes the site, and `_faults`
+makes it misbehave on demand. ``FakeArcGIS.respond`` is the one entry; the adaptors in
+`_adaptors` put it on the wire. Its clock is anyio's, so on Trio's MockClock a token's
+hour passes at once.
 """
 
 from __future__ import annotations
 
-import collections
 import functools
-import json
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal
-from urllib.parse import parse_qsl
 
-import anyio
-import attrs
 import httpx
 
-from .._geojson import GeoJSONConverter
+from . import _adaptors
 from ._data import (
-    _SCRAMBLED,
     GENERATED_FIELDS,
     GEOMETRY_TYPES,
     FakeLayer,
     FakeService,
     GeometryKind,
     generate_features,
-    web_mercator,
-    wgs84,
 )
-from ._where import WhereError
+from ._edits import read_edits
+from ._faults import Faults, fault_answer
+from ._metadata import all_layers, catalog, layer_metadata, portal_info, server_info, service_info
+from ._query import answer_query
+from ._statistics import Counters, FakeStatistics
+from ._tokens import ServerKind, Tokens
+from ._wire import ErrorStyle, Refusal, Request, Response, html_page, json_response
 
-__all__ = ["FakeArcGIS", "FakeStatistics", "Faults"]
+# Request and Response are also imported from here by the benchmarks (bench/).
+__all__ = ["FakeArcGIS", "FakeStatistics", "Faults", "Request", "Response"]
 
-ErrorStyle = Literal["body", "http"]
-ServerKind = Literal["hosted", "federated", "standalone"]
-
-CURRENT_VERSION = 11.3
-_FORM = "application/x-www-form-urlencoded"
 _JSON_FORMATS = ("json", "pjson")
-_WEB_MERCATOR = (102100, 102113, 3857, 900913)
-
-
-@attrs.define(eq=False)
-class Request:
-    """A request as the emulator sees it: parameters from the query string and form."""
-
-    method: str
-    path: str
-    params: dict[str, str]
-    headers: dict[str, str]  # lower-case names
-    origin: str  # scheme://host[:port]
-    url: str = ""  # as sent, for the URL-length fault
-
-
-@attrs.define(eq=False)
-class Response:
-    """What the emulator answers; ``drop`` means: cut the connection instead."""
-
-    status: int = 200
-    body: bytes = b""
-    headers: dict[str, str] = attrs.Factory(dict)
-    drop: bool = False
-
-
 _Handler = Callable[[Request], Awaitable[Response]]
-
-_NUMERIC_FIELD_TYPES = frozenset(
-    {
-        "esriFieldTypeOID",
-        "esriFieldTypeInteger",
-        "esriFieldTypeSmallInteger",
-        "esriFieldTypeBigInteger",
-        "esriFieldTypeDouble",
-        "esriFieldTypeSingle",
-    }
-)
-# Query parameters FakeArcGIS does not implement: refused, rather than silently ignored.
-_UNSUPPORTED_QUERY_PARAMETERS = (
-    "geometry",
-    "distance",
-    "groupByFieldsForStatistics",
-    "having",
-    "returnDistinctValues",
-    "returnExtentOnly",
-    "quantizationParameters",
-    "time",
-)
-ENDPOINTS = frozenset(
-    {"generateToken", "oauth2/token", "info", "catalog", "service", "layer", "query", "applyEdits"}
-)
 logger = logging.getLogger("archibald.testing")
-
-
-@attrs.frozen(kw_only=True)
-class FakeStatistics:
-    """A snapshot of what a FakeArcGIS has served.
-
-    Attributes:
-        requests: Requests per endpoint (``generateToken``, ``oauth2/token``, ``info``,
-            ``catalog``, ``service``, ``layer``, ``query``, ``applyEdits``, ``unknown``).
-        tokens_issued: Tokens handed out by generateToken and oauth2/token.
-        rejected_498: Requests answered 498 (invalid or expired token).
-        rejected_499: Requests answered 499 (token required).
-        faults_injected: Requests that a fault switch altered.
-    """
-
-    requests: Mapping[str, int]
-    tokens_issued: int
-    rejected_498: int
-    rejected_499: int
-    faults_injected: int
-
-    @property
-    def total_requests(self) -> int:
-        """All requests, whatever the endpoint."""
-        return sum(self.requests.values())
-
-
-@attrs.define(eq=False)
-class _Scripted:
-    kind: str  # an endpoint name, or "*" for any
-    action: Literal["status", "drop", "html", "malformed"]
-    times: int
-    status: int = 503
-    retry_after: float | None = None
-
-
-@attrs.define(eq=False)
-class Faults:
-    """Switches that make a FakeArcGIS misbehave as real servers and proxies do.
-
-    Endpoint names are those of `FakeStatistics.requests`; ``"*"`` means any.
-
-    Attributes:
-        latency: Seconds to wait before answering, per endpoint (``"*"`` for all).
-        page_cap: Return at most this many features per query, whatever
-            ``maxRecordCount`` says (a server that caps pages below what it advertises).
-        ignore_result_offset: Answer every page as if ``resultOffset`` were 0.
-        token_outage: Token endpoints answer 503.
-        refuse_credentials: Token endpoints refuse every credential.
-        unordered: Without ``orderByFields``, return rows in a fixed but scrambled
-            order, as some databases do, instead of object-id order.
-        omit_false_transfer_limit: Leave ``exceededTransferLimit`` out of the last page
-            instead of sending ``false`` (real servers do both).
-        max_url_length: Answer HTTP 414 to GET requests whose URL is longer.
-        failure_rate: The share of requests, per endpoint, answered with HTTP 503
-            (``{"query": 0.05}``: one in twenty, at random but repeatably for a seed).
-    """
-
-    latency: dict[str, float] = attrs.Factory(dict)
-    page_cap: int | None = None
-    ignore_result_offset: bool = False
-    token_outage: bool = False
-    refuse_credentials: bool = False
-    unordered: bool = False
-    omit_false_transfer_limit: bool = False
-    max_url_length: int | None = None
-    failure_rate: dict[str, float] = attrs.Factory(dict)
-    _scripted: list[_Scripted] = attrs.Factory(list)
-
-    def fail_next(
-        self,
-        endpoint: str = "*",
-        *,
-        status: int = 503,
-        times: int = 1,
-        retry_after: float | None = None,
-    ) -> None:
-        """Answer the next *times* requests to *endpoint* with HTTP *status*.
-
-        With *retry_after*, the answer carries a ``Retry-After`` header (seconds).
-        """
-        self._script(_Scripted(endpoint, "status", times, status, retry_after))
-
-    def drop_next(self, endpoint: str = "*", *, times: int = 1) -> None:
-        """Cut the connection of the next *times* requests to *endpoint* mid-answer."""
-        self._script(_Scripted(endpoint, "drop", times))
-
-    def html_next(self, endpoint: str = "*", *, times: int = 1, status: int = 502) -> None:
-        """Answer the next *times* requests with a proxy's HTML error page."""
-        self._script(_Scripted(endpoint, "html", times, status))
-
-    def malformed_next(self, endpoint: str = "*", *, times: int = 1) -> None:
-        """Answer the next *times* requests with truncated JSON (HTTP 200)."""
-        self._script(_Scripted(endpoint, "malformed", times))
-
-    def _script(self, scripted: _Scripted) -> None:
-        if scripted.kind != "*" and scripted.kind not in ENDPOINTS:
-            raise ValueError(
-                f"unknown endpoint {scripted.kind!r}; use one of {', '.join(sorted(ENDPOINTS))}"
-            )
-        if scripted.times < 1:
-            raise ValueError(f"times must be at least 1, got {scripted.times}")
-        self._scripted.append(scripted)
-
-    def clear(self) -> None:
-        """Turn every fault off."""
-        self.latency.clear()
-        self.page_cap = None
-        self.ignore_result_offset = False
-        self.token_outage = False
-        self.refuse_credentials = False
-        self.unordered = False
-        self.omit_false_transfer_limit = False
-        self.max_url_length = None
-        self.failure_rate.clear()
-        self._scripted.clear()
-
-    def _take(self, endpoint: str) -> _Scripted | None:
-        for scripted in self._scripted:
-            if scripted.kind in ("*", endpoint):
-                scripted.times -= 1
-                if scripted.times <= 0:
-                    self._scripted.remove(scripted)
-                return scripted
-        return None
-
-
-@attrs.define(eq=False)
-class _Token:
-    value: str
-    subject: str
-    expires_at: float  # anyio clock
-    referer: str | None
-    scope: str  # "portal", "server" or "apikey"
 
 
 class FakeArcGIS:
@@ -293,17 +104,14 @@ class FakeArcGIS:
         self.server: ServerKind = server
         self.faults = Faults()
         self.services: dict[str, FakeService] = {}
-        self._users: dict[str, str] = {}
-        self._apps: dict[str, str] = {}
-        self._tokens: dict[str, _Token] = {}
+        # One stream of random numbers for token values and the GlobalIDs of edits, and
+        # another for random failures, so that each is repeatable for a seed.
         self._rng = random.Random(seed)
         self._fault_rng = random.Random(seed + 1)
         self._seed = seed
-        self._requests: collections.Counter[str] = collections.Counter()
-        self._tokens_issued = 0
-        self._rejected_498 = 0
-        self._rejected_499 = 0
-        self._faults_injected = 0
+        self._counters = Counters()
+        # The token rules read this emulator's settings at each request.
+        self._tokens = Tokens(self, rng=self._rng, counters=self._counters)
 
     # -- URLs --------------------------------------------------------------------------
 
@@ -331,15 +139,15 @@ class FakeArcGIS:
 
     def add_user(self, username: str, password: str) -> None:
         """Let *username* sign in with *password* through generateToken."""
-        self._users[username] = password
+        self._tokens.add_user(username, password)
 
     def add_app(self, client_id: str, client_secret: str) -> None:
         """Let an app sign in through oauth2/token (client_credentials)."""
-        self._apps[client_id] = client_secret
+        self._tokens.add_app(client_id, client_secret)
 
     def add_api_key(self, key: str) -> None:
         """Accept *key* as a token (an API key) until it is revoked."""
-        self._tokens[key] = _Token(key, "apikey", float("inf"), None, "apikey")
+        self._tokens.add_api_key(key)
 
     def add_feature_layer(
         self,
@@ -374,9 +182,20 @@ class FakeArcGIS:
             seed: Seed of the generated features (default: the emulator's seed).
         """
         return self._add_layer(
-            service, "FeatureServer", layer_id, name, count, geometry, features, fields,
-            object_id_field, max_record_count, secured, editable, seed,
-        )  # fmt: skip
+            service,
+            kind="FeatureServer",
+            layer_id=layer_id,
+            name=name,
+            count=count,
+            geometry=geometry,
+            features=features,
+            fields=fields,
+            object_id_field=object_id_field,
+            max_record_count=max_record_count,
+            secured=secured,
+            capabilities="Create,Delete,Query,Update,Editing" if editable else "Query",
+            seed=seed,
+        )
 
     def add_map_layer(
         self,
@@ -395,13 +214,25 @@ class FakeArcGIS:
     ) -> FakeLayer:
         """Add a MapServer layer; the arguments are those of `add_feature_layer`."""
         return self._add_layer(
-            service, "MapServer", layer_id, name, count, geometry, features, fields,
-            object_id_field, max_record_count, secured, False, seed,
-        )  # fmt: skip
+            service,
+            kind="MapServer",
+            layer_id=layer_id,
+            name=name,
+            count=count,
+            geometry=geometry,
+            features=features,
+            fields=fields,
+            object_id_field=object_id_field,
+            max_record_count=max_record_count,
+            secured=secured,
+            capabilities="Map,Query,Data",
+            seed=seed,
+        )
 
     def _add_layer(
         self,
         service_name: str,
+        *,
         kind: Literal["FeatureServer", "MapServer"],
         layer_id: int | None,
         name: str | None,
@@ -412,19 +243,15 @@ class FakeArcGIS:
         object_id_field: str,
         max_record_count: int,
         secured: bool,
-        editable: bool,
+        capabilities: str,
         seed: int | None,
     ) -> FakeLayer:
         service_name = service_name.strip("/")
-        key = f"{service_name}/{kind}"
-        service = self.services.get(key)
-        if service is None:
-            service = self.services[key] = FakeService(service_name, kind, secured)
-        service.secured = service.secured or secured
+        service = self._service(service_name, kind, secured=secured)
         if layer_id is None:
             layer_id = max(service.layers, default=-1) + 1
         if layer_id in service.layers:
-            raise ValueError(f"{key} already has a layer {layer_id}")
+            raise ValueError(f"{service_name}/{kind} already has a layer {layer_id}")
         if (count is None) == (features is None):
             raise ValueError("give either count (generated features) or features, not both")
         field_names = {f["name"] for f in (fields or GENERATED_FIELDS)}
@@ -433,10 +260,6 @@ class FakeArcGIS:
                 f"object_id_field {object_id_field!r} is not among the fields "
                 f"({', '.join(sorted(field_names))}); pass fields= for your own features"
             )
-        if kind == "FeatureServer":
-            capabilities = "Create,Delete,Query,Update,Editing" if editable else "Query"
-        else:
-            capabilities = "Map,Query,Data"
         layer = FakeLayer(
             id=layer_id,
             name=name or service_name.rsplit("/", 1)[-1],
@@ -445,19 +268,25 @@ class FakeArcGIS:
             geometry_type=GEOMETRY_TYPES[geometry] if geometry else None,
             max_record_count=max_record_count,
             capabilities=capabilities,
-            url=f"/{self.site}/rest/services/{key}/{layer_id}",
+            url=f"/{self.site}/rest/services/{service_name}/{kind}/{layer_id}",
         )
         if count is not None:
-            layer.load(
-                generate_features(
-                    count, geometry=geometry, seed=self._seed if seed is None else seed
-                )
-            )
-        else:
-            assert features is not None
-            layer.load(features)
+            seed = self._seed if seed is None else seed
+            features = generate_features(count, geometry=geometry, seed=seed)
+        assert features is not None  # exactly one of count and features, as checked above
+        layer.load(features)
         service.layers[layer_id] = layer
         return layer
+
+    def _service(
+        self, name: str, kind: Literal["FeatureServer", "MapServer"], *, secured: bool
+    ) -> FakeService:
+        """The service *name* of *kind*, made if new; secured if any of its layers is."""
+        service = self.services.get(f"{name}/{kind}")
+        if service is None:
+            service = self.services[f"{name}/{kind}"] = FakeService(name, kind, secured)
+        service.secured = service.secured or secured
+        return service
 
     def layer(self, service: str, layer_id: int = 0, kind: str = "FeatureServer") -> FakeLayer:
         """The layer *layer_id* of *service*."""
@@ -467,9 +296,7 @@ class FakeArcGIS:
 
     def transport(self) -> httpx.AsyncBaseTransport:
         """An httpx transport that this emulator answers in process (no sockets)."""
-        from ._adaptors import ArcGISTransport
-
-        return ArcGISTransport(self)
+        return _adaptors.ArcGISTransport(self)
 
     def client(self, **kwargs: Any) -> httpx.AsyncClient:
         """An `httpx.AsyncClient` on `transport`, for ``http_client=`` arguments and tests."""
@@ -478,9 +305,7 @@ class FakeArcGIS:
     @property
     def asgi_app(self) -> Callable[..., Awaitable[None]]:
         """This emulator as an ASGI application."""
-        from ._adaptors import asgi_app
-
-        return asgi_app(self)
+        return _adaptors.asgi_app(self)
 
     def serve(self) -> AbstractAsyncContextManager[str]:
         """Serve over real HTTP on 127.0.0.1, on a free port, for the ``async with`` block.
@@ -489,85 +314,62 @@ class FakeArcGIS:
         for example ``f"{origin}/arcgis/rest/services"``. Needs hypercorn
         (``pip install 'archibald[server]'``). Runs under Trio and asyncio.
         """
-        from ._adaptors import serve
-
-        return serve(self)
+        return _adaptors.serve(self)
 
     # -- switches and counters ---------------------------------------------------------
 
     def revoke_all_tokens(self) -> None:
         """Invalidate every token issued so far (API keys included): the next use gets 498."""
-        self._tokens.clear()
+        self._tokens.revoke_all()
 
     def expire_token(self, token: str) -> None:
         """Make one token expire now."""
-        record = self._tokens.get(token)
-        if record is not None:
-            record.expires_at = anyio.current_time()
+        self._tokens.expire(token)
 
     def issued_tokens(self) -> list[str]:
         """Every token this emulator has handed out, for tests that check that none of
         them reached a log, a message or a URL."""
-        return list(self._tokens)
+        return self._tokens.issued()
 
     def statistics(self) -> FakeStatistics:
         """A snapshot of the counters."""
-        return FakeStatistics(
-            requests=dict(self._requests),
-            tokens_issued=self._tokens_issued,
-            rejected_498=self._rejected_498,
-            rejected_499=self._rejected_499,
-            faults_injected=self._faults_injected,
-        )
+        return self._counters.snapshot()
 
     def reset_statistics(self) -> None:
         """Set every counter back to zero."""
-        self._requests.clear()
-        self._tokens_issued = self._rejected_498 = self._rejected_499 = self._faults_injected = 0
+        self._counters.reset()
 
     # -- answering ---------------------------------------------------------------------
 
     async def respond(self, request: Request) -> Response:
         """Answer one request (the adaptors call this)."""
         endpoint, handler = self._route(request.path)
-        self._requests[endpoint] += 1
-        latency = self.faults.latency.get(endpoint, self.faults.latency.get("*", 0.0))
-        if latency:
-            await anyio.sleep(latency)
-        scripted = self.faults._take(endpoint)
-        if scripted is not None:
-            self._faults_injected += 1
-            return _scripted_response(scripted)
-        rate = self.faults.failure_rate.get(endpoint, self.faults.failure_rate.get("*", 0.0))
-        if rate and self._fault_rng.random() < rate:
-            self._faults_injected += 1
-            return Response(503, b"Service Unavailable", {"content-type": "text/plain"})
-        if endpoint in ("generateToken", "oauth2/token") and self.faults.token_outage:
-            self._faults_injected += 1
-            return Response(503, b"Service Unavailable", {"content-type": "text/plain"})
-        limit = self.faults.max_url_length
-        if limit is not None and request.method == "GET" and len(request.url) > limit:
-            self._faults_injected += 1
-            return Response(414, b"Request-URI Too Long", {"content-type": "text/plain"})
+        self._counters.requests[endpoint] += 1
+        fault = await fault_answer(self.faults, endpoint, request, self._fault_rng)
+        if fault is not None:
+            self._counters.faults_injected += 1
+            return fault
         fmt = request.params.get("f", "html").lower()
         if fmt not in (*_JSON_FORMATS, "geojson", "pbf"):
-            return _html_page(request.path)
+            return html_page(request.path)
         try:
             return await handler(request)
-        except _Refusal as refusal:
-            return self._error(refusal.code, refusal.message, refusal.details, refusal.message_code)
+        except Refusal as refusal:
+            return self._error(refusal)
         except Exception as exc:  # an emulator bug must look like a server error, not a crash
             logger.exception("FakeArcGIS failed on %s %s", request.method, request.path)
-            return self._error(500, "FakeArcGIS internal error.", [f"{type(exc).__name__}: {exc}"])
+            details = [f"{type(exc).__name__}: {exc}"]
+            return self._error(Refusal(500, "FakeArcGIS internal error.", details))
 
     def _route(self, path: str) -> tuple[str, _Handler]:
+        """The endpoint that *path* names (as counted), and its handler."""
         parts = [p for p in path.split("/") if p]
         if parts[:2] == ["sharing", "rest"]:
             rest = parts[2:]
             if rest == ["generateToken"]:
-                return "generateToken", self._generate_token
+                return "generateToken", self._tokens.generate_token
             if rest == ["oauth2", "token"]:
-                return "oauth2/token", self._oauth_token
+                return "oauth2/token", self._tokens.oauth_token
             if rest == ["info"]:
                 return "info", self._portal_info
         elif parts[:1] == [self.site]:
@@ -575,7 +377,7 @@ class FakeArcGIS:
             if rest == ["rest", "info"]:
                 return "info", self._server_info
             if rest == ["tokens", "generateToken"]:
-                return "generateToken", self._generate_token
+                return "generateToken", self._tokens.generate_token
             if rest[:2] == ["rest", "services"]:
                 return self._route_services(rest[2:])
         return "unknown", self._unknown
@@ -605,643 +407,65 @@ class FakeArcGIS:
                 return "unknown", self._unknown
         return "catalog", functools.partial(self._catalog, "/".join(parts))
 
-    def _error(
-        self, code: int, message: str, details: Sequence[str] = (), message_code: str | None = None
-    ) -> Response:
-        if code == 498:
-            self._rejected_498 += 1
-        elif code == 499:
-            self._rejected_499 += 1
-        error: dict[str, Any] = {"code": code, "message": message, "details": list(details)}
-        if message_code:
-            error["messageCode"] = message_code
-        status = code if self.error_style == "http" and 400 <= code <= 599 else 200
-        return _json({"error": error}, status)
-
-    # -- tokens ------------------------------------------------------------------------
-
-    async def _generate_token(self, request: Request) -> Response:
-        if request.method != "POST":
-            raise _Refusal(400, "Unable to generate token.", ["generateToken requires POST."])
-        params = request.params
-        if "serverUrl" in params and "token" in params:
-            return self._exchange_token(request)
-        username, password = params.get("username", ""), params.get("password", "")
-        if not username or not password:
-            raise _Refusal(
-                400, "Unable to generate token.", ["'username' and 'password' must be specified."]
-            )
-        if self.faults.refuse_credentials or self._users.get(username) != password:
-            raise _Refusal(400, "Unable to generate token.", ["Invalid username or password."])
-        client = params.get("client", "requestip").lower()
-        if client not in ("referer", "requestip", "ip"):
-            raise _Refusal(400, "Unable to generate token.", [f"Invalid client: {client}."])
-        if client == "ip" and not params.get("ip"):
-            raise _Refusal(400, "Unable to generate token.", ["'ip' must be specified."])
-        referer = None
-        if client == "referer":
-            referer = params.get("referer")
-            if not referer:
-                raise _Refusal(400, "Unable to generate token.", ["'referer' must be specified."])
-        scope = "portal" if request.path.startswith("/sharing/") else "server"
-        minutes = self._minutes(params.get("expiration"), default=60)
-        token = self._issue(username, minutes * 60.0, referer, scope)
-        body = {"token": token, "expires": int((time.time() + minutes * 60) * 1000)}
-        if request.origin.startswith("https://"):
-            body["ssl"] = True
-        return _json(body)
-
-    def _exchange_token(self, request: Request) -> Response:
-        if not request.path.startswith("/sharing/") or self.server == "standalone":
-            raise _Refusal(400, "Unable to generate token.", ["Token exchange is not available."])
-        if request.params["serverUrl"].rstrip("/") != f"{request.origin}/{self.site}":
-            raise _Refusal(
-                400, "Unable to generate token.", ["'serverUrl' is not a federated server."]
-            )
-        portal = self._valid_token(request.params["token"], request)
-        if portal is None or portal.scope != "portal":
-            raise _Refusal(498, "Invalid token.", ["Invalid token."])
-        minutes = self._minutes(request.params.get("expiration"), default=60)
-        remaining = portal.expires_at - anyio.current_time()
-        lifetime = min(minutes * 60.0, remaining)
-        token = self._issue(portal.subject, lifetime, portal.referer, "server")
-        return _json({"token": token, "expires": int((time.time() + lifetime) * 1000)})
-
-    async def _oauth_token(self, request: Request) -> Response:
-        params = request.params
-        if request.method != "POST":
-            return self._oauth_error("invalid_request", "oauth2/token requires POST.")
-        if params.get("grant_type") != "client_credentials":
-            return self._oauth_error(
-                "unsupported_grant_type", "Only client_credentials is supported."
-            )
-        client_id = params.get("client_id", "")
-        if client_id not in self._apps or self.faults.refuse_credentials:
-            return self._oauth_error("invalid_client_id", "Invalid client_id")
-        if self._apps[client_id] != params.get("client_secret"):
-            return self._oauth_error("invalid_client", "Invalid client_secret")
-        minutes = self._minutes(params.get("expiration"), default=120)
-        token = self._issue(client_id, minutes * 60.0, None, "portal")
-        return _json({"access_token": token, "expires_in": round(minutes * 60)})
-
-    def _oauth_error(self, name: str, description: str) -> Response:
-        error = {
-            "code": 400,
-            "error": name,
-            "error_description": description,
-            "message": description,
-            "details": [],
+    def _error(self, refusal: Refusal) -> Response:
+        """*refusal* as an ArcGIS error body, counting the token errors."""
+        if refusal.code == 498:
+            self._counters.rejected_498 += 1
+        elif refusal.code == 499:
+            self._counters.rejected_499 += 1
+        error: dict[str, Any] = {
+            "code": refusal.code,
+            "message": refusal.message,
+            "details": list(refusal.details),
         }
-        return _json({"error": error}, 400 if self.error_style == "http" else 200)
+        if refusal.message_code:
+            error["messageCode"] = refusal.message_code
+        http_status = self.error_style == "http" and 400 <= refusal.code <= 599
+        return json_response({"error": error}, refusal.code if http_status else 200)
 
-    def _minutes(self, value: str | None, *, default: int) -> float:
-        try:
-            minutes = int(value) if value else default
-        except ValueError as exc:
-            raise _Refusal(
-                400, "Unable to generate token.", ["'expiration' must be a number."]
-            ) from exc
-        return min(max(1, minutes), self.max_token_minutes)
-
-    def _issue(self, subject: str, lifetime: float, referer: str | None, scope: str) -> str:
-        value = f"fake-{scope}-{self._rng.getrandbits(96):024x}"
-        self._tokens[value] = _Token(
-            value, subject, anyio.current_time() + lifetime, referer, scope
-        )
-        self._tokens_issued += 1
-        return value
-
-    def _presented_token(self, request: Request) -> str | None:
-        for header in ("x-esri-authorization", "authorization"):
-            value = request.headers.get(header, "")
-            if value[:7].lower() == "bearer " and value[7:].strip():
-                return value[7:].strip()
-        return request.params.get("token") or None
-
-    def _valid_token(self, value: str, request: Request) -> _Token | None:
-        record = self._tokens.get(value)
-        if record is None or anyio.current_time() >= record.expires_at:
-            return None
-        if record.referer is not None and request.headers.get("referer") != record.referer:
-            return None
-        return record
-
-    def _authorize(self, request: Request, service: FakeService) -> None:
-        token = self._presented_token(request)
-        if token is None:
-            if service.secured:
-                raise _Refusal(499, "Token Required", ["Token Required"], "GWM_0003")
-            return
-        # As on ArcGIS Online, a bad token is refused even where none is needed.
-        record = self._valid_token(token, request)
-        if record is None or (record.scope == "portal" and self.server != "hosted"):
-            raise _Refusal(498, "Invalid token.", ["Invalid token."])
-        if (
-            service.secured
-            and service.allowed is not None
-            and record.subject not in service.allowed
-        ):
-            raise _Refusal(
-                403,
-                "You do not have permissions to access this resource or perform this operation.",
-                [],
-                "GWM_0003",
-            )
-
-    # -- info and metadata -------------------------------------------------------------
+    # -- handlers: the token check, then the part that answers --------------------------
 
     async def _portal_info(self, request: Request) -> Response:
-        return _json(
-            {
-                "owningSystemUrl": request.origin,
-                "authInfo": {
-                    "isTokenBasedSecurity": True,
-                    "tokenServicesUrl": f"{request.origin}/sharing/rest/generateToken",
-                },
-            }
-        )
+        return json_response(portal_info(request))
 
     async def _server_info(self, request: Request) -> Response:
-        return _json(
-            {
-                "currentVersion": CURRENT_VERSION,
-                "fullVersion": "11.3.0",
-                **({"owningSystemUrl": request.origin} if self.server != "standalone" else {}),
-                "authInfo": {
-                    "isTokenBasedSecurity": True,
-                    "tokenServicesUrl": (
-                        f"{request.origin}/{self.site}/tokens/generateToken"
-                        if self.server == "standalone"
-                        else f"{request.origin}/sharing/rest/generateToken"
-                    ),
-                    "shortLivedTokenValidity": 60,
-                },
-            }
-        )
+        return json_response(server_info(request, site=self.site, server=self.server))
 
     async def _catalog(self, folder: str, request: Request) -> Response:
-        token = self._presented_token(request)
-        signed_in = False
-        if token is not None:
-            record = self._valid_token(token, request)
-            if record is None or (record.scope == "portal" and self.server != "hosted"):
-                raise _Refusal(498, "Invalid token.", ["Invalid token."])
-            signed_in = True
-        prefix = f"{folder}/" if folder else ""
-        folders = set()
-        services = []
-        exists = not folder
-        for service in self.services.values():
-            if not service.name.startswith(prefix):
-                continue
-            exists = True
-            rest = service.name[len(prefix) :]
-            if "/" in rest:
-                folders.add(rest.split("/", 1)[0])
-            elif signed_in or not service.secured:  # secured services: for the signed-in
-                services.append({"name": service.name, "type": service.kind})
-        if not exists:
-            raise _Refusal(400, "Invalid URL", ["Invalid URL"])
-        return _json(
-            {"currentVersion": CURRENT_VERSION, "folders": sorted(folders), "services": services}
-        )
+        signed_in = self._tokens.signed_in(request)
+        return json_response(catalog(self.services.values(), folder, signed_in=signed_in))
 
     async def _service_info(self, service: FakeService, request: Request) -> Response:
-        self._authorize(request, service)
-        layers = list(service.layers.values())
-        extents = [layer.extent() for layer in layers if layer.geometry_type]
-        body: dict[str, Any] = {
-            "currentVersion": CURRENT_VERSION,
-            "serviceDescription": "",
-            "capabilities": layers[0].capabilities if layers else "Query",
-            "maxRecordCount": max((layer.max_record_count for layer in layers), default=1000),
-            "supportedQueryFormats": "JSON, geoJSON",
-            "spatialReference": layers[0].spatial_reference if layers else None,
-            "layers": [
-                {"id": layer.id, "name": layer.name, "geometryType": layer.geometry_type}
-                for layer in layers
-                if layer.geometry_type
-            ],
-            "tables": [
-                {"id": layer.id, "name": layer.name} for layer in layers if not layer.geometry_type
-            ],
-        }
-        if extents:
-            body["fullExtent"] = body["initialExtent"] = extents[0]
-        if service.kind == "MapServer":
-            body["mapName"] = service.name.rsplit("/", 1)[-1]
-        return _json(body)
+        self._tokens.authorize(request, service)
+        return json_response(service_info(service))
 
     async def _all_layers(self, service: FakeService, request: Request) -> Response:
-        self._authorize(request, service)
-        layers = [_layer_metadata(layer, service) for layer in service.layers.values()]
-        return _json(
-            {
-                "layers": [m for m in layers if m["geometryType"]],
-                "tables": [m for m in layers if not m["geometryType"]],
-            }
-        )
+        self._tokens.authorize(request, service)
+        return json_response(all_layers(service))
 
     async def _layer_info(
         self, service: FakeService, layer: FakeLayer, request: Request
     ) -> Response:
-        self._authorize(request, service)
-        return _json(_layer_metadata(layer, service))
-
-    async def _unknown(self, request: Request) -> Response:
-        raise _Refusal(400, "Invalid URL", ["Invalid URL"])
-
-    # -- query -------------------------------------------------------------------------
+        self._tokens.authorize(request, service)
+        return json_response(layer_metadata(layer))
 
     async def _query(self, service: FakeService, layer: FakeLayer, request: Request) -> Response:
-        self._authorize(request, service)
-        params = request.params
-        fmt = params.get("f", "json").lower()
-        if fmt == "pbf":
-            raise _Refusal(
-                400, "Unable to complete operation.", ["f=pbf is not supported by FakeArcGIS."]
-            )
-        for unsupported in _UNSUPPORTED_QUERY_PARAMETERS:
-            if params.get(unsupported) not in (None, "", "false"):
-                raise _Refusal(
-                    400,
-                    "Unable to complete operation.",
-                    [f"'{unsupported}' is not supported by FakeArcGIS."],
-                )
-        object_ids = _int_list(params.get("objectIds"), "objectIds")
-        order_by = params.get("orderByFields", "").strip()
-        if order_by and not layer.supports_order_by:
-            raise _Refusal(
-                400, "Unable to complete operation.", ["orderByFields is not supported."]
-            )
-        where = params.get("where", "").strip()
-        if not where and object_ids is None:
-            raise _Refusal(400, "Unable to complete operation.", ["'where' parameter is invalid"])
-        if not order_by and self.faults.unordered:
-            order_by = _SCRAMBLED
-            self._faults_injected += 1
-        try:
-            oids = layer.matching_ids(where or "1=1", object_ids, order_by)
-        except WhereError as exc:
-            raise _Refusal(
-                400, "Unable to complete operation.", [f"'where' parameter is invalid: {exc}"]
-            ) from exc
-        except ValueError as exc:
-            raise _Refusal(400, "Unable to complete operation.", [str(exc)]) from exc
-
-        if _true(params.get("returnCountOnly")):
-            return _json({"count": len(oids)})
-        if _true(params.get("returnIdsOnly")):
-            return _json({"objectIdFieldName": layer.object_id_field, "objectIds": oids})
-        if params.get("outStatistics"):
-            return _json(self._statistics(layer, oids, params["outStatistics"]))
-
-        offset_text, count_text = params.get("resultOffset"), params.get("resultRecordCount")
-        if (offset_text or count_text) and not layer.supports_pagination:
-            raise _Refusal(400, "Unable to complete operation.", ["Pagination is not supported."])
-        offset = _int(offset_text, "resultOffset") or 0
-        if offset < 0:
-            raise _Refusal(400, "Unable to complete operation.", ["'resultOffset' must be >= 0"])
-        if self.faults.ignore_result_offset and offset:
-            offset = 0
-            self._faults_injected += 1
-        limit = layer.max_record_count
-        requested = _int(count_text, "resultRecordCount")
-        if requested is not None and requested > 0:
-            limit = min(limit, requested)
-        if self.faults.page_cap is not None and self.faults.page_cap < limit:
-            limit = self.faults.page_cap
-            self._faults_injected += 1
-        page = oids[offset : offset + limit]
-        # An objectIds list longer than a page is cut silently, as real servers do.
-        exceeded = object_ids is None and offset + len(page) < len(oids)
-
-        out_fields = self._out_fields(layer, params.get("outFields"))
-        geometry = _true(params.get("returnGeometry", "true")) and layer.geometry_type is not None
-        out_sr = self._out_sr(layer, params.get("outSR"), fmt)
-        if fmt == "geojson":
-            collection: dict[str, Any] = {"type": "FeatureCollection"}
-            if exceeded:
-                collection["properties"] = {"exceededTransferLimit": True}
-            encoded = self._encoded(layer, page, out_fields, geometry, out_sr, geojson=True)
-            return _with_features(collection, encoded, "application/geo+json")
-        fields_by_name = {f["name"]: f for f in layer.fields}
-        body: dict[str, Any] = {
-            "objectIdFieldName": layer.object_id_field,
-            "globalIdFieldName": next(
-                (f["name"] for f in layer.fields if f["type"] == "esriFieldTypeGlobalID"), ""
-            ),
-            "fields": [fields_by_name[name] for name in out_fields],
-        }
-        if exceeded or not self.faults.omit_false_transfer_limit:
-            body["exceededTransferLimit"] = exceeded
-        if geometry:
-            body["geometryType"] = layer.geometry_type
-            body["spatialReference"] = out_sr or layer.spatial_reference
-        encoded = self._encoded(layer, page, out_fields, geometry, out_sr, geojson=False)
-        return _with_features(body, encoded, "application/json")
-
-    def _encoded(
-        self,
-        layer: FakeLayer,
-        page: Sequence[int],
-        out_fields: list[str],
-        geometry: bool,
-        out_sr: dict[str, Any] | None,
-        *,
-        geojson: bool,
-    ) -> list[bytes]:
-        """The features of *page*, each encoded once per output shape and then reused."""
-        cache = layer.fragments((tuple(out_fields), geometry, out_sr is not None, geojson))
-        encoded = []
-        for oid in page:
-            fragment = cache.get(oid)
-            if fragment is None:
-                feature = self._feature(layer, oid, out_fields, geometry, out_sr)
-                if geojson:
-                    feature = GeoJSONConverter().feature(feature, layer.object_id_field)
-                fragment = cache[oid] = json.dumps(feature, separators=(",", ":")).encode()
-            encoded.append(fragment)
-        return encoded
-
-    def _out_fields(self, layer: FakeLayer, value: str | None) -> list[str]:
-        names = {f["name"].upper(): f["name"] for f in layer.fields}
-        if value is None or not value.strip():
-            return [layer.object_id_field]
-        wanted = [part.strip() for part in value.split(",") if part.strip()]
-        if "*" in wanted:
-            return [f["name"] for f in layer.fields]
-        result = []
-        for part in wanted:
-            name = names.get(part.upper())
-            if name is None:
-                raise _Refusal(400, "Unable to complete operation.", [f"Invalid field: {part}"])
-            result.append(name)
-        return result
-
-    def _out_sr(self, layer: FakeLayer, value: str | None, fmt: str) -> dict[str, Any] | None:
-        if fmt == "geojson" or not value:
-            return None
-        try:
-            wkid = int(json.loads(value)["wkid"]) if value.strip().startswith("{") else int(value)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise _Refusal(400, "Unable to complete operation.", ["Invalid outSR."]) from exc
-        own = layer.spatial_reference.get("wkid")
-        if wkid == own or (wkid in _WEB_MERCATOR and own in _WEB_MERCATOR):
-            return None
-        if wkid in _WEB_MERCATOR and own == 4326:
-            return {"wkid": 102100, "latestWkid": 3857}
-        if wkid == 4326 and own in _WEB_MERCATOR:
-            return {"wkid": 4326, "latestWkid": 4326}
-        raise _Refusal(
-            400, "Unable to complete operation.", [f"FakeArcGIS cannot project to wkid {wkid}."]
-        )
-
-    def _feature(
-        self,
-        layer: FakeLayer,
-        oid: int,
-        out_fields: list[str],
-        geometry: bool,
-        out_sr: dict[str, Any] | None,
-    ) -> dict[str, Any]:
-        row = layer.row(oid)
-        attributes = row["attributes"]
-        feature: dict[str, Any] = {
-            "attributes": {name: attributes.get(name) for name in out_fields}
-        }
-        if geometry and "geometry" in row:
-            feature["geometry"] = row["geometry"]
-            if out_sr is not None:  # one of the two projections the emulator knows
-                to_wgs84 = out_sr.get("wkid") == 4326
-                feature["geometry"] = (wgs84 if to_wgs84 else web_mercator)(row["geometry"])
-        return feature
-
-    def _statistics(self, layer: FakeLayer, oids: list[int], spec: str) -> dict[str, Any]:
-        if not layer.supports_statistics:
-            raise _Refusal(400, "Unable to complete operation.", ["Statistics are not supported."])
-        invalid = _Refusal(
-            400, "Unable to complete operation.", ["'outStatistics' parameter is invalid"]
-        )
-        try:
-            wanted = json.loads(spec)
-        except ValueError as exc:
-            raise invalid from exc
-        if not isinstance(wanted, list) or not wanted:
-            raise invalid
-        fields_by_name = {f["name"].upper(): f for f in layer.fields}
-        attributes: dict[str, Any] = {}
-        out_fields = []
-        for item in wanted:
-            if not isinstance(item, dict):
-                raise invalid
-            kind = str(item.get("statisticType", "")).lower()
-            field = fields_by_name.get(str(item.get("onStatisticField", "")).upper())
-            if field is None or kind not in ("min", "max", "count", "sum", "avg"):
-                raise invalid
-            numeric = field["type"] in _NUMERIC_FIELD_TYPES
-            if kind in ("sum", "avg") and not numeric:
-                raise _Refusal(
-                    400,
-                    "Unable to complete operation.",
-                    [f"'{kind}' needs a numeric field; {field['name']} is {field['type']}"],
-                )
-            out_name = str(item.get("outStatisticFieldName") or f"{kind}_{field['name']}")
-            values = [layer.row(oid)["attributes"].get(field["name"]) for oid in oids]
-            present = [v for v in values if v is not None]
-            result: Any
-            try:
-                if kind == "count":
-                    result = len(present)
-                elif not present:
-                    result = None
-                elif kind == "min":
-                    result = min(present)
-                elif kind == "max":
-                    result = max(present)
-                elif kind == "sum":
-                    result = sum(present)
-                else:
-                    result = sum(present) / len(present)
-            except TypeError as exc:
-                raise _Refusal(
-                    400,
-                    "Unable to complete operation.",
-                    [f"the values of {field['name']} cannot be compared"],
-                ) from exc
-            attributes[out_name] = result
-            if kind == "count":
-                out_type = "esriFieldTypeInteger"
-            elif kind in ("min", "max"):
-                out_type = field["type"]
-            else:
-                out_type = "esriFieldTypeDouble"
-            out_fields.append({"name": out_name, "type": out_type, "alias": out_name})
-        return {"fields": out_fields, "features": [{"attributes": attributes}]}
-
-    # -- applyEdits --------------------------------------------------------------------
+        self._tokens.authorize(request, service)
+        return answer_query(layer, request.params, faults=self.faults, counters=self._counters)
 
     async def _apply_edits(
         self, service: FakeService, layer: FakeLayer, request: Request
     ) -> Response:
-        self._authorize(request, service)
-        if request.method != "POST":
-            raise _Refusal(400, "Unable to complete operation.", ["applyEdits requires POST."])
-        allowed = {c.strip().lower() for c in layer.capabilities.split(",")}
-        params = request.params
-        adds = _json_list(params.get("adds"), "adds")
-        updates = _json_list(params.get("updates"), "updates")
-        deletes_text = params.get("deletes", "").strip()
-        deletes: list[Any]
-        if deletes_text.startswith("["):
-            deletes = _json_list(deletes_text, "deletes")
-        else:
-            deletes = list(_int_list(deletes_text, "deletes") or [])
-        for name, items, capability in (
-            ("adds", adds, "create"),
-            ("updates", updates, "update"),
-            ("deletes", deletes, "delete"),
-        ):
-            if items and capability not in allowed:
-                raise _Refusal(
-                    400,
-                    "Unable to complete operation.",
-                    [f"This operation is not supported: {name}."],
-                )
-        rollback = params.get("rollbackOnFailure", "true").lower() != "false"
+        self._tokens.authorize(request, service)
+        edits = read_edits(request, layer.capabilities)
         results = layer.apply_edits(
-            adds, updates, deletes, rollback_on_failure=rollback, rng=self._rng
+            edits.adds,
+            edits.updates,
+            edits.deletes,
+            rollback_on_failure=edits.rollback_on_failure,
+            rng=self._rng,
         )
-        return _json(results)
+        return json_response(results)
 
-
-class _Refusal(Exception):
-    def __init__(
-        self, code: int, message: str, details: Sequence[str] = (), message_code: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = list(details)
-        self.message_code = message_code
-
-
-def _layer_metadata(layer: FakeLayer, service: FakeService) -> dict[str, Any]:
-    metadata: dict[str, Any] = {
-        "currentVersion": CURRENT_VERSION,
-        "id": layer.id,
-        "name": layer.name,
-        "type": "Feature Layer" if layer.geometry_type else "Table",
-        "geometryType": layer.geometry_type,
-        "objectIdField": layer.object_id_field,
-        "globalIdField": next(
-            (f["name"] for f in layer.fields if f["type"] == "esriFieldTypeGlobalID"), ""
-        ),
-        "fields": layer.fields,
-        "maxRecordCount": layer.max_record_count,
-        "standardMaxRecordCount": layer.max_record_count,
-        "capabilities": layer.capabilities,
-        "supportsStatistics": layer.supports_statistics,
-        "supportsAdvancedQueries": True,
-        "supportedQueryFormats": "JSON, geoJSON",
-        "advancedQueryCapabilities": {
-            "supportsPagination": layer.supports_pagination,
-            "supportsOrderBy": layer.supports_order_by,
-            "supportsStatistics": layer.supports_statistics,
-            "supportsReturningQueryExtent": False,
-            "supportsDistinct": False,
-        },
-        "hasAttachments": False,
-        "spatialReference": layer.spatial_reference,
-    }
-    if layer.geometry_type:
-        metadata["extent"] = layer.extent()
-    return metadata
-
-
-def _json(data: Any, status: int = 200, *, content_type: str = "application/json") -> Response:
-    body = json.dumps(data, separators=(",", ":")).encode()
-    return Response(status, body, {"content-type": f"{content_type}; charset=utf-8"})
-
-
-def _with_features(head: dict[str, Any], encoded: list[bytes], content_type: str) -> Response:
-    """*head* with a ``features`` array of already encoded features appended."""
-    start = json.dumps(head, separators=(",", ":")).encode()
-    content = start[:-1] + b',"features":[' + b",".join(encoded) + b"]}"
-    return Response(200, content, {"content-type": f"{content_type}; charset=utf-8"})
-
-
-def _html_page(path: str) -> Response:
-    body = f"<html><head><title>ArcGIS REST</title></head><body><h1>{path}</h1></body></html>"
-    return Response(200, body.encode(), {"content-type": "text/html; charset=utf-8"})
-
-
-def _scripted_response(scripted: _Scripted) -> Response:
-    if scripted.action == "drop":
-        return Response(drop=True)
-    if scripted.action == "html":
-        page = (
-            f"<html><head><title>{scripted.status} Bad Gateway</title></head>"
-            "<body><center><h1>Bad Gateway</h1></center><hr><center>nginx</center></body></html>"
-        )
-        return Response(scripted.status, page.encode(), {"content-type": "text/html"})
-    if scripted.action == "malformed":
-        return Response(
-            200,
-            b'{"features": [{"attributes": {"OBJECTID": 1',
-            {"content-type": "application/json"},
-        )
-    headers = {"content-type": "text/plain"}
-    if scripted.retry_after is not None:
-        headers["retry-after"] = f"{scripted.retry_after:g}"
-    return Response(scripted.status, f"HTTP {scripted.status}".encode(), headers)
-
-
-def _true(value: str | None) -> bool:
-    return value is not None and value.strip().lower() == "true"
-
-
-def _int(value: str | None, name: str) -> int | None:
-    if value is None or not value.strip():
-        return None
-    try:
-        return int(value)
-    except ValueError as exc:
-        raise _Refusal(
-            400, "Unable to complete operation.", [f"'{name}' parameter is invalid"]
-        ) from exc
-
-
-def _int_list(value: str | None, name: str) -> list[int] | None:
-    if value is None or not value.strip():
-        return None
-    try:
-        return [int(part) for part in value.split(",") if part.strip()]
-    except ValueError as exc:
-        raise _Refusal(
-            400, "Unable to complete operation.", [f"'{name}' parameter is invalid"]
-        ) from exc
-
-
-def _json_list(value: str | None, name: str) -> list[Any]:
-    if value is None or not value.strip():
-        return []
-    try:
-        data = json.loads(value)
-    except ValueError as exc:
-        raise _Refusal(
-            400, "Unable to complete operation.", [f"'{name}' parameter is invalid"]
-        ) from exc
-    if not isinstance(data, list):
-        raise _Refusal(400, "Unable to complete operation.", [f"'{name}' parameter is invalid"])
-    return data
-
-
-def parse_params(query: bytes | str, body: bytes, content_type: str) -> dict[str, str]:
-    """Merge query-string and form-body parameters (the form wins)."""
-    if isinstance(query, bytes):
-        query = query.decode("latin-1")
-    params = dict(parse_qsl(query, keep_blank_values=True))
-    if body and content_type.split(";")[0].strip().lower() == _FORM:
-        params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-    return params
+    async def _unknown(self, request: Request) -> Response:
+        raise Refusal(400, "Invalid URL", ["Invalid URL"])
