@@ -468,11 +468,28 @@ class ArchieClient:
                 # server that trickles its answer cannot hold a request forever.
                 with anyio.fail_after(self._timeout):
                     response = await http.send(request, auth=None, follow_redirects=False)
-        except TokenRefreshError as exc:
+        except (TokenRefreshError, TimeoutError, httpx.HTTPError) as exc:
+            return self._failed_attempt(exchange, exc, anyio.current_time() - started)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s -> %d in %.3f s (attempt %d)",
+                request.method,
+                redact_url(request.url),
+                response.status_code,
+                anyio.current_time() - started,
+                exchange.failures + 1,
+            )
+        return response, token
+
+    def _failed_attempt(self, exchange: Exchange, exc: Exception, took: float) -> Transient:
+        """What an attempt that got no answer means: a failure that may pass (a token
+        failure that may not is raised as it is)."""
+        method, url = exchange.method, exchange.url
+        if isinstance(exc, TokenRefreshError):
             if not exc.retryable:
-                raise
+                raise exc
             return Transient(exc)
-        except TimeoutError as exc:
+        if isinstance(exc, TimeoutError):
             error = NetworkError(
                 f"{method} {redact_url(url)} failed: no complete answer within "
                 f"{self._timeout:g} s (the client's timeout)",
@@ -480,12 +497,12 @@ class ArchieClient:
             )
             error.__cause__ = exc
             return Transient(error)
-        except httpx.TransportError as exc:
+        if isinstance(exc, httpx.TransportError):
             logger.debug(
                 "%s %s failed after %.3f s (attempt %d): %s",
                 method,
                 redact_url(url),
-                anyio.current_time() - started,
+                took,
                 exchange.failures + 1,
                 type(exc).__name__,
             )
@@ -500,22 +517,12 @@ class ArchieClient:
                 exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
             )
             return Transient(error, never_sent=never_sent)
-        except httpx.HTTPError as exc:  # a body that cannot be decoded, and the like
-            unreadable = ServiceError(
-                None, f"the answer could not be read ({type(exc).__name__})", url=url
-            )
-            unreadable.__cause__ = exc
-            return Transient(unreadable)
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "%s %s -> %d in %.3f s (attempt %d)",
-                request.method,
-                redact_url(request.url),
-                response.status_code,
-                anyio.current_time() - started,
-                exchange.failures + 1,
-            )
-        return response, token
+        # A body that cannot be decoded, and the like.
+        unreadable = ServiceError(
+            None, f"the answer could not be read ({type(exc).__name__})", url=url
+        )
+        unreadable.__cause__ = exc
+        return Transient(unreadable)
 
     def _redirect(self, exchange: Exchange, response: httpx.Response) -> None:
         """Point *exchange* where the redirect *response* leads (see `_follow`)."""

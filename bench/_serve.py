@@ -20,7 +20,7 @@ import trio
 from workloads._common import raise_fd_limit  # bench/ is this script's folder
 
 from archibald.testing import FakeArcGIS
-from archibald.testing._emulator import Request, Response
+from archibald.testing._wire import Request, Response
 
 USER, PASSWORD = "bench", "bench-password"
 

@@ -23,7 +23,7 @@ import trio
 
 from archibald.testing import FakeArcGIS
 from archibald.testing._adaptors import serve as serve_app
-from archibald.testing._emulator import Request, Response
+from archibald.testing._wire import Request, Response
 
 LAYER = "/arcgis/rest/services/Bench/FeatureServer/0/query"
 

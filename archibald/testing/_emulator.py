@@ -149,7 +149,7 @@ class FakeArcGIS:
         """Accept *key* as a token (an API key) until it is revoked."""
         self._tokens.add_api_key(key)
 
-    def add_feature_layer(
+    def add_feature_layer(  # noqa: PLR0913  (public: one keyword per layer setting)
         self,
         service: str,
         *,
@@ -197,7 +197,7 @@ class FakeArcGIS:
             seed=seed,
         )
 
-    def add_map_layer(
+    def add_map_layer(  # noqa: PLR0913  (public: one keyword per layer setting)
         self,
         service: str,
         *,
@@ -229,7 +229,7 @@ class FakeArcGIS:
             seed=seed,
         )
 
-    def _add_layer(
+    def _add_layer(  # noqa: PLR0913  (the settings of both public calls, by keyword)
         self,
         service_name: str,
         *,
@@ -382,7 +382,9 @@ class FakeArcGIS:
                 return self._route_services(rest[2:])
         return "unknown", self._unknown
 
-    def _route_services(self, parts: list[str]) -> tuple[str, _Handler]:
+    def _route_services(  # noqa: PLR0911  (one return per route)
+        self, parts: list[str]
+    ) -> tuple[str, _Handler]:
         for index, part in enumerate(parts):
             if part in ("FeatureServer", "MapServer"):
                 key = "/".join(parts[: index + 1])
