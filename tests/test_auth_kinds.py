@@ -18,6 +18,7 @@ from archibald import (
     FederatedServerAuth,
     InvalidCredentialsError,
     TokenExpiredError,
+    TokenPlacement,
     TokenPolicy,
     TokenRefreshError,
     UserTokenAuth,
@@ -156,6 +157,35 @@ async def test_a_rejected_api_key_is_one_clear_error(fake: FakeArcGIS) -> None:
     assert "key-SECRET" not in repr(auth)
 
 
+async def test_an_api_key_goes_where_its_placement_says(fake: FakeArcGIS) -> None:
+    """placement= and referer= reach the key's requests (here: a form field and a Referer),
+    and a key never makes a request wait for a token."""
+    fake.add_api_key("key-SECRET-2")
+    sent: list[httpx.Request] = []
+    inner = fake.transport()
+
+    async def record(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return await inner.handle_async_request(request)
+
+    auth = APIKeyAuth("key-SECRET-2", placement=TokenPlacement.PARAMETER, referer="https://app")
+    async with ArchieClient(
+        fake.services_url, auth, transport=httpx.MockTransport(record)
+    ) as client:
+        assert {"count": 50} == await client.get_json(WELLS, params=COUNT)
+        assert 0 == client.statistics().token_waits
+    (request,) = sent
+    assert "key-SECRET-2" == parse_qs(request.content.decode())["token"][0]
+    assert "https://app" == request.headers["Referer"]
+    assert "Authorization" not in request.headers
+
+
+@pytest.mark.parametrize("key", ["", "   ", None, 42])
+def test_a_blank_api_key_is_refused(key: object) -> None:
+    with pytest.raises(ConfigurationError, match="api_key must be a non-empty string"):
+        APIKeyAuth(key)  # type: ignore[arg-type]
+
+
 # -- standalone and federated servers ---------------------------------------------------
 
 
@@ -170,6 +200,28 @@ async def test_a_standalone_server_is_discovered_from_rest_info() -> None:
         assert {"count": 50} == await client.get_json(WELLS, params=COUNT)
     assert fake.server_token_url == auth.token_url
     assert 1 == fake.statistics().requests["info"]
+
+
+async def test_for_server_keeps_every_setting() -> None:
+    """expiration, referer, placement and policy reach the standalone server's auth."""
+    fake = make_fake(server="standalone")
+    policy = TokenPolicy(renew_before=123)
+    wire = FormLog(fake)
+    auth = UserTokenAuth.for_server(
+        f"{fake.origin}/arcgis/rest/services/Private/Wells/FeatureServer/0", USER, PASSWORD,
+        expiration=17, referer="my-app", placement=TokenPlacement.X_ESRI_AUTHORIZATION,
+        policy=policy, http_client=httpx.AsyncClient(transport=wire),
+    )  # fmt: skip
+    assert (17, "my-app", TokenPlacement.X_ESRI_AUTHORIZATION, policy) == (
+        auth.expiration, auth.referer, auth.placement, auth.policy,
+    )  # fmt: skip
+    assert f"user {USER!r} at {fake.origin}/arcgis" in repr(auth)
+    async with ArchieClient(fake.services_url, auth, transport=fake.transport()) as client:
+        assert {"count": 50} == await client.get_json(WELLS, params=COUNT)
+        assert 17 * 60 == round(auth.statistics().expires_in or 0)
+    ((_, path, form),) = wire.sent[1:]
+    assert "/arcgis/tokens/generateToken" == path
+    assert {"expiration": "17", "client": "referer", "referer": "my-app"}.items() <= form.items()
 
 
 async def test_for_server_on_a_federated_server_says_what_to_do() -> None:
@@ -259,6 +311,34 @@ async def test_credentials_from_the_environment(fake: FakeArcGIS) -> None:
     async with app:  # the other arguments reach the constructor: 30-minute tokens
         assert 30 * 60 == app.statistics().expires_in
     assert "key-SECRET" not in repr(key)
+
+
+async def test_credentials_from_the_process_environment(
+    fake: FakeArcGIS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a mapping, from_env() reads the process's environment; other arguments
+    reach the constructor."""
+    fake.add_api_key("key-SECRET-8")
+    monkeypatch.setenv("ARCGIS_API_KEY", "key-SECRET-8")
+    key = APIKeyAuth.from_env(placement=TokenPlacement.X_ESRI_AUTHORIZATION)
+    assert TokenPlacement.X_ESRI_AUTHORIZATION is key.placement
+    assert {"count": 50} == await crawl_wells(fake, key)
+    monkeypatch.delenv("ARCGIS_API_KEY")
+    with pytest.raises(ConfigurationError, match=r"APIKeyAuth\.from_env\(\) needs"):
+        APIKeyAuth.from_env()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "needs the environment variable ARCGIS_USERNAME and ARCGIS_PASSWORD, which are "),
+        ({"ARCGIS_USERNAME": USER}, "needs the environment variable ARCGIS_PASSWORD, which is "),
+    ],
+)
+def test_the_missing_variables_are_named_in_a_sentence(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        UserTokenAuth.from_env(env)
+    assert f"UserTokenAuth.from_env() {message}not set" == str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -384,6 +464,86 @@ def test_which_servers_take_an_arcgis_online_token(
     assert expected == _hosted_on_arcgis_online(server, portal)
 
 
+@pytest.mark.parametrize(
+    ("url", "environment"),
+    [
+        ("https://services.arcgis.com/org/arcgis", "production"),
+        ("https://services7.arcgis.com/org/arcgis", "production"),
+        ("https://www.arcgis.com", "production"),
+        ("https://myorg.maps.arcgis.com", "production"),
+        ("https://SERVICES.ArcGIS.com/org", "production"),
+        ("https://servicesdev.arcgis.com/org/arcgis", "dev"),
+        ("https://devext.arcgis.com", "dev"),
+        ("https://myorg.mapsdevext.arcgis.com", "dev"),
+        ("https://servicesqa.arcgis.com/org/arcgis", "qa"),
+        ("https://qaext.arcgis.com", "qa"),
+        ("https://myorg.mapsqa.arcgis.com", "qa"),
+        ("https://gis.example.com/server", None),
+        ("https://arcgis.com.example.net", None),
+        ("not a url", None),
+    ],
+)
+def test_the_arcgis_online_environment_of_a_host(url: str, environment: str | None) -> None:
+    from archibald._urls import arcgis_online_environment
+
+    assert environment == arcgis_online_environment(url)
+
+
+@pytest.mark.parametrize(
+    ("credentials", "message"),
+    [
+        ({"username": USER}, "needs a username and password, or a client_id and client_secret"),
+        ({"password": PASSWORD}, "needs a username and password, or a client_id"),
+        ({"username": USER, "password": ""}, "needs a username and password"),
+        ({"client_id": APP}, "needs both client_id and client_secret"),
+        ({"client_secret": APP_SECRET}, "needs both client_id and client_secret"),
+        ({"username": USER, "password": PASSWORD, "client_id": APP}, "needs a username and"),
+        ({}, "needs a username and password, or a client_id and client_secret"),
+    ],
+)
+async def test_discovery_needs_one_whole_set_of_credentials(
+    credentials: dict[str, str], message: str
+) -> None:
+    """Half a set, or two sets, is refused before anything is sent."""
+    sent: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(500)
+
+    with pytest.raises(ConfigurationError, match=message):
+        await discover_auth(
+            "https://gis.example.com/arcgis/rest/services",
+            http_client=httpx.AsyncClient(transport=httpx.MockTransport(record)),
+            **credentials,  # type: ignore[arg-type]
+        )
+    assert not sent
+
+
+async def test_discovery_with_app_credentials_keeps_every_setting() -> None:
+    """placement, policy, expiration and the HTTP client reach the app's portal auth and
+    the server auth over it."""
+    fake = make_fake(server="federated")
+    policy = TokenPolicy(renew_before=123)
+    http = fake.client()
+    auth = await discover_auth(
+        fake.services_url, client_id=APP, client_secret=APP_SECRET, expiration=90,
+        placement=TokenPlacement.X_ESRI_AUTHORIZATION, policy=policy, http_client=http,
+    )  # fmt: skip
+    assert isinstance(auth, FederatedServerAuth)
+    app = auth.portal
+    assert isinstance(app, AppCredentialsAuth)
+    assert (APP, TokenPlacement.X_ESRI_AUTHORIZATION, policy) == (
+        app.client_id, app.placement, app.policy,
+    )  # fmt: skip
+    assert (policy, TokenPlacement.X_ESRI_AUTHORIZATION) == (auth.policy, auth.placement)
+    async with auth:  # both tokens asked for 90 minutes
+        assert 90 * 60 == round(app.statistics().expires_in or 0)
+        assert 90 * 60 == round(auth.statistics().expires_in or 0)
+    assert not http.is_closed  # the given client was used and left open
+    assert {"count": 50} == await crawl_wells(fake, auth)
+
+
 @pytest.mark.parametrize("server", ["federated", "standalone"])
 async def test_discovery_keeps_every_setting(server: str) -> None:
     """expiration, referer, placement and policy reach the auths discover_auth builds."""
@@ -416,6 +576,7 @@ async def test_discovery_keeps_every_setting(server: str) -> None:
         ("1800", 7200),
         (None, 7200),
         (1800.5, 1800.5),
+        (1, 1),  # a second is short, but what the server granted
     ],
 )
 async def test_an_app_tokens_lifetime_is_the_granted_one_when_plausible(

@@ -170,3 +170,37 @@ async def test_parameter_placement_replaces_any_token_already_there(
         )
     assert f"{QUERY_URL}?f=json" == str(request.url)
     assert {"where": ["1=1"], "token": [TOKEN]} == form(request)
+
+
+async def test_parameter_placement_keeps_blank_fields_and_the_request_settings(
+    wire: respx.MockRouter,
+) -> None:
+    """A field sent blank on purpose (``where=``, ``outFields=``) stays in the form, and the
+    request keeps its settings (httpx's timeout travels in its extensions)."""
+    async with auth_for(TokenPlacement.PARAMETER) as auth, httpx.AsyncClient(timeout=7.5) as http:
+        request = http.build_request(
+            "POST", QUERY_URL, data={"where": "1=1", "outFields": "", "f": "json"}
+        )
+        authorized = auth.authorize(request, TOKEN)
+    assert {"where": ["1=1"], "outFields": [""], "f": ["json"], "token": [TOKEN]} == parse_qs(
+        authorized.content.decode(), keep_blank_values=True
+    )
+    assert request.extensions["timeout"] == authorized.extensions["timeout"]
+    assert {"read": 7.5} == {"read": authorized.extensions["timeout"]["read"]}
+
+
+async def test_parameter_placement_puts_the_token_in_an_empty_post(wire: respx.MockRouter) -> None:
+    """A POST without a body or content type gains a form holding only the token; a GET
+    with a body is not turned into a form."""
+    async with auth_for(TokenPlacement.PARAMETER) as auth:
+        empty = await send(auth, "POST", QUERY_URL)
+        with_body = auth.authorize(
+            httpx.Request("GET", QUERY_URL, content=b"raw", headers={"Content-Type": "text/plain"}),
+            TOKEN,
+        )
+    assert {"token": [TOKEN]} == form(empty)
+    assert "application/x-www-form-urlencoded" == empty.headers["Content-Type"]
+    assert str(len(empty.content)) == empty.headers["Content-Length"]
+    assert "GET" == with_body.method
+    assert b"raw" == with_body.content
+    assert f"Bearer {TOKEN}" == with_body.headers["X-Esri-Authorization"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -541,6 +542,47 @@ async def test_redirects_keep_the_request_whole() -> None:
     assert "json" == seen.calls.last.request.url.params["f"]
 
 
+async def test_a_redirect_to_plain_http_is_followed_without_the_token() -> None:
+    """A redirect from HTTPS to an HTTP mirror is followed (archibald refuses only other
+    schemes), and the token stays behind."""
+    mirror = "http://mirror.example.com/arcgis/rest/services/Roads/FeatureServer/0"
+    with respx.mock() as router:
+        router.post("https://portal.example.com/sharing/rest/generateToken").respond(
+            json={"token": "t-SECRET", "expires": int((time.time() + 3600) * 1000)}
+        )
+        router.get(url__startswith=f"{BASE}/Roads").respond(302, headers={"Location": mirror})
+        landing = router.get(url__startswith=mirror).respond(json={"name": "Roads"})
+        async with ArchieClient(BASE, wire_auth()) as client:
+            response = await client.get("Roads/FeatureServer/0")
+    assert {"name": "Roads"} == response.json()
+    request = landing.calls.last.request
+    assert "Authorization" not in request.headers
+    assert "t-SECRET" not in str(request.url)
+
+
+async def test_post_sends_its_query_string_form_and_url() -> None:
+    """post() and post_json(): params go in the query string, data in the form, url= is
+    used as it is, and idempotent=True lets an edit be retried."""
+    edits = "https://other.example.com/arcgis/rest/services/Roads/FeatureServer/0/applyEdits"
+    with respx.mock() as router:
+        route = router.post(url__startswith=edits).mock(
+            side_effect=[httpx.Response(503), httpx.Response(200, json={"addResults": []})]
+        )
+        async with ArchieClient(BASE) as client:
+            body = await client.post_json(
+                url=edits,
+                params={"rollbackOnFailure": True},
+                data={"adds": [{"attributes": {"A": 1}}]},
+                idempotent=True,
+            )
+            assert 1 == client.statistics().retries
+    assert {"addResults": []} == body
+    request = route.calls.last.request
+    assert "true" == request.url.params["rollbackOnFailure"]
+    assert b"adds=" in request.content
+    assert "rollbackOnFailure" not in request.content.decode()
+
+
 @pytest.mark.parametrize(
     ("status", "expected"), [(403, AuthorizationError), (404, NotFoundError), (500, ServiceError)]
 )
@@ -874,8 +916,7 @@ async def test_an_edit_whose_connection_broke_after_sending_is_not_sent_again(
 async def test_a_redirect_that_cannot_be_followed_is_one_clear_error(
     status: int, location: str, upload: bool, message: str
 ) -> None:
-    """An upload sent elsewhere by a 303, a redirect out of HTTP, a broken Location: a
-    ServiceError with the status, the request's URL and what happened; nothing sent on."""
+    """An upload sent elsewhere by a 303, a redirect out of HTTP: a ServiceError with the status, the request's URL and what happened; nothing sent on."""
     with respx.mock(assert_all_called=False) as router:
         start = router.post(f"{BASE}/Roads/FeatureServer/0/addAttachment").respond(
             status, headers={"Location": location}

@@ -9,7 +9,7 @@ import pytest
 
 import archibald
 from archibald._secrets import Secret, is_secure_url, redact_url, scrub
-from archibald.auth import APIKeyAuth, UserTokenAuth
+from archibald.auth import APIKeyAuth, AppCredentialsAuth, UserTokenAuth
 from archibald.auth._source import lifetime_from_expires
 from archibald.exceptions import (
     ArcGISError,
@@ -109,6 +109,26 @@ def test_lifetime_from_expires(offset: float | None, expected: float) -> None:
     now = 1_700_000_000.0
     expires = None if offset is None else (now + offset) * 1000
     assert expected == pytest.approx(lifetime_from_expires(expires, 3600.0, now=now))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"client_id": ""}, "client_id must be a non-empty string"),
+        ({"client_id": None}, "client_id must be a non-empty string"),
+        ({"client_secret": ""}, "the client secret of app 'app-1' must not be empty"),
+        ({"client_secret": b"bytes"}, "the client secret of app 'app-1' must not be empty"),
+        ({"expiration": 0}, "at least 1"),
+        ({"base_url": "http://www.arcgis.com"}, "must use https://"),
+    ],
+)
+def test_app_credentials_auth_refuses_bad_arguments(
+    kwargs: dict[str, object], message: str
+) -> None:
+    args: dict[str, object] = {"client_id": "app-1", "client_secret": "sec-SECRET"} | kwargs
+    with pytest.raises(ConfigurationError, match=message) as info:
+        AppCredentialsAuth(**args)  # type: ignore[arg-type]
+    assert "sec-SECRET" not in str(info.value)
 
 
 @pytest.mark.parametrize(

@@ -111,8 +111,8 @@ async def discover_auth(
     portal: RefreshingAuth[Any]
     if client_id is not None and client_secret is not None:
         portal = AppCredentialsAuth(
-            client_id, client_secret, portal_url, placement=placement, policy=policy,
-            http_client=http_client,
+            client_id, client_secret, portal_url, expiration, placement=placement,
+            policy=policy, http_client=http_client,
         )  # fmt: skip
     else:
         assert username is not None

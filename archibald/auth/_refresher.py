@@ -47,6 +47,9 @@ __all__ = ["RefreshingAuth"]
 
 logger = logging.getLogger("archibald.auth")
 
+# Read on every get_token(): a module constant is cheaper than the enum's attribute.
+_ACTIVE = Lifecycle.ACTIVE
+
 
 @attrs.frozen
 class _Token:
@@ -136,7 +139,7 @@ class RefreshingAuth(ArcGISAuth, Generic[SourceT]):
     @property
     def is_active(self) -> bool:
         """Whether the auth is inside its ``async with`` block."""
-        return self._state is Lifecycle.ACTIVE
+        return self._state is _ACTIVE
 
     @property
     def _description(self) -> str:
@@ -159,7 +162,7 @@ class RefreshingAuth(ArcGISAuth, Generic[SourceT]):
         """Whether a valid token is at hand, so `get_token` returns without waiting."""
         token = self._token
         return (
-            self._state is Lifecycle.ACTIVE
+            self._state is _ACTIVE
             and token is not None
             and anyio.current_time() < token.expires_at
         )
@@ -484,7 +487,7 @@ class RefreshingAuth(ArcGISAuth, Generic[SourceT]):
         return self._run
 
     def _check_active(self) -> None:
-        if self._state is Lifecycle.ACTIVE:
+        if self._state is _ACTIVE:
             return
         if self._state is Lifecycle.CLOSED and self._left_with_holders:
             raise AuthNotActiveError(
