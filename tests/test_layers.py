@@ -527,6 +527,31 @@ async def test_aclose_from_another_task_wakes_the_consumer(fake: FakeArcGIS, ord
     assert "closed" in str(outcome[0])
 
 
+async def test_aclose_while_the_ids_are_listed_fetches_nothing(fake: FakeArcGIS) -> None:
+    """Closed from another task while its first step lists the ids: the step is told the
+    crawl was closed, and no page is fetched (the close is not lost in the listing)."""
+    fake.faults.latency["query"] = 1.0
+    outcome: list[Exception] = []
+    async with client_for(fake) as client:
+        pages = FeatureLayer(client, "Parcels", 0).pages(max_concurrency=4)
+        async with pages:
+
+            async def consume() -> None:
+                try:
+                    await pages.__anext__()
+                except IncompleteResultError as exc:
+                    outcome.append(exc)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(consume)
+                await anyio.sleep(0.5)  # the ids and the count are on their way
+                await pages.aclose()
+        before = fake.statistics().requests["query"]
+        await anyio.sleep(10)
+    assert "was closed after 0 features" in str(outcome[0])
+    assert 2 == before == fake.statistics().requests["query"]  # the ids and the count only
+
+
 async def test_a_stream_iterated_first_cannot_be_entered(fake: FakeArcGIS) -> None:
     async with client_for(fake) as client:
         pages = FeatureLayer(client, "Parcels", 0).pages()

@@ -113,6 +113,8 @@ class PageStream:
         self._ids = ids
         if self._task_group is None:
             self._fetcher = _Windows(crawl, ids, self._concurrency, ordered=options.ordered)
+        elif self._closed:  # closed by another task while the ids were listed
+            raise self._closed_error()
         else:
             self._fetcher = _Ahead(
                 crawl, ids, self._concurrency, ordered=options.ordered, closed=self._closed_error
