@@ -29,6 +29,7 @@ from archibald import (
     TokenExpiredError,
     TokenMissingError,
     TokenPlacement,
+    TokenRefreshError,
     UserTokenAuth,
 )
 from archibald.testing import FakeArcGIS
@@ -583,6 +584,93 @@ async def test_post_sends_its_query_string_form_and_url() -> None:
     assert "rollbackOnFailure" not in request.content.decode()
 
 
+async def test_a_redirect_loop_ends_after_five_redirects() -> None:
+    """A server that redirects forever: one ServiceError after the sixth answer, with the
+    status, the URL and the answer; five redirects are followed, not more."""
+    with respx.mock(assert_all_called=False) as router:
+        hops = [f"{BASE}/Hop{i}/FeatureServer/0" for i in range(8)]
+        routes = [
+            router.get(url__startswith=hop).respond(302, headers={"Location": hops[i + 1]})
+            for i, hop in enumerate(hops[:-1])
+        ]
+        async with ArchieClient(BASE) as client:
+            with pytest.raises(ServiceError, match="more than 5 redirects") as info:
+                await client.get("Hop0/FeatureServer/0")
+            assert 6 == client.statistics().requests
+    assert [1, 1, 1, 1, 1, 1, 0] == [route.call_count for route in routes]
+    assert 302 == info.value.code
+    assert (info.value.url or "").startswith(hops[5])
+    assert info.value.raw_response is not None
+    assert hops[6] == info.value.raw_response.headers["Location"]
+
+
+# httpx leaves its body iterators to the garbage collector when decoding fails, which Trio
+# reports as a ResourceWarning: httpx's own doing, not archibald's.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_an_answer_that_cannot_be_decoded_is_retried_then_named() -> None:
+    """A body that httpx cannot decode (a broken gzip stream): retried like a network
+    failure, then a ServiceError that names the request and chains httpx's error."""
+    sent: list[httpx.Request] = []
+
+    def broken_gzip(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(
+            200,
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+            stream=httpx.ByteStream(b"not gzip at all"),
+        )
+
+    transport = httpx.MockTransport(broken_gzip)
+    async with ArchieClient(BASE, retry=RetryPolicy(attempts=3), transport=transport) as client:
+        with pytest.raises(ServiceError) as info:
+            await client.get_json("Roads/FeatureServer/0/query")
+        assert 2 == client.statistics().retries
+    assert 3 == len(sent)
+    assert "the answer could not be read (DecodingError)" in str(info.value)
+    assert (info.value.url or "").startswith(LAYER_QUERY)
+    assert isinstance(info.value.__cause__, httpx.DecodingError)
+
+
+async def test_a_network_error_names_its_request_and_chains_its_cause(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The NetworkError of a failed connection and of the client's timeout carries the URL
+    and its cause; the debug log says what failed and on which attempt."""
+    with respx.mock() as router:
+        router.get(url__startswith=f"{BASE}/Down").mock(side_effect=httpx.ConnectError("down"))
+        router.get(url__startswith=f"{BASE}/Slow").mock(side_effect=TimeoutError())
+        async with ArchieClient(BASE, retry=RetryPolicy(attempts=2)) as client:
+            with pytest.raises(NetworkError) as down:
+                await client.get("Down/FeatureServer/0")
+            with pytest.raises(NetworkError) as slow:
+                await client.get("Slow/FeatureServer/0")
+    assert (down.value.url or "").startswith(f"{BASE}/Down/FeatureServer/0")
+    assert isinstance(down.value.__cause__, httpx.ConnectError)
+    assert f"GET {BASE}/Down/FeatureServer/0 failed: could not connect" in str(down.value)
+    assert (slow.value.url or "").startswith(f"{BASE}/Slow/FeatureServer/0")
+    assert isinstance(slow.value.__cause__, TimeoutError)
+    assert f"GET {BASE}/Slow/FeatureServer/0 failed: no complete answer" in str(slow.value)
+    logged = [r.getMessage() for r in caplog.records if "failed after" in r.getMessage()]
+    assert [
+        f"GET {BASE}/Down/FeatureServer/0 failed after 0.000 s (attempt 1): ConnectError",
+        f"GET {BASE}/Down/FeatureServer/0 failed after 0.000 s (attempt 2): ConnectError",
+    ] == logged
+
+
+async def test_a_token_that_cannot_be_had_during_a_request_is_retried_then_raised(
+    fake: FakeArcGIS, wire: Recording
+) -> None:
+    """The token endpoint is down when a request needs a new token: the request waits and
+    tries again, then raises the TokenRefreshError itself (no request goes without)."""
+    async with make_client(fake, wire, retry=RetryPolicy(attempts=2)) as client:
+        fake.revoke_all_tokens()
+        fake.faults.fail_next("generateToken", status=503, times=1000)
+        with pytest.raises(TokenRefreshError, match="503"):
+            await client.get_json(f"{PARCELS}/query", params=COUNT)
+        assert 1 == client.statistics().retries
+    assert all("token" not in str(r.url) for r in wire.requests)
+
+
 @pytest.mark.parametrize(
     ("status", "expected"), [(403, AuthorizationError), (404, NotFoundError), (500, ServiceError)]
 )
@@ -916,7 +1004,8 @@ async def test_an_edit_whose_connection_broke_after_sending_is_not_sent_again(
 async def test_a_redirect_that_cannot_be_followed_is_one_clear_error(
     status: int, location: str, upload: bool, message: str
 ) -> None:
-    """An upload sent elsewhere by a 303, a redirect out of HTTP: a ServiceError with the status, the request's URL and what happened; nothing sent on."""
+    """An upload sent elsewhere by a 303, a redirect out of HTTP: a ServiceError with the
+    status, the request's URL and what happened; nothing sent on."""
     with respx.mock(assert_all_called=False) as router:
         start = router.post(f"{BASE}/Roads/FeatureServer/0/addAttachment").respond(
             status, headers={"Location": location}
@@ -970,6 +1059,13 @@ async def test_a_rejection_says_why_no_good_token_was_sent(
     assert hint in str(info.value)
 
 
+def cycle(message: str) -> BaseException:
+    """Two errors, each the other's context (it happens in async code)."""
+    first, second = RuntimeError(message), RuntimeError("")
+    first.__context__, second.__context__ = second, first
+    return first
+
+
 def connect_error(message: str, cause: BaseException | None = None) -> httpx.ConnectError:
     error = httpx.ConnectError(message)
     error.__cause__ = cause
@@ -987,6 +1083,10 @@ def connect_error(message: str, cause: BaseException | None = None) -> httpx.Con
         (connect_error("outer words", OSError(-3, "a negative errno")), "outer words"),
         (connect_error("", OSError(0, "")), "ConnectError"),
         (connect_error("", RuntimeError("inner words")), "inner words"),
+        (connect_error("", OSError(1, "not allowed")), "Operation not permitted"),
+        (connect_error("[Errno 5] odd] words"), "odd] words"),
+        (connect_error("outer", cycle("inner")), "outer"),
+        (connect_error("", cycle("inner")), "inner"),
     ],
 )  # fmt: skip
 def test_the_reason_of_a_network_error_is_the_systems_own(

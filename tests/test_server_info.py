@@ -16,7 +16,7 @@ import anyio
 import httpx
 import pytest
 
-from archibald import FederatedServerAuth, TokenRefreshError, UserTokenAuth
+from archibald import FederatedServerAuth, TokenPolicy, TokenRefreshError, UserTokenAuth
 
 pytestmark = pytest.mark.anyio
 
@@ -36,9 +36,14 @@ class Site(httpx.AsyncBaseTransport):
         await request.aread()
         self.sent.append(request)
         url = str(request.url.copy_with(query=None))
-        if url.endswith("/generateToken") and url in self.answers.get("token endpoints", ()):
-            expires = int((time.time() + 3600) * 1000)
+        if url in self.answers.get("token endpoints", ()):
+            exchange = b"serverUrl" in request.content
+            seconds = self.answers.get("exchange seconds", 3600) if exchange else 3600
+            expires = int((time.time() + seconds) * 1000)
             return httpx.Response(200, json={"token": f"token-from-{url}", "expires": expires})
+        scripted = self.answers.get("scripted", {}).get(url)
+        if scripted:
+            return scripted.pop(0)
         if url in self.answers:
             return httpx.Response(200, json=self.answers[url])
         return httpx.Response(404, text="<html>Not Found</html>")
@@ -209,10 +214,6 @@ async def test_a_server_that_does_not_take_this_portals_token_fails_at_once(
     [
         pytest.param({"authInfo": {}}, id="no endpoint named"),
         pytest.param({"authInfo": "open"}, id="authInfo not an object"),
-        pytest.param(
-            {"authInfo": {"tokenServicesUrl": f"{PORTAL}/sharing/rest/generateToken"}},
-            id="the endpoint named",
-        ),
     ],
 )
 async def test_the_exchange_goes_to_the_portals_token_endpoint(
@@ -233,3 +234,91 @@ async def test_the_exchange_goes_to_the_portals_token_endpoint(
     assert f"token-from-{endpoint}" == exchange["token"]
     assert "password" not in exchange
     assert json.dumps(exchange).count(PASSWORD) == 0
+
+
+async def test_the_exchange_goes_where_the_portal_says() -> None:
+    """A portal that names its own token endpoint (on its origin) gets the exchange there;
+    a referer-bound portal token is exchanged with that referer; the server token lives as
+    long as the server granted, if shorter than asked."""
+    named = "https://gis.example.com/portal/sharing/generateToken"
+    site = Site(
+        {
+            f"{SERVER}/rest/info": {"owningSystemUrl": PORTAL},
+            f"{PORTAL}/sharing/rest/info": {"authInfo": {"tokenServicesUrl": named}},
+            "token endpoints": [f"{PORTAL}/sharing/rest/generateToken", named],
+            "exchange seconds": 600,
+        }
+    )
+    http = httpx.AsyncClient(transport=site)
+    portal = UserTokenAuth(
+        USER, PASSWORD, PORTAL, referer="https://app.example.com", http_client=http
+    )
+    async with FederatedServerAuth(portal, SERVER, http_client=http) as auth:
+        assert f"token-from-{named}" == await auth.get_token()
+        assert 600 == round(auth.statistics().expires_in or 0)
+    assert [f"{PORTAL}/sharing/rest/generateToken", named] == site.posted_to()
+    exchange = site.sent[-1]
+    form = dict(httpx.QueryParams(exchange.content.decode()))
+    assert {
+        "serverUrl": SERVER,
+        "expiration": "60",
+        "f": "json",
+        "client": "referer",
+        "referer": "https://app.example.com",
+    }.items() <= form.items()
+    assert "https://app.example.com" == exchange.headers["Referer"]
+
+
+async def test_an_exchange_answered_without_a_token_says_so() -> None:
+    site = federated_site({"owningSystemUrl": PORTAL}, {"authInfo": {}})
+    site.answers["scripted"] = {
+        f"{PORTAL}/sharing/rest/generateToken": [
+            httpx.Response(200, json={"token": "portal-token", "expires": 4102444800000}),
+            httpx.Response(200, json={"expires": 4102444800000}),
+        ]
+    }
+    site.answers["token endpoints"] = []
+    http = httpx.AsyncClient(transport=site)
+    portal = UserTokenAuth(USER, PASSWORD, PORTAL, http_client=http)
+    auth = FederatedServerAuth(
+        portal, SERVER, http_client=http, policy=TokenPolicy(startup_attempts=1)
+    )
+    with pytest.raises(TokenRefreshError) as caught:
+        async with auth:
+            pass
+    assert (
+        f"{PORTAL}/sharing/rest/generateToken answered the exchange for server {SERVER} "
+        "without a token"
+    ) in str(caught.value)
+
+
+async def test_a_busy_rest_info_is_read_again() -> None:
+    """rest/info answering 500 with an error envelope (a server restarting) is retried at
+    entry, like the token endpoint; a 400 with any JSON is an error at once."""
+    endpoint = f"{SERVER}/tokens/generateToken"
+    busy = httpx.Response(500, json={"error": {"code": 500, "message": "Server busy"}})
+    site = Site(
+        {
+            **server_info({"tokenServicesUrl": endpoint}),
+            "token endpoints": [endpoint],
+            "scripted": {f"{SERVER}/rest/info": [busy]},
+        }
+    )
+    auth = UserTokenAuth.for_server(
+        SERVER, USER, PASSWORD, http_client=httpx.AsyncClient(transport=site)
+    )
+    async with auth:
+        assert f"token-from-{endpoint}" == await auth.get_token()
+    assert 2 == sum(1 for r in site.sent if r.url.path.endswith("/rest/info"))
+
+    refused = httpx.Response(400, json={"message": "bad request"})
+    site = Site({"scripted": {f"{SERVER}/rest/info": [refused]}})
+    auth = UserTokenAuth.for_server(
+        SERVER, USER, PASSWORD, http_client=httpx.AsyncClient(transport=site)
+    )
+    with pytest.raises(
+        TokenRefreshError, match=r"could not read .*/rest/info for user 'alice' \(HTTP 400"
+    ):
+        async with auth:
+            pass
+    assert 1 == len(site.sent)
