@@ -478,6 +478,8 @@ def test_which_servers_take_an_arcgis_online_token(
         ("https://servicesqa.arcgis.com/org/arcgis", "qa"),
         ("https://qaext.arcgis.com", "qa"),
         ("https://myorg.mapsqa.arcgis.com", "qa"),
+        ("https://devteam.maps.arcgis.com", "production"),  # an org named dev...
+        ("https://qa-team.maps.arcgis.com", "production"),
         ("https://gis.example.com/server", None),
         ("https://arcgis.com.example.net", None),
         ("not a url", None),
@@ -621,6 +623,9 @@ async def test_an_app_answer_without_a_token_says_what_it_had() -> None:
         (" https://gis.example.com/server/rest/services/A/FeatureServer/0?f=json#x ",
          "https://gis.example.com/server"),
         ("https://h.example.com:6443/arcgis/rest/info", "https://h.example.com:6443/arcgis"),
+        # a service named "rest": the first /rest/ is the REST API's
+        ("https://gis.example.com/arcgis/rest/services/rest/FeatureServer/0",
+         "https://gis.example.com/arcgis"),
     ],
 )  # fmt: skip
 def test_the_server_root_of_any_url_below_it(url: str, root: str) -> None:

@@ -204,3 +204,17 @@ async def test_parameter_placement_puts_the_token_in_an_empty_post(wire: respx.M
     assert "GET" == with_body.method
     assert b"raw" == with_body.content
     assert f"Bearer {TOKEN}" == with_body.headers["X-Esri-Authorization"]
+
+
+async def test_parameter_placement_reads_a_form_with_a_charset(wire: respx.MockRouter) -> None:
+    """A form POST whose content type names a charset is still a form: the token joins it."""
+    async with auth_for(TokenPlacement.PARAMETER) as auth:
+        request = await send(
+            auth,
+            "POST",
+            QUERY_URL,
+            content=b"where=1%3D1",
+            headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
+        )
+    assert {"where": ["1=1"], "token": [TOKEN]} == form(request)
+    assert "X-Esri-Authorization" not in request.headers

@@ -503,10 +503,10 @@ async def test_using_a_closed_client_is_a_clear_error(fake: FakeArcGIS) -> None:
     with pytest.raises(LifecycleError, match="not open: use it inside `async with ArchieClient"):
         await client.get("Roads/FeatureServer/0")
     async with client:
-        pass
+        assert repr(client).endswith(", open)")
     with pytest.raises(LifecycleError, match=r"not open \(it has been closed\)"):
         await client.get("Roads/FeatureServer/0")
-    assert "closed" in repr(client)
+    assert repr(client).endswith(", closed)")
 
 
 # -- regressions found in review -------------------------------------------------------
@@ -567,9 +567,14 @@ async def test_post_sends_its_query_string_form_and_url() -> None:
     edits = "https://other.example.com/arcgis/rest/services/Roads/FeatureServer/0/applyEdits"
     with respx.mock() as router:
         route = router.post(url__startswith=edits).mock(
-            side_effect=[httpx.Response(503), httpx.Response(200, json={"addResults": []})]
+            side_effect=[
+                httpx.Response(200, json={"addResults": []}),
+                httpx.Response(503),
+                httpx.Response(200, json={"addResults": []}),
+            ]
         )
         async with ArchieClient(BASE) as client:
+            response = await client.post(url=edits, data={"deletes": "1"}, idempotent=True)
             body = await client.post_json(
                 url=edits,
                 params={"rollbackOnFailure": True},
@@ -578,6 +583,7 @@ async def test_post_sends_its_query_string_form_and_url() -> None:
             )
             assert 1 == client.statistics().retries
     assert {"addResults": []} == body
+    assert 200 == response.status_code
     request = route.calls.last.request
     assert "true" == request.url.params["rollbackOnFailure"]
     assert b"adds=" in request.content
@@ -669,6 +675,37 @@ async def test_a_token_that_cannot_be_had_during_a_request_is_retried_then_raise
             await client.get_json(f"{PARCELS}/query", params=COUNT)
         assert 1 == client.statistics().retries
     assert all("token" not in str(r.url) for r in wire.requests)
+
+
+async def test_get_is_retried_after_a_transient_failure() -> None:
+    with respx.mock() as router:
+        route = router.get(url__startswith=f"{BASE}/Roads").mock(
+            side_effect=[httpx.Response(503), httpx.Response(200, json={"name": "Roads"})]
+        )
+        async with ArchieClient(BASE) as client:
+            response = await client.get("Roads/FeatureServer/0")
+    assert {"name": "Roads"} == response.json()
+    assert 2 == route.call_count
+
+
+@pytest.mark.parametrize(
+    ("error", "description"),
+    [
+        (httpx.PoolTimeout("x"), "no free connection to gis.example.com in time (PoolTimeout)"),
+        (
+            httpx.ConnectTimeout("x"),
+            "could not connect to gis.example.com in time (ConnectTimeout)",
+        ),
+        (httpx.ReadTimeout("x"), "gis.example.com took too long to answer (ReadTimeout)"),
+        (httpx.ReadError("reset"), "the connection to gis.example.com broke: reset"),
+    ],
+)
+def test_each_network_failure_is_described_in_words(
+    error: httpx.TransportError, description: str
+) -> None:
+    from archibald._sending import describe_transport_error
+
+    assert description == describe_transport_error(error, f"{BASE}/x")
 
 
 @pytest.mark.parametrize(

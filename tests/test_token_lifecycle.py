@@ -233,6 +233,10 @@ async def test_refused_credentials_during_renewal_surface_after_expiry(
         await anyio.sleep(300)  # past expiry
         with pytest.raises(InvalidCredentialsError) as info:
             await auth.get_token()
+        assert 0 == auth.statistics().expires_in  # lapsed, not negative
+        assert str(info.value) == str(info.value.__cause__)  # the server's refusal, as said
+        assert info.value.retryable is False
+        assert info.value.__suppress_context__  # the caller's traceback is not the refresher's
         assert 2 == len(server.requests)  # refused once, never retried
         server.mode = "ok"
         await auth.force_refresh()
@@ -753,6 +757,40 @@ async def test_a_first_holder_that_fails_does_not_wait_for_the_others(
     assert failed_at[0] < 2
     assert 1 == len(seen)
     assert "entered it first left" in str(seen[0])
+
+
+class FailsToStart(UserTokenAuth):
+    """An auth whose entry fails after a second, with an error of its own making."""
+
+    async def _enter_dependencies(self, stack: AsyncExitStack) -> None:
+        await anyio.sleep(1)
+        raise RuntimeError("the portal is gone")
+
+
+async def test_a_holder_waiting_on_a_failed_entry_is_told_why(server: FakeTokenServer) -> None:
+    """A second holder arrives while the first is entering, and that entry fails with an
+    error that is not about tokens: the second gets AuthNotActiveError naming it."""
+    auth = FailsToStart(USERNAME, PASSWORD, token_url=TOKEN_URL, http_client=server.client())
+    errors: list[BaseException] = []
+
+    async def enter() -> None:
+        try:
+            async with auth:
+                pass
+        except (RuntimeError, AuthNotActiveError) as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(enter)
+        await anyio.sleep(0.5)
+        tg.start_soon(enter)
+    first, second = errors
+    assert "the portal is gone" == str(first)
+    assert isinstance(second, AuthNotActiveError)
+    assert (
+        "FailsToStart could not be entered (another holder's `async with` failed: "
+        "RuntimeError: the portal is gone)"
+    ) == str(second)
 
 
 class SlowToClose(UserTokenAuth):
