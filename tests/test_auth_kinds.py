@@ -124,7 +124,8 @@ async def test_a_refused_client_secret_fails_at_entry(fake: FakeArcGIS) -> None:
             pass
     text = " ".join([str(info.value), repr(info.value), repr(auth)])
     assert "invalid_client" in text
-    assert repr(APP) in text
+    assert f"refused the credentials of app {APP!r}" in text
+    assert "check the client id and client secret of the app's credentials" in text
     assert "wrong-SECRET-value" not in text
     assert APP_SECRET not in repr(AppCredentialsAuth(APP, APP_SECRET))
 
@@ -196,6 +197,7 @@ async def test_a_standalone_server_is_discovered_from_rest_info() -> None:
         f"{fake.origin}/arcgis/rest/services", USER, PASSWORD, http_client=fake.client()
     )
     assert auth.token_url is None
+    assert 60 == auth.expiration  # the documented default
     async with ArchieClient(fake.services_url, auth, transport=fake.transport()) as client:
         assert {"count": 50} == await client.get_json(WELLS, params=COUNT)
     assert fake.server_token_url == auth.token_url
@@ -274,6 +276,40 @@ async def test_a_federated_server_enters_its_portal() -> None:
     assert not portal.is_active
 
 
+async def test_an_app_signs_in_at_the_token_url_it_was_given(fake: FakeArcGIS) -> None:
+    sent = FormLog(fake)
+    auth = AppCredentialsAuth(
+        APP, APP_SECRET, "https://unused.example.com",
+        token_url=f"{fake.origin}/sharing/rest/oauth2/token",
+        http_client=httpx.AsyncClient(transport=sent),
+    )  # fmt: skip
+    async with auth:
+        await auth.get_token()
+    assert ["/sharing/rest/oauth2/token"] == [path for _, path, _ in sent.sent]
+    assert frozenset({fake.origin}) == auth.trusted_origins
+
+
+async def test_a_federated_server_with_a_given_exchange_url_reads_no_rest_info() -> None:
+    """exchange_url= skips discovery; the server auth takes the portal's placement unless
+    told otherwise; only a token auth can be the portal."""
+    fake = make_fake(server="federated")
+    http = httpx.AsyncClient(transport=FormLog(fake))
+    portal = UserTokenAuth(
+        USER, PASSWORD, fake.portal_url, placement=TokenPlacement.X_ESRI_AUTHORIZATION,
+        http_client=http,
+    )  # fmt: skip
+    server = FederatedServerAuth(
+        portal, f"{fake.origin}/arcgis", exchange_url=fake.token_url, http_client=http
+    )
+    assert TokenPlacement.X_ESRI_AUTHORIZATION is server.placement
+    assert {"count": 50} == await crawl_wells(fake, server)
+    assert 0 == fake.statistics().requests.get("info", 0)
+    with pytest.raises(
+        ConfigurationError, match="portal must be a token auth such as UserTokenAuth"
+    ):
+        FederatedServerAuth(APIKeyAuth("key-SECRET-3"), f"{fake.origin}/arcgis")  # type: ignore[arg-type]
+
+
 def test_the_portal_token_only_goes_to_the_portal() -> None:
     """An exchange URL on another origin than the portal's is refused."""
     portal = UserTokenAuth(USER, PASSWORD, "https://portal.example.com/portal")
@@ -305,6 +341,7 @@ async def test_credentials_from_the_environment(fake: FakeArcGIS) -> None:
     key = APIKeyAuth.from_env(env)
     assert (USER, fake.token_url) == (user.username, user.token_url)
     assert APP == app.client_id
+    assert frozenset({fake.origin}) == app.trusted_origins  # ARCGIS_PORTAL_URL was read
     for auth in (user, app, key):  # each reaches the secured layer
         assert {"count": 50} == await crawl_wells(fake, auth)
     assert 2 == fake.statistics().tokens_issued
@@ -595,19 +632,22 @@ async def test_an_app_tokens_lifetime_is_the_granted_one_when_plausible(
     await http.aclose()
 
 
-async def test_an_app_answer_without_a_token_says_what_it_had() -> None:
-    """No access_token in the answer: a TokenRefreshError listing the keys it did have."""
+@pytest.mark.parametrize("token", [None, "", 42])
+async def test_an_app_answer_without_a_token_says_what_it_had(token: object) -> None:
+    """No usable access_token in the answer: a TokenRefreshError listing the keys it had."""
 
     def handle(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"expires_in": 60, "token_type": "bearer"})
+        answer: dict[str, object] = {"expires_in": 60, "token_type": "bearer"}
+        if token is not None:
+            answer["access_token"] = token
+        return httpx.Response(200, json=answer)
 
     http = httpx.AsyncClient(transport=httpx.MockTransport(handle))
     auth = AppCredentialsAuth(
         APP, APP_SECRET, http_client=http, policy=TokenPolicy(startup_attempts=1)
     )
-    with pytest.raises(
-        TokenRefreshError, match=r"without an access_token \(keys: expires_in, token_type\)"
-    ):
+    keys = "expires_in, token_type" if token is None else "access_token, expires_in, token_type"
+    with pytest.raises(TokenRefreshError, match=rf"without an access_token \(keys: {keys}\)"):
         async with auth:
             pass
     await http.aclose()

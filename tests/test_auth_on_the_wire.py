@@ -141,9 +141,14 @@ def test_a_sync_client_is_refused() -> None:
     with (
         respx.mock,
         httpx.Client(auth=NoAuth()) as http,
-        pytest.raises(ConfigurationError, match="AsyncClient"),
+        pytest.raises(
+            ConfigurationError,
+            match=r"NoAuth works with httpx\.AsyncClient only; a synchronous httpx\.Client "
+            r"cannot await its token",
+        ),
     ):
         http.get(QUERY_URL)
+    assert "NoAuth()" == repr(NoAuth())
 
 
 def test_placement_must_be_a_token_placement() -> None:

@@ -677,6 +677,27 @@ async def test_a_token_that_cannot_be_had_during_a_request_is_retried_then_raise
     assert all("token" not in str(r.url) for r in wire.requests)
 
 
+@pytest.mark.parametrize(
+    ("body", "headers", "shown"),
+    [
+        (b"x" * 200, {}, "x" * 200 + " at"),
+        (b"y" * 201, {}, "y" * 200 + "…"),
+        (b"", {}, "(empty body)"),
+    ],
+)  # fmt: skip
+async def test_an_unexpected_body_is_quoted_short_and_readable(
+    body: bytes, headers: dict[str, str], shown: str
+) -> None:
+    """What a proxy answered instead of JSON is quoted in the error: 200 characters at most
+    (an ellipsis says it was cut)."""
+    with respx.mock() as router:
+        router.get(url__startswith=LAYER_QUERY).respond(400, content=body, headers=headers)
+        async with ArchieClient(BASE) as client:
+            with pytest.raises(ServiceError) as info:
+                await client.get_json("Roads/FeatureServer/0/query")
+    assert shown in str(info.value)
+
+
 async def test_get_is_retried_after_a_transient_failure() -> None:
     with respx.mock() as router:
         route = router.get(url__startswith=f"{BASE}/Roads").mock(
