@@ -31,8 +31,10 @@ def main() -> None:
     )
     triage = tomllib.loads((HERE / "triage.toml").read_text())
     judged = {**triage.get("equivalent", {}), **triage.get("accepted", {})}
+    survivors = [n for n, status in results.items() if status == "survived" and n not in judged]
+    changes = {name: _change(name) for name in survivors}
+    wording = {name for name in survivors if _only_text(*changes[name])}
     table: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
-    open_survivors: list[str] = []
     for name, status in sorted(results.items()):
         match = NAME.match(name)
         module = match["module"] if match else "?"
@@ -40,10 +42,13 @@ def main() -> None:
             status = "equivalent"
         elif status == "survived" and name in triage.get("accepted", {}):
             status = "accepted"
-        elif status == "survived":
-            open_survivors.append(name)
+        elif name in wording:
+            status = "wording"
         table[module][status] += 1
-    columns = ["killed", "survived", "equivalent", "accepted", "no tests", "timeout", "not checked"]
+    columns = [
+        "killed", "survived", "wording", "equivalent", "accepted", "no tests", "timeout",
+        "not checked",
+    ]  # fmt: skip
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
@@ -62,8 +67,11 @@ def main() -> None:
         cells = " | ".join(str(counts[c]) for c in columns)
         print(f"| {module} | {cells} | {score} |")
     unchecked = sum(counts["not checked"] for counts in table.values())
-    print("\nThe score is killed / (killed + survived + accepted); equivalent mutants,")
-    print("mutants that no test reaches and mutants not checked yet are left out of it.")
+    print("\nThe score is killed / (killed + survived + accepted). Left out of it: equivalent")
+    print("mutants (no test can tell them from the original), mutants that no test reaches,")
+    print("mutants not checked yet, and survivors that change only the wording of a message")
+    print('("wording": tests pin a message only where users rely on its words, such as the')
+    print("names and URLs it must carry; they are listed below all the same).")
     if unchecked:
         print(f"This run was stopped before it checked {unchecked} mutants: their modules'")
         print("scores are of the mutants checked so far.")
@@ -73,19 +81,16 @@ def main() -> None:
         for name, reason in sorted(judged.items()):
             print(f"- `{name}`: {reason}")
         print()
-    changes = {name: _change(name) for name in open_survivors}
-    wording = [name for name in open_survivors if _only_text(*changes[name])]
-    logic = [name for name in open_survivors if name not in wording]
-    print(f"## Survivors still to kill ({len(open_survivors)})\n")
-    print(f"{len(logic)} change what the code does; {len(wording)} change only the text of a")
-    print("string (mostly the wording of messages, which tests pin only where users rely on")
-    print("it).\n")
-    for title, names in (("What the code does", logic), ("Only the text of a string", wording)):
-        print(f"### {title} ({len(names)})\n")
-        for name in names:
-            before, after = changes[name]
-            print(f"- `{name}`: `{before}` -> `{after}`")
-        print()
+    logic = [name for name in survivors if name not in wording]
+    print(f"## Survivors still to kill ({len(logic)})\n")
+    for name in sorted(logic):
+        before, after = changes[name]
+        print(f"- `{name}`: `{before}` -> `{after}`")
+    print(f"\n## Survivors that change only the wording of a message ({len(wording)})\n")
+    for name in sorted(wording):
+        before, after = changes[name]
+        print(f"- `{name}`: `{before}` -> `{after}`")
+    print()
 
 
 _STRING = re.compile(r"""[rbf]{0,2}("[^"]*"|'[^']*')""")
