@@ -1,15 +1,32 @@
-"""Small helpers for task groups: running two awaitables at once, and reading the
-exception groups a task group raises."""
+"""Small helpers for concurrency: the event loop's clock, running two awaitables at once,
+and reading the exception groups a task group raises."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
 
 A = TypeVar("A")
 B = TypeVar("B")
+
+
+def loop_clock() -> Callable[[], float]:
+    """The running event loop's clock, the one `anyio.current_time` reads, as a function
+    that reads it without finding out the backend on every call (for the hot paths).
+
+    It belongs to this event loop: get it again in another.
+    """
+    trio = sys.modules.get("trio")  # not imported: not running (importing it costs time)
+    if trio is not None and trio.lowlevel.in_trio_run():
+        return trio.current_time  # type: ignore[no-any-return]
+    try:
+        return asyncio.get_running_loop().time
+    except RuntimeError:
+        return anyio.current_time
 
 
 async def together(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:

@@ -841,3 +841,14 @@ async def test_a_refresh_that_fails_oddly_is_retried_slowly(server: FakeTokenSer
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(times) >= 3
     assert all(60 <= gap <= 61 for gap in gaps)
+
+
+async def test_the_fast_clock_is_the_event_loops_own() -> None:
+    """The clock get_token() reads without a backend lookup is the one anyio reads, virtual
+    time included; outside a running loop it falls back to anyio's."""
+    from archibald._tasks import loop_clock
+
+    now = loop_clock()
+    assert anyio.current_time() == now()
+    await anyio.sleep(3600)
+    assert anyio.current_time() == now()

@@ -32,6 +32,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from .._lifecycle import Lifecycle
 from .._secrets import Secret
+from .._tasks import loop_clock
 from ..config import TokenPolicy
 from ..exceptions import (
     AuthNotActiveError,
@@ -126,6 +127,7 @@ class RefreshingAuth(ArcGISAuth, Generic[SourceT]):
         self._changed: anyio.Event | None = None
         self._forced: anyio.Event | None = None
         self._run: _Run | None = None  # the refresher run that may publish
+        self._now = anyio.current_time  # the event loop's clock, read faster once entered
         self._renew_at = 0.0  # when the current token is due for renewal (anyio clock)
         self._fetches = 0
         self._failures = 0
@@ -161,11 +163,7 @@ class RefreshingAuth(ArcGISAuth, Generic[SourceT]):
     def has_valid_token(self) -> bool:
         """Whether a valid token is at hand, so `get_token` returns without waiting."""
         token = self._token
-        return (
-            self._state is _ACTIVE
-            and token is not None
-            and anyio.current_time() < token.expires_at
-        )
+        return self._state is _ACTIVE and token is not None and self._now() < token.expires_at
 
     async def get_token(self) -> str:
         """Return the current token, waiting only if none is valid yet.
@@ -179,9 +177,10 @@ class RefreshingAuth(ArcGISAuth, Generic[SourceT]):
                 failed (the cause is chained). The refresher keeps retrying.
         """
         while True:
-            self._check_active()
+            if self._state is not _ACTIVE:
+                self._check_active()  # raises, saying why
             token = self._token
-            if token is not None and anyio.current_time() < token.expires_at:
+            if token is not None and self._now() < token.expires_at:
                 return token.value.reveal()
             if self._error is not None:
                 raise self._error_for_caller()
@@ -483,6 +482,7 @@ class RefreshingAuth(ArcGISAuth, Generic[SourceT]):
         self._state = Lifecycle.IDLE
         self._left_with_holders = False
         self._changed = anyio.Event()
+        self._now = loop_clock()
         self._run = _Run()
         return self._run
 
