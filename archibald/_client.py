@@ -27,6 +27,7 @@ from typing import Any, Literal, Self
 from urllib.parse import urlencode
 
 import anyio
+import anyio.abc
 import attrs
 import httpx
 
@@ -180,6 +181,7 @@ class ArchieClient:
         self._http: httpx.AsyncClient | None = None
         self._limiter: anyio.CapacityLimiter | None = None
         self._now = anyio.current_time  # the event loop's clock, read faster once open
+        self._tasks: anyio.abc.TaskGroup | None = None
         self._stack: AsyncExitStack | None = None
         self._state = Lifecycle.IDLE
         self._counters = _Counters()
@@ -211,6 +213,11 @@ class ArchieClient:
                 )
             self._limiter = anyio.CapacityLimiter(self._max_concurrent)
             self._now = loop_clock()
+            # Work the client runs for its streams (fetching ahead): entered last, so that
+            # on leaving it is cancelled, then awaited, before the HTTP client closes.
+            tasks = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(tasks.cancel_scope.cancel)
+            self._tasks = tasks
             unwind.pop_all()
         self._stack = stack
         self._state = Lifecycle.ACTIVE
@@ -228,6 +235,7 @@ class ArchieClient:
         """Close the HTTP client and leave the auth if this client entered it."""
         stack, self._stack = self._stack, None
         self._http = None
+        self._tasks = None
         if self._state is Lifecycle.ACTIVE:
             self._state = Lifecycle.CLOSED
         if stack is not None:
@@ -349,6 +357,12 @@ class ArchieClient:
             raise InvalidParameterError("give an endpoint or url=, not both")
         check_http_url(url, "url", InvalidParameterError, extras="allow")
         return url
+
+    def _background(self) -> anyio.abc.TaskGroup:
+        """The task group in which this client's streams fetch ahead, while it is open."""
+        self._open()
+        assert self._tasks is not None
+        return self._tasks
 
     def _open(self) -> tuple[httpx.AsyncClient, anyio.CapacityLimiter]:
         http, limiter = self._http, self._limiter

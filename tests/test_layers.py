@@ -25,6 +25,7 @@ from archibald import (
     LifecycleError,
     MapLayer,
     MapService,
+    PageStream,
     RetryPolicy,
     ServiceError,
     UserTokenAuth,
@@ -352,18 +353,25 @@ async def test_a_stream_closed_by_its_consumer_ends(fake: FakeArcGIS) -> None:
         assert before == fake.statistics().requests["query"]
 
 
-async def test_a_failure_in_a_wide_window_names_its_batch(fake: FakeArcGIS) -> None:
-    """One of four concurrent batches fails for good: one error naming only that batch."""
+async def test_a_failure_among_concurrent_batches_names_its_batch(fake: FakeArcGIS) -> None:
+    """One of four concurrent batches fails for good: one error naming only that batch,
+    after every page before it."""
     async with client_for(fake, retry=RetryPolicy(attempts=1)) as client:
         pages = FeatureLayer(client, "Parcels", 0).pages(max_concurrency=4)
-        await anext(pages)  # the first window (ids 1-4000) arrived
+        first = await anext(pages)
         fake.faults.fail_next("query", status=503, times=1)
+        delivered = list(first.object_ids)
+
+        async def drain() -> None:
+            async for page in pages:
+                delivered.extend(page.object_ids)
+
         with pytest.raises(IncompleteResultError) as info:
-            async for _ in pages:
-                pass
-    assert info.value.missing is not None
-    assert 1000 == len(info.value.missing)
-    assert 4001 <= min(info.value.missing)
+            await drain()
+    missing = info.value.missing
+    assert missing is not None
+    assert list(range(missing[0], missing[0] + 1000)) == sorted(missing)  # one whole batch
+    assert list(range(1, missing[0])) == delivered  # everything before it, in order
 
 
 async def test_as_they_arrive(fake: FakeArcGIS, ahead: bool) -> None:
@@ -412,6 +420,81 @@ async def test_fetching_ahead_is_bounded_by_max_concurrency(fake: FakeArcGIS) ->
         await anext(pages)
         await anyio.sleep(60)
         assert 2 + 2 + 3 == fake.statistics().requests["query"]  # and then page 5
+
+
+# -- the plain loop: fetching ahead in the client's task group ------------------------------
+
+
+async def test_the_plain_loop_overlaps_fetching_with_the_consumer(fake: FakeArcGIS) -> None:
+    """`async for page in layer.pages()` fetches ahead too: a slow consumer of 11 pages
+    waits for the first page only, and at most max_concurrency pages are ahead of it."""
+    fake.faults.latency["query"] = 1.0
+    async with client_for(fake) as client:
+        started = anyio.current_time()
+        ids: list[int] = []
+        async for page in FeatureLayer(client, "Parcels", 0).pages(max_concurrency=3):
+            ids.extend(page.object_ids)
+            if len(ids) == 1000:
+                await anyio.sleep(60)  # a consumer that stops taking pages
+                # the ids, their count, the page taken, and pages 2, 3 and 4, no more
+                assert 2 + 1 + 3 == fake.statistics().requests["query"]
+            await anyio.sleep(1.0)  # the consumer's own work
+        elapsed = anyio.current_time() - started - 60
+    assert ALL == ids
+    assert elapsed < 14.5  # as inside `async with`; a window at a time took 16 s
+
+
+@pytest.mark.parametrize("how", ["break", "aclose", "drop"])
+async def test_the_plain_loop_stops_fetching_when_its_consumer_stops(
+    fake: FakeArcGIS, how: str
+) -> None:
+    """Break out of the loop, close the stream, or drop it half-read: the fetches ahead
+    stop at once (no task left running in the client), and the client goes on working."""
+    fake.faults.latency["query"] = 1.0
+    async with client_for(fake) as client:
+        layer = FeatureLayer(client, "Parcels", 0)
+        stream = layer.features(max_concurrency=4)
+        if how == "break":
+            async for _feature in stream:
+                break
+            del stream
+        else:
+            await anext(stream)
+            if how == "aclose":
+                await stream.aclose()
+            del stream
+            gc.collect()
+        sent = fake.statistics().requests["query"]
+        await anyio.sleep(10)
+        assert sent == fake.statistics().requests["query"]
+        assert 10_001 == await layer.count()
+
+
+async def test_leaving_the_client_stops_a_plain_loop(fake: FakeArcGIS) -> None:
+    """The client closes while a plain loop is half-way (in another task): its fetches are
+    cancelled, its consumer is told the crawl was closed, and no exception group reaches
+    anyone."""
+    fake.faults.latency["query"] = 1.0
+    outcome: list[BaseException] = []
+    got: list[int] = []
+
+    async def consume(pages: PageStream) -> None:
+        try:
+            async for page in pages:
+                got.extend(page.object_ids)
+        except Exception as exc:
+            outcome.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        async with client_for(fake) as client:
+            tg.start_soon(consume, FeatureLayer(client, "Parcels", 0).pages(max_concurrency=2))
+            await anyio.sleep(4.5)  # ids and count, then a page or two
+        sent = fake.statistics().requests["query"]
+        await anyio.sleep(10)
+    assert sent == fake.statistics().requests["query"]
+    assert 0 < len(got) < 10_001
+    (error,) = outcome
+    assert isinstance(error, (IncompleteResultError, LifecycleError)), error
 
 
 async def test_leaving_async_with_early_stops_every_fetch(fake: FakeArcGIS) -> None:

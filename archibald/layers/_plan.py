@@ -8,9 +8,7 @@ import itertools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-import anyio
-
-from .._tasks import leaves, together
+from .._tasks import together
 from .._validate import whole_number
 from ..exceptions import ArcGISError, ArchieError, IncompleteResultError, InvalidParameterError
 from ._model import AnswerShape, LayerInfo, Page
@@ -104,39 +102,6 @@ class Crawl:
         self.params = dict(params)
         self.page_size = page_size
         self.succeeded = False  # whether any batch has come back whole yet
-
-    async def fetch_window(self, batches: list[array.array[int]], *, ordered: bool) -> list[Page]:
-        """Fetch *batches* concurrently; every one complete, or one error for all."""
-        results: list[Page | None] = [None] * len(batches)
-        arrival: list[int] = []
-        failure: list[Exception] = []
-        failed: list[array.array[int]] = []
-
-        async def fetch(index: int, batch: array.array[int]) -> None:
-            try:
-                results[index] = await self.fetch_batch(batch)
-            except Exception as exc:
-                failure.append(exc)
-                failed.append(batch)
-                tg.cancel_scope.cancel()  # one failure ends the window; it is reported alone
-                return
-            arrival.append(index)
-
-        try:
-            async with anyio.create_task_group() as tg:
-                for index, batch in enumerate(batches):
-                    tg.start_soon(fetch, index, batch)
-        except BaseExceptionGroup as group:
-            # Only what no fetch could catch gets here (Ctrl-C, say): raise it as it is.
-            inner = leaves(group)
-            if len(inner) == 1:
-                raise inner[0] from None
-            raise
-        if failure:
-            raise self.failure(failure[0], failed[0])
-        order = range(len(batches)) if ordered else arrival
-        pages = [results[i] for i in order]
-        return [p for p in pages if p is not None]
 
     def failure(self, error: Exception, batch: array.array[int]) -> Exception:
         """What the consumer gets when *batch* could not be fetched because of *error*."""

@@ -1,15 +1,15 @@
 """The streams a crawl hands out: `PageStream` and `FeatureStream`.
 
-A `PageStream` is a front over one of two fetchers, chosen at its first step:
+A `PageStream` is a front over a fetcher, `_Ahead`, made at its first step, which fetches
+ahead of the consumer: a credit per page (there are ``max_concurrency``) is taken when a
+fetch starts and given back when the consumer takes the page, so fetching overlaps the
+consumer and memory stays bounded. Errors of a fetch are handed to the consumer in order,
+never raised in a task group (which would cancel the consumer's own code).
 
-- inside ``async with``, `_Ahead` fetches ahead in the stream's task group: a credit per
-  page (there are ``max_concurrency``) is taken when a fetch starts and given back when
-  the consumer takes the page, so fetching overlaps the consumer and memory stays
-  bounded. Errors of a fetch are handed to the consumer in order, never raised in the
-  task group (which would cancel the consumer's own code);
-- without it, `_Windows` fetches one window of ``max_concurrency`` batches per step, whole,
-  before its pages are handed out: nothing runs while the consumer holds a page, and
-  breaking out of the loop leaves nothing behind.
+Inside ``async with`` the fetches run in the stream's own task group, and leaving the
+block stops them. Without it they run in the client's task group, and stop when the stream
+is closed, exhausted or dropped (a loop that breaks out drops it), or when the client
+closes: no task outlives the client, and none is left behind by a ``break``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import array
 import collections
 import contextlib
 import math
+import weakref
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from types import TracebackType
@@ -44,11 +45,12 @@ __all__ = ["FeatureStream", "PageStream"]
 class PageStream:
     """The pages of a crawl (see `FeatureLayer.pages`): an async iterator.
 
-    Open it with ``async with`` to fetch ahead: up to ``max_concurrency`` pages are
-    fetched while the consumer works, and leaving the block cancels what is still running.
-    Without ``async with``, each step fetches a whole window of pages and returns, so
-    nothing runs between steps and a loop that stops early needs no clean-up. It is a
-    plain object, not an async generator, so Trio does not warn on an early ``break``.
+    Up to ``max_concurrency`` pages are fetched ahead while the consumer works. Opened
+    with ``async with``, the fetches run in the stream's own task group and leaving the
+    block cancels what is still running; without it, they run in the client's task group
+    and stop when the loop ends, breaks out (the stream is dropped), or the client closes.
+    It is a plain object, not an async generator, so Trio does not warn on an early
+    ``break``.
     """
 
     def __init__(self, layer: _Layer, options: CrawlOptions) -> None:
@@ -56,7 +58,7 @@ class PageStream:
         self._options = options
         self._concurrency = options.max_concurrency or layer._client.max_concurrent_requests
         self._ids: array.array[int] | None = None
-        self._fetcher: _Windows | _Ahead | None = None
+        self._fetcher: _Ahead | None = None
         self._failed: BaseException | None = None
         self._closed = False
         self._delivered = 0
@@ -101,26 +103,41 @@ class PageStream:
         self._delivered += len(page)
         return page
 
-    async def _begin(self) -> _Windows | _Ahead:
-        """List the ids (the snapshot) and choose the fetcher, on the first step."""
+    async def _begin(self) -> _Ahead:
+        """List the ids (the snapshot) and start fetching ahead, on the first step.
+
+        Inside ``async with`` the fetches run in the stream's own task group; without it,
+        in the client's, and they stop when the stream is closed, exhausted or dropped, or
+        when the client closes.
+        """
         layer, options = self._layer, self._options
         info = await layer._queryable()
-        params = options.query_params(info, layer.url)  # unknown fields refused before any query
+        params = options.query_params(info, layer.url)  # unknown fields: refused before a query
         ids = await list_ids(layer._query, layer.url, options.where, count=layer.count)
         crawl = Crawl(
             layer._query, layer.url, info, options.where, params, options.batch_size(info)
         )
-        self._ids = ids
-        if self._task_group is None:
-            self._fetcher = _Windows(crawl, ids, self._concurrency, ordered=options.ordered)
-        elif self._closed:  # closed by another task while the ids were listed
+        if self._closed:  # closed by another task while the ids were listed
             raise self._closed_error()
-        else:
-            self._fetcher = _Ahead(
-                crawl, ids, self._concurrency, ordered=options.ordered, closed=self._closed_error
-            )
-            self._fetcher.start(self._task_group)
-        return self._fetcher
+        self._ids = ids
+        tasks = self._task_group or layer._client._background()
+        # The fetcher must not keep the stream alive: a loop that breaks out drops the
+        # stream, and dropping it stops the fetches (the finalizer below).
+        stream = weakref.ref(self)
+        url = layer.url
+
+        def closed() -> IncompleteResultError:
+            alive = stream()
+            if alive is None:
+                return IncompleteResultError(f"the crawl of {url} was closed")
+            return alive._closed_error()
+
+        fetcher = _Ahead(crawl, ids, self._concurrency, ordered=options.ordered, closed=closed)
+        fetcher.start(tasks)
+        if self._task_group is None:
+            weakref.finalize(self, fetcher.close)
+        self._fetcher = fetcher
+        return fetcher
 
     async def aclose(self) -> None:
         """Drop what is buffered and end the crawl, stopping any fetch still running."""
@@ -162,40 +179,6 @@ class PageStream:
         return False
 
 
-class _Windows:
-    """Without ``async with``: one window of batches per step, nothing running between."""
-
-    def __init__(
-        self, crawl: Crawl, ids: array.array[int], concurrency: int, *, ordered: bool
-    ) -> None:
-        self._crawl = crawl
-        self._ids = ids
-        self._concurrency = concurrency
-        self._ordered = ordered
-        self._position = 0
-        self._ready: collections.deque[Page] = collections.deque()
-
-    async def next(self) -> Page:
-        if not self._ready:
-            window: list[array.array[int]] = []
-            end = self._position
-            while len(window) < self._concurrency and end < len(self._ids):
-                step = self._crawl.page_size
-                window.append(self._ids[end : end + step])
-                end += step
-            if window:
-                pages = await self._crawl.fetch_window(window, ordered=self._ordered)
-                # Only now: a step cancelled mid-window fetches the same window again.
-                self._position = end
-                self._ready.extend(pages)
-        if not self._ready:
-            raise StopAsyncIteration
-        return self._ready.popleft()
-
-    def close(self) -> None:
-        self._ready.clear()
-
-
 @attrs.define(eq=False)
 class _Slot:
     """One batch fetched ahead: its page or its error, once ``done`` is set."""
@@ -228,6 +211,7 @@ class _Ahead:
         self._head: _Slot | None = None
         self._scheduled_all = False
         self._closed = False
+        self._done = False  # the producer has ended
 
     def start(self, task_group: anyio.abc.TaskGroup) -> None:
         task_group.start_soon(self._produce)
@@ -239,6 +223,7 @@ class _Ahead:
             except anyio.EndOfStream:
                 if self._closed or not self._scheduled_all:
                     raise self._closed_error() from None
+                self._slots.close()  # every page was taken
                 raise StopAsyncIteration from None
             except anyio.ClosedResourceError:  # closed by aclose() while waiting
                 raise self._closed_error() from None
@@ -257,14 +242,23 @@ class _Ahead:
     def close(self) -> None:
         self._head = None
         self._closed = True
-        self._producer.cancel()
         self._slots.close()
+        if not self._done:  # the producer is still running (and its event loop with it)
+            self._producer.cancel()
 
     async def _produce(self) -> None:
         """Start one fetch per batch as credits allow: a credit comes back when the
         consumer takes a page, so fetched and in-flight pages never exceed the limit."""
         failed = anyio.Event()
         ids, send = self._ids, self._send
+        try:
+            await self._schedule(ids, send, failed)
+        finally:
+            self._done = True
+
+    async def _schedule(
+        self, ids: array.array[int], send: MemoryObjectSendStream[_Slot], failed: anyio.Event
+    ) -> None:
         with self._producer, send:
             async with anyio.create_task_group() as fetches:
                 position = 0
