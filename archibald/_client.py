@@ -32,7 +32,15 @@ import attrs
 import httpx
 
 from ._lifecycle import Lifecycle
-from ._responses import Failure, Success, TokenRejected, Transient, arcgis_error, classify
+from ._responses import (
+    Failure,
+    Success,
+    TokenRejected,
+    Transient,
+    arcgis_error,
+    classify,
+    rejection_hint,
+)
 from ._secrets import is_secure_url, origin_of, redact_url
 from ._sending import (
     Exchange,
@@ -182,6 +190,7 @@ class ArchieClient:
         self._limiter: anyio.CapacityLimiter | None = None
         self._now = anyio.current_time  # the event loop's clock, read faster once open
         self._tasks: anyio.abc.TaskGroup | None = None
+        self._host_task: int | None = None  # the task that opened the client
         self._stack: AsyncExitStack | None = None
         self._state = Lifecycle.IDLE
         self._counters = _Counters()
@@ -220,6 +229,7 @@ class ArchieClient:
             self._tasks = tasks
             unwind.pop_all()
         self._stack = stack
+        self._host_task = anyio.get_current_task().id
         self._state = Lifecycle.ACTIVE
         return self
 
@@ -232,7 +242,20 @@ class ArchieClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the HTTP client and leave the auth if this client entered it."""
+        """Stop the streams fetching in the background, close the HTTP client, and release
+        the auth; the same as leaving the ``async with`` block.
+
+        It must run in the task that opened the client (its task group belongs to that
+        task): to stop a client from elsewhere, cancel the code that opened it.
+
+        Raises:
+            LifecycleError: Called from another task while the client is open.
+        """
+        if self._stack is not None and anyio.get_current_task().id != self._host_task:
+            raise LifecycleError(
+                "ArchieClient.aclose() must run in the task that opened the client; leave "
+                "its `async with` block there (cancel that code to stop it from elsewhere)"
+            )
         stack, self._stack = self._stack, None
         self._http = None
         self._tasks = None
@@ -568,7 +591,14 @@ class ArchieClient:
                 url=url,
                 response=response,
                 secrets=[token, *exchange.secrets],
-                hint=self._rejection_hint(url, token, exchange.refreshed, envelope.code),
+                hint=rejection_hint(
+                    url,
+                    token,
+                    refreshed=exchange.refreshed,
+                    code=envelope.code,
+                    no_auth=isinstance(self._auth, NoAuth),
+                    auth_hint=self._auth.rejection_hint,
+                ),
             )
         exchange.refreshed = True
         if token != self._last_rejected:  # the first to report this token
@@ -609,25 +639,6 @@ class ArchieClient:
             "not sending the token to %s: tokens travel over HTTPS only (loopback excepted)",
             origin,
         )
-
-    def _rejection_hint(self, url: str, token: str, refreshed: bool, code: int | None) -> str:
-        if not token:
-            if isinstance(self._auth, NoAuth) and code == 499:
-                return "this service needs a token: sign in with UserTokenAuth or another auth"
-            if isinstance(self._auth, NoAuth):
-                return "no token was sent (NoAuth)"
-            if not is_secure_url(url):
-                return "no token was sent: tokens travel over HTTPS only"
-            return (
-                f"no token was sent to {origin_of(url)}, which is not trusted; "
-                "add it to ArchieClient(trusted_origins=...) if it should get one"
-            )
-        if refreshed:
-            return (
-                "rejected again with a fresh token: the user may not have access, or the "
-                "token is bound to another referer or IP address"
-            )
-        return self._auth.rejection_hint
 
 
 def _object(body: Any) -> dict[str, Any]:

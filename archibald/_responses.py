@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 import httpx
 
-from ._secrets import scrub
+from ._secrets import is_secure_url, origin_of, scrub
 from ._validate import whole_number
 from .exceptions import (
     ArcGISError,
@@ -43,6 +43,7 @@ __all__ = [
     "classify",
     "is_transient",
     "read_envelope",
+    "rejection_hint",
     "retry_after",
     "snippet",
 ]
@@ -248,6 +249,29 @@ def _error_of(response: httpx.Response, body: Any, secrets: Sequence[str]) -> En
     if envelope is not None and envelope.code is None and status >= 400:
         return attrs.evolve(envelope, code=status)
     return envelope
+
+
+def rejection_hint(
+    url: str, token: str, *, refreshed: bool, code: int | None, no_auth: bool, auth_hint: str
+) -> str:
+    """What to tell the user when *url* rejected *token* for good (or got none)."""
+    if not token:
+        if no_auth and code == 499:
+            return "this service needs a token: sign in with UserTokenAuth or another auth"
+        if no_auth:
+            return "no token was sent (NoAuth)"
+        if not is_secure_url(url):
+            return "no token was sent: tokens travel over HTTPS only"
+        return (
+            f"no token was sent to {origin_of(url)}, which is not trusted; "
+            "add it to ArchieClient(trusted_origins=...) if it should get one"
+        )
+    if refreshed:
+        return (
+            "rejected again with a fresh token: the user may not have access, or the "
+            "token is bound to another referer or IP address"
+        )
+    return auth_hint
 
 
 def retry_after(response: httpx.Response) -> float | None:

@@ -801,6 +801,27 @@ async def test_odd_inputs_and_answers_are_typed_errors() -> None:
                 await client.get("deep")
 
 
+async def test_a_client_is_closed_in_the_task_that_opened_it(fake: FakeArcGIS) -> None:
+    """aclose() from another task is refused (the client's task group belongs to the task
+    that opened it) and leaves the client working; the opener closes it."""
+    client = ArchieClient(fake.services_url, transport=fake.transport())
+    await client.__aenter__()
+    errors: list[Exception] = []
+
+    async def close_elsewhere() -> None:
+        try:
+            await client.aclose()
+        except LifecycleError as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(close_elsewhere)
+    assert "must run in the task that opened the client" in str(errors[0])
+    assert {"count": 3000} == await client.get_json(f"{PARCELS}/query", params=COUNT)
+    await client.aclose()
+    assert repr(client).endswith(", closed)")
+
+
 async def test_closing_during_a_retry_wait_is_a_clear_error(
     fake: FakeArcGIS, wire: Recording
 ) -> None:
