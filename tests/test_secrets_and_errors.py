@@ -221,3 +221,36 @@ def test_an_api_key_that_would_split_a_header_is_refused(key: str) -> None:
 def test_a_trailing_newline_around_an_api_key_is_trimmed() -> None:
     """A key read from a file with its newline still works (the ends are trimmed)."""
     assert "APIKeyAuth(api_key=********)" == repr(APIKeyAuth("AAPK-key\n"))
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b'{"features": [{"attributes": {"OBJECTID": 1, "NAME": "caf\\u00e9"}}]}',
+         {"features": [{"attributes": {"OBJECTID": 1, "NAME": "café"}}]}),
+        (b'{"count": 9223372036854775807}', {"count": 9223372036854775807}),
+        (b'{"xmin": NaN}', "nan"),  # some servers write NaN bare; orjson refuses it
+        ('{"count": 3}'.encode("utf-16"), {"count": 3}),  # orjson reads UTF-8 only
+    ],
+)  # fmt: skip
+def test_answers_decode_as_the_standard_library_reads_them(
+    content: bytes, expected: object
+) -> None:
+    """The fast decoder gives what json.loads gives, falling back to it where it must."""
+    import json
+    import math
+
+    from archibald._responses import decode_json
+
+    decoded = decode_json(content)
+    if expected == "nan":
+        assert math.isnan(decoded["xmin"])
+    else:
+        assert expected == decoded == json.loads(content)
+
+
+def test_an_answer_that_is_not_json_is_a_value_error() -> None:
+    from archibald._responses import decode_json
+
+    with pytest.raises(ValueError, match="Expecting value"):
+        decode_json(b"<html>")
