@@ -1179,3 +1179,40 @@ async def test_features_passes_its_arguments_to_the_pages(fake: FakeArcGIS) -> N
         pages_asked = fake.statistics().requests["query"]
     assert list(range(1, 11)) == ids
     assert 2 + 4 == pages_asked  # the id list and the count, then four pages of three
+
+
+@pytest.mark.parametrize(
+    ("answer", "ids"),
+    [
+        ([3, 1, 2, 2], [1, 2, 3]),
+        ([1.0, 2.0], [1, 2]),
+        (["5", " 6"], [5, 6]),
+        ([2**63 - 1, -(2**63 - 1)], [-(2**63 - 1), 2**63 - 1]),
+        (None, []),
+        ([], []),
+    ],
+)
+def test_an_id_list_is_read_whatever_its_numbers_look_like(answer: object, ids: list[int]) -> None:
+    """returnIdsOnly answers: ids as ints, whole floats or digits, in any order, repeated."""
+    from archibald.layers._plan import _id_array
+
+    assert ids == list(_id_array(answer, "https://h/x/FeatureServer/0"))
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ([1, True], "an id that is not a 64-bit integer"),
+        ([1, 2**63], "an id that is not a 64-bit integer"),
+        ([-(2**63), 1], "an id that is not a 64-bit integer"),
+        ([1.5], "an id that is not a 64-bit integer"),
+        (["x"], "an id that is not a 64-bit integer"),
+        ([None], "an id that is not a 64-bit integer"),
+        ("1,2", "without a list of ids"),
+    ],
+)
+def test_an_id_list_with_something_else_in_it_is_refused(answer: object, message: str) -> None:
+    from archibald.layers._plan import _id_array
+
+    with pytest.raises(IncompleteResultError, match=message):
+        _id_array(answer, "https://h/x/FeatureServer/0")

@@ -61,17 +61,29 @@ def _id_array(values: object, url: str) -> array.array[int]:
         return array.array("q")
     if not isinstance(values, list):
         raise IncompleteResultError(f"{url} answered returnIdsOnly without a list of ids")
-    ids: list[int] = []
-    for value in values:
-        oid = whole_number(value)
-        if oid is None or not -_MAX_OID <= oid <= _MAX_OID:
-            raise IncompleteResultError(
-                f"{url} answered returnIdsOnly with an id that is not a 64-bit integer"
-            )
-        ids.append(oid)
-    if all(a < b for a, b in itertools.pairwise(ids)):  # the usual case: no set, no sort
-        return array.array("q", ids)
-    return array.array("q", sorted(set(ids)))
+    try:
+        if set(map(type, values)) <= {int}:  # the usual answer: plain integers, read at once
+            ids = array.array("q", values)
+        else:  # floats such as 7.0, digits in strings (some servers), or junk
+            ids = array.array("q", [_whole_id(value) for value in values])
+    except (OverflowError, ValueError):
+        raise IncompleteResultError(
+            f"{url} answered returnIdsOnly with an id that is not a 64-bit integer"
+        ) from None
+    if not all(a < b for a, b in itertools.pairwise(ids)):  # usually: no set, no sort
+        ids = array.array("q", sorted(set(ids)))
+    if ids and ids[0] < -_MAX_OID:
+        raise IncompleteResultError(
+            f"{url} answered returnIdsOnly with an id that is not a 64-bit integer"
+        )
+    return ids
+
+
+def _whole_id(value: object) -> int:
+    oid = whole_number(value)
+    if oid is None:
+        raise ValueError(value)
+    return oid
 
 
 class Crawl:

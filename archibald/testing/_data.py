@@ -156,6 +156,10 @@ class FakeLayer:
     _version: int = attrs.field(default=0, repr=False)
     _matches: dict[tuple[Any, ...], list[int]] = attrs.field(factory=dict, repr=False)
     _fragments: dict[tuple[Any, ...], dict[int, bytes]] = attrs.field(factory=dict, repr=False)
+    # (version, bounds): a server keeps its layer's extent, it does not scan every feature
+    _bounds: tuple[int, tuple[float, float, float, float] | None] | None = attrs.field(
+        default=None, repr=False
+    )
 
     @property
     def features(self) -> list[dict[str, Any]]:
@@ -310,6 +314,19 @@ class FakeLayer:
         self._fragments.clear()
 
     def extent(self) -> dict[str, Any]:
+        if self._bounds is None or self._bounds[0] != self._version:
+            self._bounds = (self._version, self._measure())
+        bounds = self._bounds[1]
+        xmin, ymin, xmax, ymax = bounds if bounds is not None else (None, None, None, None)
+        return {
+            "xmin": xmin,
+            "ymin": ymin,
+            "xmax": xmax,
+            "ymax": ymax,
+            "spatialReference": self.spatial_reference,
+        }
+
+    def _measure(self) -> tuple[float, float, float, float] | None:
         xs: list[float] = []
         ys: list[float] = []
         for row in self._rows.values():
@@ -318,20 +335,8 @@ class FakeLayer:
                     xs.append(x)
                     ys.append(y)
         if not xs:
-            return {
-                "xmin": None,
-                "ymin": None,
-                "xmax": None,
-                "ymax": None,
-                "spatialReference": self.spatial_reference,
-            }
-        return {
-            "xmin": min(xs),
-            "ymin": min(ys),
-            "xmax": max(xs),
-            "ymax": max(ys),
-            "spatialReference": self.spatial_reference,
-        }
+            return None
+        return min(xs), min(ys), max(xs), max(ys)
 
 
 @attrs.define(eq=False)
