@@ -52,6 +52,13 @@ class Site(httpx.AsyncBaseTransport):
         return [str(r.url) for r in self.sent if r.method == "POST"]
 
 
+def for_server(site: Site) -> UserTokenAuth:
+    """Alice's sign-in at the standalone server of *site*, not entered yet."""
+    return UserTokenAuth.for_server(
+        SERVER, USER, PASSWORD, http_client=httpx.AsyncClient(transport=site)
+    )
+
+
 def server_info(auth_info: Any = None, **more: Any) -> dict[str, Any]:
     return {f"{SERVER}/rest/info": {"currentVersion": 11.1, "authInfo": auth_info, **more}}
 
@@ -107,9 +114,7 @@ async def test_a_server_that_cannot_sign_in_users_fails_at_once(
 ) -> None:
     """One read of rest/info, no retry, no password sent, and a message saying why."""
     site = Site(answers)
-    auth = UserTokenAuth.for_server(
-        SERVER, USER, PASSWORD, http_client=httpx.AsyncClient(transport=site)
-    )
+    auth = for_server(site)
     started = anyio.current_time()
     with pytest.raises(TokenRefreshError) as caught:
         async with auth:
@@ -143,9 +148,7 @@ async def test_an_empty_owning_system_url_is_a_standalone_server() -> None:
 async def test_an_unreadable_rest_info_names_the_user_and_the_url() -> None:
     """A server whose rest/info is not there says which URL and whose sign-in."""
     site = Site({})
-    auth = UserTokenAuth.for_server(
-        SERVER, USER, PASSWORD, http_client=httpx.AsyncClient(transport=site)
-    )
+    auth = for_server(site)
     with pytest.raises(TokenRefreshError) as caught:
         async with auth:
             pass
@@ -304,18 +307,14 @@ async def test_a_busy_rest_info_is_read_again() -> None:
             "scripted": {f"{SERVER}/rest/info": [busy]},
         }
     )
-    auth = UserTokenAuth.for_server(
-        SERVER, USER, PASSWORD, http_client=httpx.AsyncClient(transport=site)
-    )
+    auth = for_server(site)
     async with auth:
         assert f"token-from-{endpoint}" == await auth.get_token()
     assert 2 == sum(1 for r in site.sent if r.url.path.endswith("/rest/info"))
 
     refused = httpx.Response(400, json={"message": "bad request"})
     site = Site({"scripted": {f"{SERVER}/rest/info": [refused]}})
-    auth = UserTokenAuth.for_server(
-        SERVER, USER, PASSWORD, http_client=httpx.AsyncClient(transport=site)
-    )
+    auth = for_server(site)
     with pytest.raises(
         TokenRefreshError, match=r"could not read .*/rest/info for user 'alice' \(HTTP 400"
     ):

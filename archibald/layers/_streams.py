@@ -252,28 +252,23 @@ class _Ahead:
         failed = anyio.Event()
         ids, send = self._ids, self._send
         try:
-            await self._schedule(ids, send, failed)
+            with self._producer, send:
+                async with anyio.create_task_group() as fetches:
+                    position = 0
+                    while position < len(ids):
+                        await self._credits.acquire()
+                        if failed.is_set() or self._closed:
+                            break  # the consumer stops at the failure; fetch nothing more
+                        slot = _Slot(ids[position : position + self._crawl.page_size])
+                        position += len(slot.batch)
+                        if self._ordered:
+                            _hand_over(send, slot)
+                        fetches.start_soon(self._fetch, slot, failed)
+                    else:
+                        # Only now may the end of the slots mean the end of the crawl.
+                        self._scheduled_all = True
         finally:
             self._done = True
-
-    async def _schedule(
-        self, ids: array.array[int], send: MemoryObjectSendStream[_Slot], failed: anyio.Event
-    ) -> None:
-        with self._producer, send:
-            async with anyio.create_task_group() as fetches:
-                position = 0
-                while position < len(ids):
-                    await self._credits.acquire()
-                    if failed.is_set() or self._closed:
-                        break  # the consumer stops at the failure; fetch nothing more
-                    slot = _Slot(ids[position : position + self._crawl.page_size])
-                    position += len(slot.batch)
-                    if self._ordered:
-                        _hand_over(send, slot)
-                    fetches.start_soon(self._fetch, slot, failed)
-                else:
-                    # Only now may the end of the slots mean the end of the crawl.
-                    self._scheduled_all = True
 
     async def _fetch(self, slot: _Slot, failed: anyio.Event) -> None:
         try:
