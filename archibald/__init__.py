@@ -48,6 +48,7 @@ from .layers import MapLayer as MapLayer
 from .layers import MapService as MapService
 from .layers import Page as Page
 from .layers import PageStream as PageStream
+from .layers import Partition as Partition
 from .layers import QueryResult as QueryResult
 
 __all__ = [
@@ -81,6 +82,7 @@ __all__ = [
     "NotFoundError",
     "Page",
     "PageStream",
+    "Partition",
     "QueryResult",
     "RefreshingAuth",
     "RetryPolicy",

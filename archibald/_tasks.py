@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import anyio
@@ -33,7 +33,14 @@ def loop_clock() -> Callable[[], float]:
 
 async def together(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
     """Await both at once; an error of either is raised as it is (not in a group)."""
-    results: list[Any] = [None, None]
+    results: list[Any] = await gather([first, second])
+    return results[0], results[1]
+
+
+async def gather(awaitables: Sequence[Awaitable[A]]) -> list[A]:
+    """Await all at once, results in order; the first error is raised as it is (not in a
+    group), and cancels the others."""
+    results: list[Any] = [None] * len(awaitables)
     errors: list[Exception] = []
 
     async def run(index: int, awaitable: Awaitable[Any]) -> None:
@@ -44,11 +51,11 @@ async def together(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
             tg.cancel_scope.cancel()
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(run, 0, first)
-        tg.start_soon(run, 1, second)
+        for index, awaitable in enumerate(awaitables):
+            tg.start_soon(run, index, awaitable)
     if errors:
         raise errors[0]
-    return results[0], results[1]
+    return results
 
 
 def same_error(raised: BaseException, original: BaseException) -> bool:

@@ -693,9 +693,12 @@ class CutIds(httpx.AsyncBaseTransport):
 
 
 async def test_a_short_id_list_is_caught(fake: FakeArcGIS) -> None:
-    """A returnIdsOnly answer cut short disagrees with the count: an error, not 2,000 rows."""
+    """A returnIdsOnly answer cut short disagrees with the count: never 2,000 rows, but
+    the crawl by id ranges (each list checked by count), or without statistics an error."""
     auth = UserTokenAuth(USER, PASSWORD, fake.portal_url, http_client=fake.client())
     async with ArchieClient(fake.services_url, auth, transport=CutIds(fake, "cut")) as client:
+        assert ALL == await crawl_ids(FeatureLayer(client, "Parcels", 0))
+        fake.layer("Parcels").supports_statistics = False
         with pytest.raises(IncompleteResultError, match="counts 10,001"):
             await crawl_ids(FeatureLayer(client, "Parcels", 0))
 
@@ -896,16 +899,22 @@ class IdListTampering(httpx.AsyncBaseTransport):
 
 
 async def test_an_id_list_the_server_cut_short_is_never_crawled(fake: FakeArcGIS) -> None:
-    """returnIdsOnly answered with exceededTransferLimit: object_ids() and crawls raise,
-    instead of delivering the first 5,000 features as if they were all."""
+    """returnIdsOnly answered with exceededTransferLimit: object_ids() raises, and a crawl
+    goes by id ranges, instead of delivering the first 5,000 features as if they were all
+    (without statistics, it raises)."""
     auth = UserTokenAuth(USER, PASSWORD, fake.portal_url, http_client=fake.client())
     transport = IdListTampering(fake, "cut", times=10)
     async with ArchieClient(fake.services_url, auth, transport=transport) as client:
         layer = FeatureLayer(client, "Parcels", 0)
         with pytest.raises(IncompleteResultError, match="exceededTransferLimit"):
             await layer.object_ids()
+        pages = layer.pages()
+        assert ALL == [oid async for page in pages for oid in page.object_ids]
+        assert pages.strategy == "ranges"
+        fake.layer("Parcels").supports_statistics = False
+        transport.times = 1
         with pytest.raises(IncompleteResultError, match="exceededTransferLimit"):
-            await anext(layer.pages())
+            await anext(FeatureLayer(client, "Parcels", 0).pages())
 
 
 async def test_a_list_and_count_that_disagree_once_are_asked_again(fake: FakeArcGIS) -> None:

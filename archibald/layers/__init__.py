@@ -27,6 +27,7 @@ The modules, in the order data flows through them:
 
 from ._handles import FeatureLayer, FeatureService, MapLayer, MapService
 from ._model import LayerInfo, Page, QueryResult
+from ._partitions import Partition
 from ._streams import FeatureStream, PageStream
 
 __all__ = [
@@ -38,5 +39,6 @@ __all__ = [
     "MapService",
     "Page",
     "PageStream",
+    "Partition",
     "QueryResult",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import array
+import functools
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar
 
@@ -13,6 +14,7 @@ from .._validate import is_whole
 from ..exceptions import IncompleteResultError, InvalidParameterError, LayerCapabilityError
 from ._model import AnswerShape, LayerInfo, QueryResult
 from ._options import CrawlOptions, check_where
+from ._partitions import Partition, id_statistics, plan_ranges, size_rule
 from ._plan import list_ids
 from ._streams import FeatureStream, PageStream
 
@@ -99,6 +101,43 @@ class _Layer:
         ids: array.array[int] = await list_ids(self._query, self._url, where)
         return list(ids)
 
+    async def partitions(
+        self, where: str = "1=1", *, count: int | None = None, size: int | None = None
+    ) -> list[Partition]:
+        """Ranges of object ids that together hold every feature matching *where*, for
+        crawls spread over tasks, processes or machines (``pages(partition=...)``).
+
+        They are planned from the server's statistics (the count, smallest and largest
+        object id of a range; a range holding too many features is cut in two at its
+        middle id), so no id is listed, however big the layer. The ranges are contiguous,
+        from the smallest id to the largest.
+
+        Args:
+            where: The filter (SQL, as the server understands it).
+            count: Make at least this many partitions (if there are that many features),
+                none holding more than its share of the features.
+            size: The most features in a partition. Without *count* or *size*,
+                partitions hold up to 100,000 features.
+
+        Raises:
+            LayerCapabilityError: The layer does not offer Query, or statistics.
+        """
+        where = check_where(where)
+        limit = size_rule(count, size)
+        info = await self._queryable()
+        if not info.supports_statistics:
+            raise LayerCapabilityError(
+                f"{self._url} does not advertise statistics (supportsStatistics), which "
+                "planning partitions needs; crawl it whole instead"
+            )
+        oid = info.object_id_field
+        statistics = functools.partial(id_statistics, self._query, self._url, oid)
+        id_ranges = await plan_ranges(statistics, where, oid, limit)
+        return [
+            Partition(url=self._url, where=where, id_field=oid, first_id=a, last_id=b, count=n)
+            for a, b, n in id_ranges
+        ]
+
     def pages(
         self,
         where: str = "1=1",
@@ -109,6 +148,7 @@ class _Layer:
         page_size: int | None = None,
         max_concurrency: int | None = None,
         ordered: bool = True,
+        partition: Partition | None = None,
     ) -> PageStream:
         """Every feature matching *where*, exactly once, in pages: ``async for page in ...``.
 
@@ -123,6 +163,8 @@ class _Layer:
             max_concurrency: Requests in flight at once; by default the client's limit.
             ordered: Pages in object-id order (default), or as they arrive within each
                 window of concurrent requests.
+            partition: Crawl only this range of object ids (from `partitions`, made by
+                this process or another); *where* is then the partition's.
 
         The iteration raises:
             IncompleteResultError: Some features could not be fetched; nothing is
@@ -137,6 +179,7 @@ class _Layer:
             page_size=page_size,
             max_concurrency=max_concurrency,
             ordered=ordered,
+            partition=partition,
         )
         return PageStream(self, options)
 
@@ -151,6 +194,7 @@ class _Layer:
         max_concurrency: int | None = None,
         ordered: bool = True,
         format: Literal["esrijson", "geojson"] = "esrijson",
+        partition: Partition | None = None,
     ) -> FeatureStream:
         """Every feature matching *where*, exactly once, one at a time.
 
@@ -170,6 +214,7 @@ class _Layer:
             page_size=page_size,
             max_concurrency=max_concurrency,
             ordered=ordered,
+            partition=partition,
         )
         return FeatureStream(pages, geojson=format == "geojson")
 
@@ -182,6 +227,7 @@ class _Layer:
         out_sr: int | None = None,
         page_size: int | None = None,
         max_concurrency: int | None = None,
+        partition: Partition | None = None,
     ) -> QueryResult:
         """Every feature matching *where*, collected in memory (use `pages` for big layers)."""
         info = await self._queryable()
@@ -194,6 +240,7 @@ class _Layer:
             out_sr=out_sr,
             page_size=page_size,
             max_concurrency=max_concurrency,
+            partition=partition,
         )
         async with pages:  # fetching ahead
             async for page in pages:

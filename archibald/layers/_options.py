@@ -11,6 +11,7 @@ import attrs
 from .._validate import is_whole
 from ..exceptions import InvalidParameterError
 from ._model import LayerInfo
+from ._partitions import Partition
 
 __all__ = ["CrawlOptions", "check_where", "fields_param"]
 
@@ -44,6 +45,13 @@ def _check_return_geometry(_: object, __: attrs.Attribute[Any], value: object) -
         raise InvalidParameterError(f"return_geometry must be True or False, got {value!r}")
 
 
+def _check_partition(_: object, __: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, Partition):
+        raise InvalidParameterError(
+            f"partition must be a Partition (from layer.partitions()), got {value!r}"
+        )
+
+
 @attrs.frozen(kw_only=True)
 class CrawlOptions:
     """What a crawl asks for (the arguments of `FeatureLayer.pages`), checked when made."""
@@ -57,6 +65,31 @@ class CrawlOptions:
         default=None, validator=_whole_or_none("max_concurrency")
     )
     ordered: bool = True
+    partition: Partition | None = attrs.field(default=None, validator=_check_partition)
+
+    def __attrs_post_init__(self) -> None:
+        partition = self.partition
+        if partition is None:
+            return
+        if self.where not in ("1=1", partition.where):
+            raise InvalidParameterError(
+                f"the partition was planned for where={partition.where!r}, not "
+                f"{self.where!r}; leave where out when you pass a partition"
+            )
+        object.__setattr__(self, "where", partition.where)  # the partition's filter rules
+
+    def check_partition(self, url: str, info: LayerInfo) -> None:
+        """Refuse a partition of another layer (or of this one before its ids changed)."""
+        partition = self.partition
+        if partition is None:
+            return
+        if partition.url.rstrip("/").lower() != url.rstrip("/").lower():
+            raise InvalidParameterError(f"the partition belongs to {partition.url}, not to {url}")
+        if partition.id_field.lower() != info.object_id_field.lower():
+            raise InvalidParameterError(
+                f"the partition ranges over {partition.id_field}, but the object-id field "
+                f"of {url} is {info.object_id_field}; plan the partitions again"
+            )
 
     def query_params(self, info: LayerInfo, url: str) -> dict[str, Any]:
         """The parameters every query of the crawl sends (unknown fields refused here)."""

@@ -4,16 +4,47 @@ each batch arrives whole (see the layers package for the algorithm)."""
 from __future__ import annotations
 
 import array
+import collections
+import functools
 import itertools
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from .._tasks import together
 from .._validate import whole_number
-from ..exceptions import ArcGISError, ArchieError, IncompleteResultError, InvalidParameterError
+from ..exceptions import (
+    ArcGISError,
+    ArchieError,
+    AuthorizationError,
+    IncompleteResultError,
+    InvalidParameterError,
+    NetworkError,
+    NotFoundError,
+    TokenExpiredError,
+    TokenMissingError,
+)
 from ._model import AnswerShape, LayerInfo, Page
+from ._partitions import (
+    DEFAULT_PARTITION_SIZE,
+    Partition,
+    id_statistics,
+    plan_ranges,
+    range_clause,
+)
 
-__all__ = ["Crawl", "Query", "list_ids", "ranges"]
+__all__ = [
+    "Crawl",
+    "IdSource",
+    "ListedIds",
+    "Query",
+    "RangedIds",
+    "list_ids",
+    "ranges",
+    "snapshot",
+]
+
+logger = logging.getLogger("archibald")
 
 Query = Callable[[Mapping[str, Any]], Awaitable[dict[str, Any]]]
 """Sends one query to the layer (the parameters of its ``query`` operation)."""
@@ -79,6 +110,140 @@ def _id_array(values: object, url: str) -> array.array[int]:
     return ids
 
 
+Strategy = Literal["ids", "ranges"]
+
+
+class IdSource(Protocol):
+    """Where a crawl takes its batches of ids from, in ascending order."""
+
+    strategy: Strategy
+    total: int
+    """How many features the crawl will deliver (counted by the server for ranges)."""
+
+    async def take(self, limit: int) -> array.array[int]:
+        """The next ids, at most *limit*; none when every id has been taken."""
+        ...
+
+
+class ListedIds:
+    """The ids of one listing (``returnIdsOnly``), taken in order."""
+
+    strategy: Strategy = "ids"
+
+    def __init__(self, ids: array.array[int]) -> None:
+        self._ids = ids
+        self._position = 0
+        self.total = len(ids)
+
+    async def take(self, limit: int) -> array.array[int]:
+        batch = self._ids[self._position : self._position + limit]
+        self._position += len(batch)
+        return batch
+
+
+class RangedIds:
+    """The ids of object-id ranges, each listed (and checked against its count) only when
+    the crawl reaches it; a range whose listing fails the way big listings fail (cut
+    short, refused, timed out) is cut in two and each half listed instead."""
+
+    strategy: Strategy = "ranges"
+
+    def __init__(
+        self,
+        query: Query,
+        url: str,
+        where: str,
+        id_field: str,
+        id_ranges: Sequence[tuple[int, int, int]],
+        count: Callable[[str], Awaitable[int]],
+    ) -> None:
+        self._list = functools.partial(list_ids, query, url, count=count)
+        self._url = url
+        self._where = where
+        self._id_field = id_field
+        self._pending = collections.deque((first, last) for first, last, _ in id_ranges)
+        self._current = ListedIds(array.array("q"))
+        self.total = sum(n for _, _, n in id_ranges)
+        self.splits = 0  # listings refused and cut in two
+
+    async def take(self, limit: int) -> array.array[int]:
+        while True:
+            batch = await self._current.take(limit)
+            if batch or not self._pending:
+                return batch
+            self._current = ListedIds(await self._list_next())
+
+    async def _list_next(self) -> array.array[int]:
+        first, last = self._pending.popleft()
+        try:
+            return await self._list(range_clause(self._where, self._id_field, first, last))
+        except ArchieError as exc:
+            if first >= last or not listing_too_big(exc):
+                raise
+            middle = (first + last) // 2
+            self._pending.extendleft([(middle + 1, last), (first, middle)])
+            self.splits += 1
+            logger.info(
+                "%s could not list the ids %d-%d (%s); listing each half instead",
+                self._url,
+                first,
+                last,
+                exc,
+            )
+            return array.array("q")
+
+
+def listing_too_big(error: Exception) -> bool:
+    """Whether a listing failed as listings of too many ids fail: cut short, timed out,
+    or refused by a server error; not for a bad filter, a missing layer or a token."""
+    if isinstance(error, IncompleteResultError | NetworkError):
+        return True
+    refused = (AuthorizationError, NotFoundError, TokenExpiredError, TokenMissingError)
+    return (
+        isinstance(error, ArcGISError)
+        and not isinstance(error, refused)
+        and not _refuses_the_request(error)
+    )
+
+
+async def snapshot(
+    query: Query,
+    url: str,
+    info: LayerInfo,
+    where: str,
+    count: Callable[[str], Awaitable[int]],
+    partition: Partition | None,
+) -> IdSource:
+    """What a crawl will fetch: the ids of *partition*, or of every feature matching
+    *where*, listed at once, or range by range when the one listing fails."""
+    id_field = info.object_id_field
+    if partition is not None:
+        whole = [(partition.first_id, partition.last_id, partition.count)]
+        return RangedIds(query, url, where, id_field, whole, count)
+    try:
+        return ListedIds(await list_ids(query, url, where, count=count))
+    except ArchieError as exc:
+        if not listing_too_big(exc) or not info.supports_statistics:
+            raise
+        listing_failed = exc
+    logger.warning(
+        "%s could not list every object id (%s); crawling by object-id ranges instead",
+        url,
+        listing_failed,
+    )
+    statistics = functools.partial(id_statistics, query, url, id_field)
+    try:
+        id_ranges = await plan_ranges(statistics, where, id_field, _fallback_size)
+    except ArchieError as exc:
+        listing_failed.add_note(f"Crawling by object-id ranges failed too: {exc}")
+        raise listing_failed from listing_failed.__cause__
+    return RangedIds(query, url, where, id_field, id_ranges, count)
+
+
+def _fallback_size(total: int) -> int:
+    return min(total, DEFAULT_PARTITION_SIZE)
+
+
 def _whole_id(value: object) -> int:
     oid = whole_number(value)
     if oid is None:
@@ -141,9 +306,7 @@ class Crawl:
         """One batch, complete: a range query, then any missing ids by ``objectIds``."""
         oid = self.info.object_id_field
         wanted = set(batch)
-        in_range = f"{oid} >= {batch[0]} AND {oid} <= {batch[-1]}"
-        where = in_range if self.where.strip() in ("", "1=1") else f"({self.where}) AND {in_range}"
-        body = await self._send({"where": where})
+        body = await self._send({"where": range_clause(self.where, oid, batch[0], batch[-1])})
         found: dict[int, dict[str, Any]] = {}
         self._collect(body, wanted, found)
         shape = AnswerShape.of(body)

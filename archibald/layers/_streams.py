@@ -34,7 +34,7 @@ from .._tasks import same_error
 from ..exceptions import IncompleteResultError, LifecycleError
 from ._model import Page
 from ._options import CrawlOptions
-from ._plan import Crawl, list_ids
+from ._plan import Crawl, IdSource, Strategy, snapshot
 
 if TYPE_CHECKING:
     from ._handles import _Layer
@@ -57,7 +57,7 @@ class PageStream:
         self._layer = layer
         self._options = options
         self._concurrency = options.max_concurrency or layer._client.max_concurrent_requests
-        self._ids: array.array[int] | None = None
+        self._source: IdSource | None = None
         self._fetcher: _Ahead | None = None
         self._failed: BaseException | None = None
         self._closed = False
@@ -68,8 +68,16 @@ class PageStream:
 
     @property
     def total(self) -> int | None:
-        """How many features the crawl will deliver, once it has listed them."""
-        return None if self._ids is None else len(self._ids)
+        """How many features the crawl will deliver, once it has planned its work: the
+        length of the id list, or the server's count over the id ranges."""
+        return None if self._source is None else self._source.total
+
+    @property
+    def strategy(self) -> Strategy | None:
+        """How the crawl found its ids, once it has: ``"ids"`` (one listing of every id)
+        or ``"ranges"`` (object-id ranges, each listed in turn: a partition, or a layer
+        that would not list every id at once)."""
+        return None if self._source is None else self._source.strategy
 
     @property
     def delivered(self) -> int:
@@ -112,14 +120,17 @@ class PageStream:
         """
         layer, options = self._layer, self._options
         info = await layer._queryable()
+        options.check_partition(layer.url, info)
         params = options.query_params(info, layer.url)  # unknown fields: refused before a query
-        ids = await list_ids(layer._query, layer.url, options.where, count=layer.count)
+        source = await snapshot(
+            layer._query, layer.url, info, options.where, layer.count, options.partition
+        )
         crawl = Crawl(
             layer._query, layer.url, info, options.where, params, options.batch_size(info)
         )
         if self._closed:  # closed by another task while the ids were listed
             raise self._closed_error()
-        self._ids = ids
+        self._source = source
         tasks = self._task_group or layer._client._background()
         # The fetcher must not keep the stream alive: a loop that breaks out drops the
         # stream, and dropping it stops the fetches (the finalizer below).
@@ -132,7 +143,7 @@ class PageStream:
                 return IncompleteResultError(f"the crawl of {url} was closed")
             return alive._closed_error()
 
-        fetcher = _Ahead(crawl, ids, self._concurrency, ordered=options.ordered, closed=closed)
+        fetcher = _Ahead(crawl, source, self._concurrency, ordered=options.ordered, closed=closed)
         fetcher.start(tasks)
         if self._task_group is None:
             weakref.finalize(self, fetcher.close)
@@ -195,14 +206,14 @@ class _Ahead:
     def __init__(
         self,
         crawl: Crawl,
-        ids: array.array[int],
+        source: IdSource,
         concurrency: int,
         *,
         ordered: bool,
         closed: Callable[[], Exception],
     ) -> None:
         self._crawl = crawl
-        self._ids = ids
+        self._source = source
         self._ordered = ordered
         self._closed_error = closed
         self._credits = anyio.Semaphore(concurrency)
@@ -250,25 +261,38 @@ class _Ahead:
         """Start one fetch per batch as credits allow: a credit comes back when the
         consumer takes a page, so fetched and in-flight pages never exceed the limit."""
         failed = anyio.Event()
-        ids, send = self._ids, self._send
+        send = self._send
         try:
             with self._producer, send:
                 async with anyio.create_task_group() as fetches:
-                    position = 0
-                    while position < len(ids):
+                    while True:
                         await self._credits.acquire()
                         if failed.is_set() or self._closed:
                             break  # the consumer stops at the failure; fetch nothing more
-                        slot = _Slot(ids[position : position + self._crawl.page_size])
-                        position += len(slot.batch)
+                        slot = await self._next_slot()
+                        if slot is None:
+                            # Only now may the end of the slots mean the end of the crawl.
+                            self._scheduled_all = True
+                            break
+                        if slot.error is not None:  # the next ids could not be listed
+                            _hand_over(send, slot)
+                            break
                         if self._ordered:
                             _hand_over(send, slot)
                         fetches.start_soon(self._fetch, slot, failed)
-                    else:
-                        # Only now may the end of the slots mean the end of the crawl.
-                        self._scheduled_all = True
         finally:
             self._done = True
+
+    async def _next_slot(self) -> _Slot | None:
+        """A slot for the next batch of ids (None at the end), or for the error that
+        listing them raised, handed to the consumer in its turn."""
+        try:
+            batch = await self._source.take(self._crawl.page_size)
+        except Exception as exc:
+            slot = _Slot(array.array("q"), error=exc)
+            slot.done.set()
+            return slot
+        return _Slot(batch) if batch else None
 
     async def _fetch(self, slot: _Slot, failed: anyio.Event) -> None:
         try:
