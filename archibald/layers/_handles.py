@@ -14,7 +14,7 @@ from .._validate import is_whole
 from ..exceptions import IncompleteResultError, InvalidParameterError, LayerCapabilityError
 from ._model import AnswerShape, LayerInfo, QueryResult
 from ._options import CrawlOptions, check_where
-from ._partitions import Partition, id_statistics, plan_ranges, size_rule
+from ._partitions import Partition, cut_ranges, id_statistics, plan_ranges, size_rule
 from ._plan import list_ids
 from ._streams import FeatureStream, PageStream
 
@@ -109,8 +109,9 @@ class _Layer:
 
         They are planned from the server's statistics (the count, smallest and largest
         object id of a range; a range holding too many features is cut in two at its
-        middle id), so no id is listed, however big the layer. The ranges are contiguous,
-        from the smallest id to the largest.
+        middle id), so no id is listed, however big the layer. A layer that does not
+        advertise statistics lists its ids instead (checked against its count) and cuts
+        the list. The ranges are contiguous, from the smallest id to the largest.
 
         Args:
             where: The filter (SQL, as the server understands it).
@@ -120,19 +121,18 @@ class _Layer:
                 partitions hold up to 100,000 features.
 
         Raises:
-            LayerCapabilityError: The layer does not offer Query, or statistics.
+            LayerCapabilityError: The layer does not offer Query.
         """
         where = check_where(where)
         limit = size_rule(count, size)
         info = await self._queryable()
-        if not info.supports_statistics:
-            raise LayerCapabilityError(
-                f"{self._url} does not advertise statistics (supportsStatistics), which "
-                "planning partitions needs; crawl it whole instead"
-            )
         oid = info.object_id_field
-        statistics = functools.partial(id_statistics, self._query, self._url, oid)
-        id_ranges = await plan_ranges(statistics, where, oid, limit)
+        if info.supports_statistics:
+            statistics = functools.partial(id_statistics, self._query, self._url, oid)
+            id_ranges = await plan_ranges(statistics, where, oid, limit)
+        else:
+            ids = await list_ids(self._query, self._url, where, count=self.count)
+            id_ranges = cut_ranges(ids, limit(len(ids)))
         return [
             Partition(url=self._url, where=where, id_field=oid, first_id=a, last_id=b, count=n)
             for a, b, n in id_ranges

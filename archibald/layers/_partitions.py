@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -26,6 +26,7 @@ __all__ = [
     "Partition",
     "Statistics",
     "id_statistics",
+    "cut_ranges",
     "plan_ranges",
     "range_clause",
     "size_rule",
@@ -174,6 +175,15 @@ async def plan_ranges(
     return _contiguous(_merged(sorted(done), size), whole)
 
 
+def cut_ranges(ids: Sequence[int], size: int) -> list[IdRange]:
+    """Contiguous ranges of at most *size* of the ascending *ids* each."""
+    cuts = [
+        (ids[i], ids[min(i + size, len(ids)) - 1], min(size, len(ids) - i))
+        for i in range(0, len(ids), size)
+    ]
+    return _contiguous(cuts, cuts[0]) if cuts else []
+
+
 def _too_many(id_range: IdRange, size: int) -> bool:
     first, last, count = id_range
     return count > size and first < last
@@ -213,7 +223,7 @@ def size_rule(count: int | None, size: int | None) -> Callable[[int], int]:
         size = DEFAULT_PARTITION_SIZE
 
     def limit(total: int) -> int:
-        shares = total if count is None else max(1, math.ceil(total / count))
-        return min(shares, size) if size is not None else shares
+        shares = total if count is None else math.ceil(total / count)
+        return max(1, min(shares, size) if size is not None else shares)
 
     return limit
