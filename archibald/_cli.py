@@ -25,9 +25,18 @@ import trio
 from click.core import ParameterSource
 
 from . import __version__
-from ._cli_output import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, Failure, Output, Writer
+from ._cli_output import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    Failure,
+    Output,
+    Writer,
+    summary,
+)
 from ._cli_output import progress as progress_display
 from ._client import ArchieClient
+from ._resume import ResumableOutput
 from ._secrets import redact_url
 from ._urls import check_http_url, split_services_url
 from .auth import (
@@ -41,7 +50,8 @@ from .auth import (
 )
 from .config import TokenPolicy
 from .exceptions import ArchieError, InvalidServiceURL
-from .layers import FeatureLayer, MapLayer, Page
+from .layers import FeatureLayer, MapLayer, Page, PageStream
+from .layers._partitions import after_clause
 
 T = TypeVar("T")
 
@@ -306,18 +316,31 @@ def main(ctx: click.Context, debug: bool) -> None:
 )
 @click.option("--concurrency", type=click.IntRange(1, 64), default=8, show_default=True)
 @click.option("--out-sr", type=int, help="Spatial reference (wkid) of the output geometries.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Keep a record beside -o FILE, so that a dump that was stopped or killed "
+    "continues where it stopped when the same command is run again.",
+)
 @_auth_options
 @click.pass_context
 def dump(ctx: click.Context, /, layer_url: str, output: str | None, where: str, fields: str,
-         fmt: str, concurrency: int, out_sr: int | None, **auth_options: Any) -> None:  # fmt: skip
+         fmt: str, concurrency: int, out_sr: int | None, resume: bool,
+         **auth_options: Any) -> None:  # fmt: skip
     """Write every feature of LAYER_URL, exactly once, to a file or stdout.
 
     A file is replaced only when the dump is complete; an interrupted or failed dump keeps
-    what it wrote in <name>.partial<suffix>, closed so that it parses.
+    what it wrote in <name>.partial<suffix>, closed so that it parses. With --resume, it
+    keeps <name>.incomplete and <name>.resume.json instead, and the same command continues
+    the dump, even after kill -9.
     """
     root, _ = _split_layer_url(layer_url)
     sign_in = _sign_in(ctx, auth_options)
     sr = out_sr if out_sr is not None else (4326 if fmt != "esrijson" else None)
+    options = {"where": where, "fields": fields, "format": fmt, "out_sr": sr}
+    if resume:
+        _dump_resumable(layer_url, sign_in, output, options, concurrency)
+        return
     output_to = Output(output)
     writer = Writer(output_to.stream, fmt)
     started = time.perf_counter()
@@ -326,7 +349,8 @@ def dump(ctx: click.Context, /, layer_url: str, output: str | None, where: str, 
         auth = await _auth_for(sign_in, root)
         async with ArchieClient(root, auth, max_concurrent_requests=concurrency) as client:
             layer = _layer_for(client, layer_url)
-            await _dump(client, auth, layer, writer, where, fields, sr, concurrency)
+            pages = layer.pages(where, out_fields=fields, out_sr=sr, max_concurrency=concurrency)
+            await _dump(auth, pages, writer)
 
     try:
         _run(run)
@@ -349,34 +373,83 @@ def dump(ctx: click.Context, /, layer_url: str, output: str | None, where: str, 
         raise
     writer.close()
     output_to.commit()
-    elapsed = time.perf_counter() - started
-    unconvertible = (
-        f"; {writer.unconvertible:,} geometries could not be converted and are null"
-        if writer.unconvertible
-        else ""
-    )
-    click.echo(
-        f"{writer.count:,} features in {elapsed:.1f} s "
-        f"({writer.count / max(elapsed, 1e-9):,.0f}/s){unconvertible}",
-        err=True,
-    )
+    summary(writer, time.perf_counter() - started)
+
+
+def _dump_resumable(
+    layer_url: str,
+    sign_in: _SignIn,
+    output: str | None,
+    options: dict[str, Any],
+    concurrency: int,
+) -> None:
+    """A dump that records its progress after each page, and continues from the record."""
+    root, _ = _split_layer_url(layer_url)
+    target = ResumableOutput(output)
+    started = time.perf_counter()
+    done: list[Writer] = []
+    resumed = 0
+
+    async def run() -> None:
+        nonlocal resumed
+        auth = await _auth_for(sign_in, root)
+        async with ArchieClient(root, auth, max_concurrent_requests=concurrency) as client:
+            layer = _layer_for(client, layer_url)
+            info = await layer.info()
+            state = target.open({"url": layer.url, **options}, info)
+            assert target.stream is not None
+            resumed = state["count"]
+            writer = Writer(
+                target.stream,
+                options["format"],
+                written=resumed,
+                unconvertible=state["unconvertible"],
+            )
+            where = options["where"]
+            if state["last_id"] is not None:
+                where = after_clause(where, info.object_id_field, state["last_id"])
+
+            def checkpoint(page: Page) -> None:
+                target.checkpoint(page.object_ids[-1], writer.count, writer.unconvertible)
+
+            pages = layer.pages(
+                where,
+                out_fields=options["fields"],
+                out_sr=options["out_sr"],
+                max_concurrency=concurrency,
+            )
+            await _dump(auth, pages, writer, after_page=checkpoint, already=resumed)
+            done.append(writer)
+
+    try:
+        _run(run)
+    except BaseException as exc:
+        kept = target.keep()
+        if isinstance(exc, _Interrupted):
+            raise Failure(
+                f"interrupted: {kept or 'nothing was written'}", EXIT_INTERRUPTED
+            ) from None
+        if kept is not None:
+            click.echo(f"archibald: the dump stopped; {kept}", err=True)
+        raise
+    [writer] = done
+    writer.close()
+    target.commit()
+    summary(writer, time.perf_counter() - started, resumed=resumed)
 
 
 async def _dump(
-    client: ArchieClient,
     auth: ArcGISAuth,
-    layer: FeatureLayer | MapLayer,
+    pages: PageStream,
     writer: Writer,
-    where: str,
-    fields: str,
-    out_sr: int | None,
-    concurrency: int,
     *,
     label: str = "dump",
     progress_enabled: bool | None = None,
+    after_page: Callable[[Page], None] | None = None,
+    already: int = 0,
 ) -> None:
+    """Write the crawl *pages* with a progress display; *already* were written before."""
     enabled = sys.stderr.isatty() if progress_enabled is None else progress_enabled
-    pages = layer.pages(where, out_fields=fields, out_sr=out_sr, max_concurrency=concurrency)
     started = time.perf_counter()
     with progress_display(enabled) as progress:
         task = progress.add_task(label, total=None, rate="", tokens="")
@@ -392,11 +465,13 @@ async def _dump(
                 )
                 for feature in page.features:
                     writer.write(feature, page)
+                if after_page is not None and page.object_ids:
+                    after_page(page)
                 rate = writer.count / max(time.perf_counter() - started, 1e-9)
                 fetches = auth.statistics().fetches if isinstance(auth, RefreshingAuth) else None
                 progress.update(
                     task,
-                    total=pages.total,
+                    total=None if pages.total is None else pages.total + already,
                     completed=writer.count,
                     rate=f"{rate:,.0f}/s",
                     tokens="" if fetches is None else f"tokens: {fetches}",
@@ -503,7 +578,8 @@ def demo(ctx: click.Context, features: int, token_seconds: float) -> None:
             started = time.perf_counter()
             async with ArchieClient(f"{origin}/arcgis/rest/services", auth) as client:
                 layer = FeatureLayer.from_url(client, url)
-                await _dump(client, auth, layer, checker, "1=1", "*", None, 8, label="demo")
+                pages = layer.pages(max_concurrency=8)
+                await _dump(auth, pages, checker, label="demo")
                 stats = client.statistics()
                 renewals = auth.statistics().fetches - 1
             elapsed = time.perf_counter() - started

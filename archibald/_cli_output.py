@@ -23,6 +23,7 @@ __all__ = [
     "Output",
     "Writer",
     "progress",
+    "summary",
 ]
 
 EXIT_ERROR = 1
@@ -45,13 +46,16 @@ class Writer:
     written, also after an interruption.
     """
 
-    def __init__(self, out: IO[str], fmt: str) -> None:
+    def __init__(self, out: IO[str], fmt: str, *, written: int = 0, unconvertible: int = 0) -> None:
+        """*written* features (and their *unconvertible* geometries) are already in *out*:
+        a dump that continues (its head is written then)."""
         self.out = out
         self.fmt = fmt
-        self.count = 0
-        self.started = False
+        self.count = written
+        self.started = written > 0
         self.closed = False
         self._geojson = GeoJSONConverter()
+        self._geojson.unconvertible = unconvertible
 
     @property
     def unconvertible(self) -> int:
@@ -168,6 +172,21 @@ class Output:
         partial = self.path.with_name(f"{self.path.stem}.partial{self.path.suffix}")
         os.replace(self._temp, partial)
         return f"they are in {partial}{kept}"
+
+
+def summary(writer: Writer, elapsed: float, *, resumed: int = 0) -> None:
+    """The line a dump ends with: how many features, how fast, and what was odd."""
+    unconvertible = (
+        f"; {writer.unconvertible:,} geometries could not be converted and are null"
+        if writer.unconvertible
+        else ""
+    )
+    fetched = writer.count - resumed
+    speed = f"{elapsed:.1f} s ({fetched / max(elapsed, 1e-9):,.0f}/s)"
+    done = f"{writer.count:,} features in {speed}"
+    if resumed:
+        done = f"{writer.count:,} features ({resumed:,} from before, {fetched:,} in {speed})"
+    print(done + unconvertible, file=sys.stderr)
 
 
 def progress(enabled: bool) -> Any:

@@ -23,6 +23,7 @@ from ..exceptions import IncompleteResultError, InvalidParameterError
 
 __all__ = [
     "IdRange",
+    "after_clause",
     "Partition",
     "Statistics",
     "id_statistics",
@@ -122,6 +123,12 @@ def range_clause(where: str, id_field: str, first: int, last: int) -> str:
     """``(where) AND OID >= first AND OID <= last``; just the range for ``1=1``."""
     in_range = f"{id_field} >= {first} AND {id_field} <= {last}"
     return in_range if where.strip() in ("", "1=1") else f"({where}) AND {in_range}"
+
+
+def after_clause(where: str, id_field: str, last: int) -> str:
+    """``(where) AND OID > last``: what is left of a crawl that delivered up to *last*."""
+    after = f"{id_field} > {last}"
+    return after if where.strip() in ("", "1=1") else f"({where}) AND {after}"
 
 
 async def id_statistics(
