@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import _harness  # bench/ is this script's folder
+from _growth import bench_growth
 from _harness import (
     CONCURRENCY,
     HERE,
@@ -58,19 +59,44 @@ class Sizes:
     token_seconds: float  # the lifetime the server grants (1.2.5 renews 60 s before expiry)
     stampede: tuple[int, ...]
     crawl_features: int
-    memory_features: tuple[int, int]
+    growth: tuple[int, ...]  # the sizes of the growth curve's layers
+    growth_rounds: tuple[int, ...]  # measured rounds at each of them
     repeats: int  # measured rounds of the crawl (medians), after one warm-up round
     stampede_repeats: int
-    warmup: bool  # one unmeasured crawl round first, so every client meets a warm server
+    warmup: bool  # one unmeasured crawl round first (the server is warmed before it anyway)
     token_calls: int
     blocks: int
     per_block: int
 
 
 FULL = Sizes(
-    75.0, 70.0, (10, 100, 1000), 200_000, (200_000, 1_000_000), 5, 3, True, 200_000, 30, 100
+    stall_seconds=75.0,
+    token_seconds=70.0,
+    stampede=(10, 100, 1000),
+    crawl_features=200_000,
+    growth=(10_000, 100_000, 1_000_000),
+    growth_rounds=(3, 3, 1),
+    repeats=5,
+    stampede_repeats=3,
+    warmup=True,
+    token_calls=200_000,
+    blocks=30,
+    per_block=100,
 )
-QUICK = Sizes(2.0, 61.5, (10, 100), 20_000, (20_000, 50_000), 1, 1, False, 20_000, 4, 25)
+QUICK = Sizes(
+    stall_seconds=2.0,
+    token_seconds=61.5,
+    stampede=(10, 100),
+    crawl_features=20_000,
+    growth=(1_000, 3_000, 10_000),
+    growth_rounds=(1, 1, 1),
+    repeats=1,
+    stampede_repeats=1,
+    warmup=False,
+    token_calls=20_000,
+    blocks=4,
+    per_block=25,
+)
 WORKERS = 20  # concurrent workers in the stall benchmark
 TOKEN_LATENCY = 0.3  # seconds the token endpoint takes
 QUERY_LATENCY = 0.02  # seconds per request in the token benchmarks
@@ -218,8 +244,7 @@ CRAWLERS = (
 )
 
 
-def bench_crawl(report: Report, peers: Peers, sizes: Sizes, latency: float) -> dict[str, float]:
-    """The crawl table; returns each client's median peak RSS, for the memory table."""
+def bench_crawl(report: Report, peers: Peers, sizes: Sizes, latency: float) -> None:
     n = sizes.crawl_features
     report.line("### 3. Crawl throughput")
     report.line()
@@ -249,7 +274,6 @@ def bench_crawl(report: Report, peers: Peers, sizes: Sizes, latency: float) -> d
         "vs ceiling",
     ]
     rows: list[list[object]] = []
-    rss: dict[str, float] = {}
     for key in CRAWLERS:
         client = peers.clients[key]
         if client.python is None or key in failed:
@@ -259,7 +283,6 @@ def bench_crawl(report: Report, peers: Peers, sizes: Sizes, latency: float) -> d
         last = runs[-1]
         complete = all(r["complete"] for r in runs)
         seconds = medians[key]
-        rss[key] = statistics.median(r["rss_peak_mb"] for r in runs)
         rows.append(
             [
                 client.label,
@@ -270,53 +293,6 @@ def bench_crawl(report: Report, peers: Peers, sizes: Sizes, latency: float) -> d
                 f"{statistics.median(r['first_feature_s'] for r in runs):.2f}",
                 f"{n / seconds:,.0f}",
                 f"{ceiling / seconds:.2f}",
-            ]
-        )
-    report.table(header, rows)
-    return rss
-
-
-def bench_memory(
-    report: Report, peers: Peers, sizes: Sizes, at_small: dict[str, float], latency: float
-) -> None:
-    small, large = sizes.memory_features
-    report.line("### 4. Memory")
-    report.line()
-    report.line(
-        f"Peak resident memory (VmHWM) of each client's process over a whole-layer crawl, "
-        f"in MB. The {small:,} column is the median of the crawls above; the {large:,} "
-        'column is one crawl. "Before" is the process after its imports, before the crawl; '
-        '"growth" is the peak at the larger size minus "before" (what the crawl itself took).'
-    )
-    report.line()
-    keys = (
-        "now-trio",
-        "old-asyncio",
-        "esridump",
-        "ceiling-trio",
-    )
-    if small != sizes.crawl_features:
-        raise ValueError("the small memory size is the crawl benchmark's")
-    results, failed = crawl_runs(peers, keys, large, 1, False, latency)
-    header = [
-        "client", f"peak at {small:,}", f"peak at {large:,}", "before", "growth",
-        "every feature once",
-    ]  # fmt: skip
-    rows: list[list[object]] = []
-    for key in keys:
-        client = peers.clients[key]
-        if client.python is None or key in failed:
-            rows.append(skipped_row(client, len(header), failed.get(key)))
-            continue
-        result = results[key][0]
-        rows.append(
-            [
-                client.label,
-                f"{at_small.get(key, float('nan')):,.0f}",
-                f"{result['rss_peak_mb']:,.0f}",
-                f"{result['rss_before_mb']:,.0f}",
-                f"{result['rss_peak_mb'] - result['rss_before_mb']:,.0f}",
-                "yes" if result["complete"] else "**no**",
             ]
         )
     report.table(header, rows)
@@ -406,7 +382,7 @@ def machine() -> str:
     )
 
 
-BENCHMARKS = ("stalls", "stampede", "crawl", "memory", "hotpath")
+BENCHMARKS = ("stalls", "stampede", "crawl", "growth", "hotpath")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -419,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--query-latency", type=float, default=0.05,
-        help="seconds the server takes per query in the crawl and memory benchmarks",
+        help="seconds the server takes per query in the crawl and growth benchmarks",
     )  # fmt: skip
     parser.add_argument("--save", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
@@ -446,20 +422,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"- Command: `python bench/run.py{' ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else ''}`"
     )
     report.line()
-    steps: dict[str, Callable[[], None]] = {
+    steps: dict[str, Callable[[], object]] = {
         "stalls": lambda: bench_stalls(report, peers, sizes),
         "stampede": lambda: bench_stampede(report, peers, sizes),
+        "crawl": lambda: bench_crawl(report, peers, sizes, args.query_latency),
+        "growth": lambda: bench_growth(
+            report, peers, sizes.growth, sizes.growth_rounds, args.query_latency
+        ),
         "hotpath": lambda: bench_hotpath(report, peers, sizes),
     }
-    crawl_rss: dict[str, float] = {}
     for name in BENCHMARKS:
-        if name not in chosen:
-            continue
-        if name == "crawl" or (name == "memory" and "crawl" not in chosen):
-            crawl_rss = bench_crawl(report, peers, sizes, args.query_latency)
-        if name == "memory":
-            bench_memory(report, peers, sizes, crawl_rss, args.query_latency)
-        elif name in steps:
+        if name in chosen:
             steps[name]()
     report.line(f"Run time: {time.perf_counter() - started:.0f} s.")
     if save:
