@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import _harness  # bench/ is this script's folder
 from _growth import bench_growth
@@ -49,6 +50,7 @@ from _harness import (
     server,
     skipped_row,
 )
+from _plots import decimate, draw
 
 
 @dataclass(frozen=True)
@@ -100,12 +102,14 @@ QUICK = Sizes(
 WORKERS = 20  # concurrent workers in the stall benchmark
 TOKEN_LATENCY = 0.3  # seconds the token endpoint takes
 QUERY_LATENCY = 0.02  # seconds per request in the token benchmarks
+PICTURED_STALLS = ("now-trio", "old-asyncio")  # in the latency picture
 
 
 # -- the benchmarks --------------------------------------------------------------------
 
 
-def bench_stalls(report: Report, peers: Peers, sizes: Sizes) -> None:
+def bench_stalls(report: Report, peers: Peers, sizes: Sizes) -> dict[str, Any]:
+    """The stall table; returns the pictured clients' requests over time, for the picture."""
     report.line("### 1. Stalls at token renewal")
     report.line()
     report.line(
@@ -133,6 +137,7 @@ def bench_stalls(report: Report, peers: Peers, sizes: Sizes) -> None:
         "failed",
     ]  # fmt: skip
     rows: list[list[object]] = []
+    timelines: dict[str, dict[str, Any]] = {}
     for key in ("now-trio", "now-asyncio", "old-asyncio"):
         client = peers.clients[key]
         if client.python is None:
@@ -168,7 +173,19 @@ def bench_stalls(report: Report, peers: Peers, sizes: Sizes) -> None:
                 result["failures"],
             ]
         )
+        if key in PICTURED_STALLS:
+            timelines[client.label] = {
+                "requests": len(latencies),
+                "points": decimate(result["starts"], latencies),
+                "token_times": result["token_times"],
+            }
     report.table(header, rows)
+    return {
+        "clients": timelines,
+        "workers": WORKERS,
+        "token_seconds": sizes.token_seconds,
+        "token_latency": TOKEN_LATENCY,
+    }
 
 
 def bench_stampede(report: Report, peers: Peers, sizes: Sizes) -> None:
@@ -382,6 +399,7 @@ def machine() -> str:
     )
 
 
+DOCS_IMAGES = HERE.parent / "docs" / "images"
 BENCHMARKS = ("stalls", "stampede", "crawl", "growth", "hotpath")
 
 
@@ -431,14 +449,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         "hotpath": lambda: bench_hotpath(report, peers, sizes),
     }
-    for name in BENCHMARKS:
-        if name in chosen:
-            steps[name]()
+    measured = {name: steps[name]() for name in BENCHMARKS if name in chosen}
     report.line(f"Run time: {time.perf_counter() - started:.0f} s.")
     if save:
         save.parent.mkdir(parents=True, exist_ok=True)
         save.write_text("\n".join(report.lines) + "\n", encoding="utf-8")
         print(f"written to {save}", file=sys.stderr)
+    # Only the full run redraws the committed pictures; any other run draws into a
+    # temporary folder, which it names.
+    kind = "full run" if full else ("quick run" if args.quick else "partial run")
+    draw(
+        {
+            "caption": f"{kind}, {time.strftime('%Y-%m-%d')}, {revision()}",
+            "latency": measured.get("stalls"),
+            "growth": measured.get("growth"),
+        },
+        DOCS_IMAGES if full else None,
+    )
     for problem in PROBLEMS:
         print(f"bench: {problem}", file=sys.stderr)
     return 1 if PROBLEMS else 0
