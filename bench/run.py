@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import _harness  # bench/ is this script's folder
+from _decoders import bench_decoders
 from _growth import bench_growth
 from _harness import (
     CONCURRENCY,
@@ -69,6 +70,8 @@ class Sizes:
     token_calls: int
     blocks: int
     per_block: int
+    decoder_ids: int  # the size of the id list decoded
+    decoder_rounds: tuple[int, int]  # decodings of the page, of the id list
 
 
 FULL = Sizes(
@@ -84,6 +87,8 @@ FULL = Sizes(
     token_calls=200_000,
     blocks=30,
     per_block=100,
+    decoder_ids=1_000_000,
+    decoder_rounds=(200, 30),
 )
 QUICK = Sizes(
     stall_seconds=2.0,
@@ -98,6 +103,8 @@ QUICK = Sizes(
     token_calls=20_000,
     blocks=4,
     per_block=25,
+    decoder_ids=100_000,
+    decoder_rounds=(20, 5),
 )
 WORKERS = 20  # concurrent workers in the stall benchmark
 TOKEN_LATENCY = 0.3  # seconds the token endpoint takes
@@ -400,7 +407,7 @@ def machine() -> str:
 
 
 DOCS_IMAGES = HERE.parent / "docs" / "images"
-BENCHMARKS = ("stalls", "stampede", "crawl", "growth", "hotpath")
+BENCHMARKS = ("stalls", "stampede", "crawl", "growth", "hotpath", "decoders")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -448,6 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             report, peers, sizes.growth, sizes.growth_rounds, args.query_latency
         ),
         "hotpath": lambda: bench_hotpath(report, peers, sizes),
+        "decoders": lambda: bench_decoders(report, sizes.decoder_ids, *sizes.decoder_rounds),
     }
     measured = {name: steps[name]() for name in BENCHMARKS if name in chosen}
     report.line(f"Run time: {time.perf_counter() - started:.0f} s.")
