@@ -50,10 +50,15 @@ def decimate(
     return [(round(start, 4), round(latency * 1000, 2)) for start, latency in kept]
 
 
+def drawable(data: dict[str, Any]) -> list[str]:
+    """Which of the pictures *data* has something for: ``latency``, ``growth``."""
+    return [name for name in ("latency", "growth") if (data.get(name) or {}).get("clients")]
+
+
 def draw(data: dict[str, Any], folder: Path | None) -> None:
     """Draw the pictures *data* has data for into *folder* (None: a new temporary
     folder); one line on standard error says what was drawn, or why nothing was."""
-    if not data.get("latency") and not data.get("growth"):
+    if not drawable(data):
         return
     if folder is None:
         folder = Path(tempfile.mkdtemp(prefix="archibald-bench-pictures-"))
@@ -168,13 +173,12 @@ def main(data_file: str, folder: str) -> None:
     data = json.loads(Path(data_file).read_text(encoding="utf-8"))
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
+    figures = {"latency": (latency_figure, LATENCY_PNG), "growth": (growth_figure, GROWTH_PNG)}
     drawn = []
-    if data.get("latency"):
-        latency_figure(data["latency"], data["caption"], out / LATENCY_PNG)
-        drawn.append(out / LATENCY_PNG)
-    if data.get("growth"):
-        growth_figure(data["growth"], data["caption"], out / GROWTH_PNG)
-        drawn.append(out / GROWTH_PNG)
+    for name in drawable(data):
+        figure, file_name = figures[name]
+        figure(data[name], data["caption"], out / file_name)
+        drawn.append(out / file_name)
     print(", ".join(str(path) for path in drawn))
 
 

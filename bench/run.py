@@ -1,7 +1,7 @@
 """Benchmarks: archibald against the tools people use today, side by side, in one run.
 
     .venv/bin/python bench/run.py            # everything (several minutes)
-    .venv/bin/python bench/run.py --quick    # a smoke run of everything (under a minute)
+    .venv/bin/python bench/run.py --quick    # a smoke run of everything (about a minute)
 
 Run it with the project's interpreter (``pip install -e ".[server]"``). It makes the
 peers' venvs itself under ``bench/.venvs`` (archibald 1.2.5 with a Python 3.12 or newer
@@ -10,8 +10,9 @@ for each benchmark, and runs each client as its own process, which reports one J
 The machine is shared and noisy: every table shows medians and ratios to a baseline
 measured in the same run. Nothing here asserts a speed.
 
-The full run writes what it printed to ``bench/results/latest.md``; docs/benchmarks.md
-explains each table.
+The full run writes what it printed to ``bench/results/latest.md`` and draws its pictures
+into ``docs/images`` (with matplotlib, in a venv of its own: ``_plots.py``);
+docs/benchmarks.md explains each table and picture.
 """
 
 from __future__ import annotations
