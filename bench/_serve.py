@@ -4,7 +4,11 @@ The benchmarked client and the server run in separate processes, so that the cli
 CPU time is its own. The server prints its origin on the first line of standard output,
 then serves until it is terminated. Besides the emulator, it answers three control
 requests (POST): ``/_bench/revoke`` (every token is revoked at once), ``/_bench/reset``
-(counters back to zero) and ``/_bench/stats`` (the counters, as JSON).
+(counters back to zero) and ``/_bench/stats`` (the counters, and the wall-clock times at
+which tokens were issued since the last reset, as JSON).
+
+With ``"warm": true`` it encodes every feature of its open layers in both formats the
+crawlers ask for before it prints its origin, so that no crawler pays for that.
 
     python bench/_serve.py '{"layers": {"Bench": 200000}, "token_seconds": 70}'
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import time
 from typing import Any
 
 import trio
@@ -28,14 +33,22 @@ USER, PASSWORD = "bench", "bench-password"
 class BenchFake(FakeArcGIS):
     """FakeArcGIS plus the control requests a benchmark needs across processes."""
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.token_times: list[float] = []  # time.time() as each token went out
+
     async def respond(self, request: Request) -> Response:
         if not request.path.startswith("/_bench/"):
-            return await super().respond(request)
+            response = await super().respond(request)
+            if request.path.endswith("/generateToken") and b'"token"' in response.body:
+                self.token_times.append(time.time())
+            return response
         action = request.path.removeprefix("/_bench/")
         if action == "revoke":
             self.revoke_all_tokens()
         elif action == "reset":
             self.reset_statistics()
+            self.token_times.clear()
         elif action != "stats":
             return Response(404, b"unknown control request", {"content-type": "text/plain"})
         stats = self.statistics()
@@ -44,6 +57,7 @@ class BenchFake(FakeArcGIS):
             "tokens_issued": stats.tokens_issued,
             "rejected_498": stats.rejected_498,
             "rejected_499": stats.rejected_499,
+            "token_times": self.token_times,
         }
         return Response(200, json.dumps(body).encode(), {"content-type": "application/json"})
 
@@ -67,9 +81,31 @@ def build(settings: dict[str, Any]) -> BenchFake:
     return fake
 
 
+async def warm(fake: BenchFake, settings: dict[str, Any]) -> None:
+    """Ask every page of the open layers once in Esri JSON and once in GeoJSON, in
+    process: the emulator keeps each feature as it encoded it, for every later crawl."""
+    page = settings.get("page", 2000)
+    async with fake.client() as http:
+        for name, count in settings.get("open_layers", {}).items():
+            url = f"{fake.origin}/arcgis/rest/services/{name}/FeatureServer/0/query"
+            for fmt in ("json", "geojson"):
+                for offset in range(0, count, page):
+                    params = {
+                        "where": "1=1",
+                        "outFields": "*",
+                        "resultOffset": offset,
+                        "resultRecordCount": page,
+                        "f": fmt,
+                    }
+                    answer = await http.get(url, params=params)
+                    answer.raise_for_status()
+
+
 async def main(settings: dict[str, Any]) -> None:
     raise_fd_limit()
     fake = build(settings)
+    if settings.get("warm"):
+        await warm(fake, settings)
     async with fake.serve() as origin:
         print(origin, flush=True)
         await trio.sleep_forever()

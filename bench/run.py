@@ -1,7 +1,7 @@
 """Benchmarks: archibald against the tools people use today, side by side, in one run.
 
     .venv/bin/python bench/run.py            # everything (several minutes)
-    .venv/bin/python bench/run.py --quick    # a smoke run of everything (under a minute)
+    .venv/bin/python bench/run.py --quick    # a smoke run of everything (about a minute)
 
 Run it with the project's interpreter (``pip install -e ".[server]"``). It makes the
 peers' venvs itself under ``bench/.venvs`` (archibald 1.2.5 with a Python 3.12 or newer
@@ -10,37 +10,49 @@ for each benchmark, and runs each client as its own process, which reports one J
 The machine is shared and noisy: every table shows medians and ratios to a baseline
 measured in the same run. Nothing here asserts a speed.
 
-The full run writes what it printed to ``bench/results/latest.md``; docs/benchmarks.md
-explains each table.
+The full run writes what it printed to ``bench/results/latest.md`` and draws its pictures
+into ``docs/images`` (with matplotlib, in a venv of its own: ``_plots.py``);
+docs/benchmarks.md explains each table and picture.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import glob
-import json
-import math
 import os
 import platform
-import random
-import select
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-WORKLOADS = HERE / "workloads"
-VENVS = HERE / ".venvs"
-USER, PASSWORD = "bench", "bench-password"
-SMALL_QUERY = "Small/FeatureServer/0/query"
+import _harness  # bench/ is this script's folder
+from _decoders import bench_decoders
+from _growth import bench_growth
+from _harness import (
+    CONCURRENCY,
+    HERE,
+    PAGE,
+    PROBLEMS,
+    Peers,
+    Report,
+    WorkloadFailed,
+    common_params,
+    crawl_runs,
+    ms,
+    ours,
+    pct,
+    prepare_peers,
+    run,
+    run_or_fail_row,
+    server,
+    skipped_row,
+)
+from _plots import decimate, draw
 
 
 @dataclass(frozen=True)
@@ -51,303 +63,61 @@ class Sizes:
     token_seconds: float  # the lifetime the server grants (1.2.5 renews 60 s before expiry)
     stampede: tuple[int, ...]
     crawl_features: int
-    memory_features: tuple[int, int]
+    growth: tuple[int, ...]  # the sizes of the growth curve's layers
+    growth_rounds: tuple[int, ...]  # measured rounds at each of them
     repeats: int  # measured rounds of the crawl (medians), after one warm-up round
     stampede_repeats: int
-    warmup: bool  # one unmeasured crawl round first, so every client meets a warm server
+    warmup: bool  # one unmeasured crawl round first (the server is warmed before it anyway)
     token_calls: int
     blocks: int
     per_block: int
+    decoder_ids: int  # the size of the id list decoded
+    decoder_rounds: tuple[int, int]  # decodings of the page, of the id list
 
 
 FULL = Sizes(
-    75.0, 70.0, (10, 100, 1000), 200_000, (200_000, 1_000_000), 5, 3, True, 200_000, 30, 100
+    stall_seconds=75.0,
+    token_seconds=70.0,
+    stampede=(10, 100, 1000),
+    crawl_features=200_000,
+    growth=(10_000, 100_000, 1_000_000),
+    growth_rounds=(3, 3, 1),
+    repeats=5,
+    stampede_repeats=3,
+    warmup=True,
+    token_calls=200_000,
+    blocks=30,
+    per_block=100,
+    decoder_ids=1_000_000,
+    decoder_rounds=(200, 30),
 )
-QUICK = Sizes(2.0, 61.5, (10, 100), 20_000, (20_000, 50_000), 1, 1, False, 20_000, 4, 25)
-PAGE = 2000
-CONCURRENCY = 8  # requests in flight, for every async crawler
+QUICK = Sizes(
+    stall_seconds=2.0,
+    token_seconds=61.5,
+    stampede=(10, 100),
+    crawl_features=20_000,
+    growth=(1_000, 3_000, 10_000),
+    growth_rounds=(1, 1, 1),
+    repeats=1,
+    stampede_repeats=1,
+    warmup=False,
+    token_calls=20_000,
+    blocks=4,
+    per_block=25,
+    decoder_ids=100_000,
+    decoder_rounds=(20, 5),
+)
 WORKERS = 20  # concurrent workers in the stall benchmark
 TOKEN_LATENCY = 0.3  # seconds the token endpoint takes
 QUERY_LATENCY = 0.02  # seconds per request in the token benchmarks
-
-
-# -- the clients -----------------------------------------------------------------------
-
-
-@dataclass
-class Client:
-    """One client measured: a workload script and the interpreter that runs it."""
-
-    key: str
-    name: str
-    script: str
-    backend: str | None  # "trio", "asyncio", or None for a synchronous client
-    python: str | None = None  # None: not available
-    skipped: str = ""  # why, when python is None
-    params: dict[str, Any] = field(default_factory=dict)  # added to every workload's
-
-    @property
-    def label(self) -> str:
-        return f"{self.name} ({self.backend})" if self.backend else self.name
-
-
-@dataclass
-class Peers:
-    python312: str | None
-    clients: dict[str, Client] = field(default_factory=dict)
-    versions: dict[str, str] = field(default_factory=dict)
-
-
-def find_python312() -> tuple[str | None, str]:
-    """A Python 3.12 or newer for archibald 1.2.5, or None and where it looked."""
-    candidates: list[str] = []
-    if sys.version_info >= (3, 12):
-        candidates.append(sys.executable)
-    for name in ("python3.12", "python3.13", "python3.14"):
-        found = shutil.which(name)
-        if found:
-            candidates.append(found)
-    pyenv_root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
-    for pattern in ("3.12*", "3.13*"):
-        candidates += sorted(
-            glob.glob(os.path.join(pyenv_root, "versions", pattern, "bin", "python3"))
-        )
-    for candidate in candidates:
-        probe = subprocess.run(
-            [candidate, "-c", "import sys, venv; print(sys.version_info >= (3, 12))"],
-            capture_output=True,
-            text=True,
-        )
-        if probe.stdout.strip() == "True":
-            return candidate, ""
-    return None, "no Python 3.12+ interpreter (looked on PATH and in $PYENV_ROOT/versions)"
-
-
-def ensure_venv(name: str, python: str, requirements: Sequence[str]) -> tuple[str | None, str]:
-    """The interpreter of ``bench/.venvs/<name>`` with *requirements*, made if needed."""
-    venv = VENVS / name
-    interpreter = venv / "bin" / "python"
-    stamp = venv / "bench-requirements.txt"
-    wanted = "\n".join(requirements) + "\n"
-    if interpreter.exists() and stamp.exists() and stamp.read_text() == wanted:
-        return str(interpreter), ""
-    print(f"  making {venv.relative_to(HERE.parent)}: {' '.join(requirements)}", file=sys.stderr)
-    steps = [
-        [python, "-m", "venv", "--clear", str(venv)],
-        [
-            str(interpreter),
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--disable-pip-version-check",
-            *requirements,
-        ],
-    ]
-    for step in steps:
-        done = subprocess.run(step, capture_output=True, text=True)
-        if done.returncode != 0:
-            lines = (done.stderr or done.stdout).strip().splitlines()
-            errors = [line for line in lines if "ERROR" in line] or lines[-1:] or ["(no output)"]
-            return None, f"could not install {' '.join(requirements)}: {errors[-1].strip()}"
-    stamp.write_text(wanted)
-    return str(interpreter), ""
-
-
-def versions_of(python: str, *packages: str) -> str:
-    """``package version`` of each of *packages* in the environment of *python*."""
-    code = (
-        "import importlib.metadata as m, sys\n"
-        "print(', '.join(f'{p} {m.version(p)}' for p in sys.argv[1:]))"
-    )
-    done = subprocess.run([python, "-c", code, *packages], capture_output=True, text=True)
-    return done.stdout.strip() or "?"
-
-
-def prepare_peers() -> Peers:
-    python312, why_not = find_python312()
-    peers = Peers(python312)
-    me = sys.executable
-    old: str | None = None
-    if python312 is not None:
-        old, why_not = ensure_venv("archibald-1.2.5", python312, ["archibald==1.2.5", "trio"])
-    esridump, esri_why_not = ensure_venv("esridump", me, ["esridump==1.13.0"])
-    for client in (
-        Client("ceiling-trio", "hand-written httpx", "httpx_ceiling.py", "trio", me),
-        Client("ceiling-asyncio", "hand-written httpx", "httpx_ceiling.py", "asyncio", me),
-        Client("now-trio", "archibald", "archibald_now.py", "trio", me),
-        Client("now-asyncio", "archibald", "archibald_now.py", "asyncio", me),
-        Client(
-            "now-windows",
-            "archibald, no `async with`",
-            "archibald_now.py",
-            "trio",
-            me,
-            params={"windows": True},
-        ),
-        Client("old-asyncio", "archibald 1.2.5", "archibald_125.py", "asyncio", old, why_not),
-        Client("old-trio", "archibald 1.2.5", "archibald_125.py", "trio", old, why_not),
-        Client(
-            "old-asyncio-pool",
-            "archibald 1.2.5, N connections",
-            "archibald_125.py",
-            "asyncio",
-            old,
-            why_not,
-            params={"connections": "concurrency"},
-        ),
-        Client("esridump", "esridump", "esridump_crawl.py", None, esridump, esri_why_not),
-    ):
-        peers.clients[client.key] = client
-    peers.versions["this archibald"] = versions_of(me, "archibald", "httpx", "anyio", "trio")
-    if old:
-        peers.versions["1.2.5's venv"] = versions_of(old, "archibald", "httpx", "anyio", "trio")
-    if esridump:
-        peers.versions["esridump's venv"] = versions_of(esridump, "esridump", "requests")
-    return peers
-
-
-# -- the server and the workloads ------------------------------------------------------
-
-
-@contextlib.contextmanager
-def server(settings: dict[str, Any]) -> Iterator[str]:
-    """FakeArcGIS on loopback in its own process; yields its origin."""
-    with (
-        tempfile.TemporaryFile(mode="w+") as log,
-        subprocess.Popen(
-            [sys.executable, str(HERE / "_serve.py"), json.dumps(settings)],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-        ) as process,
-    ):
-        try:
-            assert process.stdout is not None
-            ready, _, _ = select.select([process.stdout], [], [], 180)  # 1M features: ~15 s
-            origin = process.stdout.readline().strip() if ready else ""
-            if not origin.startswith("http://"):
-                log.seek(0)
-                raise RuntimeError(f"the bench server did not start:\n{log.read()[-2000:]}")
-            yield origin
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-class WorkloadFailed(Exception):
-    pass
-
-
-# What makes the run fail: this archibald (or the baseline, run by the same interpreter)
-# failing or losing features. A peer that fails only gets a "failed" row.
-PROBLEMS: list[str] = []
-
-
-def ours(client: Client) -> bool:
-    return client.python == sys.executable
-
-
-WORKLOAD_TIMEOUT = 900.0  # seconds; shorter in a quick run
-
-
-def run(client: Client, params: dict[str, Any]) -> dict[str, Any]:
-    """Run *client*'s workload with *params*; its result, or `WorkloadFailed`."""
-    assert client.python is not None
-    params = {**params, **client.params}
-    if client.backend:
-        params["backend"] = client.backend
-    try:
-        done = subprocess.run(
-            [client.python, str(WORKLOADS / client.script), json.dumps(params)],
-            capture_output=True,
-            text=True,
-            timeout=WORKLOAD_TIMEOUT,
-            cwd=WORKLOADS,
-        )
-    except subprocess.TimeoutExpired:
-        why = f"timed out after {WORKLOAD_TIMEOUT:.0f} s"
-    else:
-        for line in done.stdout.splitlines():
-            if line.startswith("RESULT "):
-                result: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
-                if ours(client) and result.get("complete") is False:
-                    PROBLEMS.append(f"{client.label} lost or repeated features: {result}")
-                return result
-        why = (done.stderr.strip().splitlines() or ["(no output)"])[-1][:200]
-    if ours(client):
-        PROBLEMS.append(f"{client.label} failed: {why}")
-    raise WorkloadFailed(why)
-
-
-def common_params(origin: str) -> dict[str, Any]:
-    services = f"{origin}/arcgis/rest/services"
-    return {
-        "origin": origin,
-        "services": services,
-        "query": SMALL_QUERY,
-        "query_url": f"{services}/{SMALL_QUERY}",
-        "user": USER,
-        "password": PASSWORD,
-        "page": PAGE,
-        "concurrency": CONCURRENCY,
-    }
-
-
-# -- output ----------------------------------------------------------------------------
-
-
-class Report:
-    """Prints as it goes, and keeps what it printed."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def line(self, text: str = "") -> None:
-        print(text, flush=True)
-        self.lines.append(text)
-
-    def table(self, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-        self.line("| " + " | ".join(header) + " |")
-        self.line("|" + "|".join("---" for _ in header) + "|")
-        for row in rows:
-            self.line("| " + " | ".join(str(cell) for cell in row) + " |")
-        self.line()
-
-
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f}"
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)  # the nearest-rank method
-    return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
-
-
-def skipped_row(client: Client, width: int, why: str | None = None) -> list[object]:
-    return [client.label, f"skipped: {why or client.skipped}", *[""] * (width - 2)]
-
-
-def run_or_fail_row(
-    client: Client, params: dict[str, Any], rows: list[list[object]], width: int
-) -> dict[str, Any] | None:
-    """`run`; or, if the workload failed, a "failed" row in *rows* and None."""
-    try:
-        return run(client, params)
-    except WorkloadFailed as exc:
-        rows.append(skipped_row(client, width, f"failed: {exc}"))
-        return None
+PICTURED_STALLS = ("now-trio", "old-asyncio")  # in the latency picture
 
 
 # -- the benchmarks --------------------------------------------------------------------
 
 
-def bench_stalls(report: Report, peers: Peers, sizes: Sizes) -> None:
+def bench_stalls(report: Report, peers: Peers, sizes: Sizes) -> dict[str, Any]:
+    """The stall table; returns the pictured clients' requests over time, for the picture."""
     report.line("### 1. Stalls at token renewal")
     report.line()
     report.line(
@@ -375,6 +145,7 @@ def bench_stalls(report: Report, peers: Peers, sizes: Sizes) -> None:
         "failed",
     ]  # fmt: skip
     rows: list[list[object]] = []
+    timelines: dict[str, dict[str, Any]] = {}
     for key in ("now-trio", "now-asyncio", "old-asyncio"):
         client = peers.clients[key]
         if client.python is None:
@@ -410,7 +181,19 @@ def bench_stalls(report: Report, peers: Peers, sizes: Sizes) -> None:
                 result["failures"],
             ]
         )
+        if key in PICTURED_STALLS:
+            timelines[client.label] = {
+                "requests": len(latencies),
+                "points": decimate(result["starts"], latencies),
+                "token_times": result["token_times"],
+            }
     report.table(header, rows)
+    return {
+        "clients": timelines,
+        "workers": WORKERS,
+        "token_seconds": sizes.token_seconds,
+        "token_latency": TOKEN_LATENCY,
+    }
 
 
 def bench_stampede(report: Report, peers: Peers, sizes: Sizes) -> None:
@@ -475,43 +258,6 @@ def bench_stampede(report: Report, peers: Peers, sizes: Sizes) -> None:
     )
 
 
-def crawl_runs(
-    peers: Peers, keys: Sequence[str], features: int, rounds: int, warmup: bool, latency: float
-) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str]]:
-    """Each client's crawl results over *rounds*, and why any failed.
-
-    Every client crawls once per round, in an order shuffled each round (seeded), so
-    that no client always follows the same one.
-    """
-    shuffler = random.Random(8)
-    settings = {"open_layers": {"Bench": features}, "query_latency": latency}
-    results: dict[str, list[dict[str, Any]]] = {key: [] for key in keys}
-    failed: dict[str, str] = {}
-    with server(settings) as origin:
-        params = {
-            **common_params(origin),
-            "scenario": "crawl",
-            "service": "Bench/FeatureServer",
-            "expected": features,
-        }
-        for index in range(rounds + (1 if warmup else 0)):
-            order = list(keys)
-            if index:
-                shuffler.shuffle(order)
-            for key in order:
-                client = peers.clients[key]
-                if client.python is None or key in failed:
-                    continue
-                try:
-                    result = run(client, params)
-                except WorkloadFailed as exc:
-                    failed[key] = f"failed: {exc}"
-                    continue
-                if index or not warmup:
-                    results[key].append(result)
-    return results, failed
-
-
 CRAWLERS = (
     "ceiling-trio",
     "ceiling-asyncio",
@@ -523,8 +269,7 @@ CRAWLERS = (
 )
 
 
-def bench_crawl(report: Report, peers: Peers, sizes: Sizes, latency: float) -> dict[str, float]:
-    """The crawl table; returns each client's median peak RSS, for the memory table."""
+def bench_crawl(report: Report, peers: Peers, sizes: Sizes, latency: float) -> None:
     n = sizes.crawl_features
     report.line("### 3. Crawl throughput")
     report.line()
@@ -554,7 +299,6 @@ def bench_crawl(report: Report, peers: Peers, sizes: Sizes, latency: float) -> d
         "vs ceiling",
     ]
     rows: list[list[object]] = []
-    rss: dict[str, float] = {}
     for key in CRAWLERS:
         client = peers.clients[key]
         if client.python is None or key in failed:
@@ -564,7 +308,6 @@ def bench_crawl(report: Report, peers: Peers, sizes: Sizes, latency: float) -> d
         last = runs[-1]
         complete = all(r["complete"] for r in runs)
         seconds = medians[key]
-        rss[key] = statistics.median(r["rss_peak_mb"] for r in runs)
         rows.append(
             [
                 client.label,
@@ -575,53 +318,6 @@ def bench_crawl(report: Report, peers: Peers, sizes: Sizes, latency: float) -> d
                 f"{statistics.median(r['first_feature_s'] for r in runs):.2f}",
                 f"{n / seconds:,.0f}",
                 f"{ceiling / seconds:.2f}",
-            ]
-        )
-    report.table(header, rows)
-    return rss
-
-
-def bench_memory(
-    report: Report, peers: Peers, sizes: Sizes, at_small: dict[str, float], latency: float
-) -> None:
-    small, large = sizes.memory_features
-    report.line("### 4. Memory")
-    report.line()
-    report.line(
-        f"Peak resident memory (VmHWM) of each client's process over a whole-layer crawl, "
-        f"in MB. The {small:,} column is the median of the crawls above; the {large:,} "
-        'column is one crawl. "Before" is the process after its imports, before the crawl; '
-        '"growth" is the peak at the larger size minus "before" (what the crawl itself took).'
-    )
-    report.line()
-    keys = (
-        "now-trio",
-        "old-asyncio",
-        "esridump",
-        "ceiling-trio",
-    )
-    if small != sizes.crawl_features:
-        raise ValueError("the small memory size is the crawl benchmark's")
-    results, failed = crawl_runs(peers, keys, large, 1, False, latency)
-    header = [
-        "client", f"peak at {small:,}", f"peak at {large:,}", "before", "growth",
-        "every feature once",
-    ]  # fmt: skip
-    rows: list[list[object]] = []
-    for key in keys:
-        client = peers.clients[key]
-        if client.python is None or key in failed:
-            rows.append(skipped_row(client, len(header), failed.get(key)))
-            continue
-        result = results[key][0]
-        rows.append(
-            [
-                client.label,
-                f"{at_small.get(key, float('nan')):,.0f}",
-                f"{result['rss_peak_mb']:,.0f}",
-                f"{result['rss_before_mb']:,.0f}",
-                f"{result['rss_peak_mb'] - result['rss_before_mb']:,.0f}",
-                "yes" if result["complete"] else "**no**",
             ]
         )
     report.table(header, rows)
@@ -711,7 +407,8 @@ def machine() -> str:
     )
 
 
-BENCHMARKS = ("stalls", "stampede", "crawl", "memory", "hotpath")
+DOCS_IMAGES = HERE.parent / "docs" / "images"
+BENCHMARKS = ("stalls", "stampede", "crawl", "growth", "hotpath", "decoders")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -724,7 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--query-latency", type=float, default=0.05,
-        help="seconds the server takes per query in the crawl and memory benchmarks",
+        help="seconds the server takes per query in the crawl and growth benchmarks",
     )  # fmt: skip
     parser.add_argument("--save", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
@@ -732,8 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     chosen = args.only or list(BENCHMARKS)
     full = not args.quick and not args.only
     save = args.save or (HERE / "results" / "latest.md" if full else None)
-    global WORKLOAD_TIMEOUT
-    WORKLOAD_TIMEOUT = 180.0 if args.quick else 900.0
+    _harness.WORKLOAD_TIMEOUT = 180.0 if args.quick else 900.0
 
     started = time.perf_counter()
     report = Report()
@@ -752,26 +448,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"- Command: `python bench/run.py{' ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else ''}`"
     )
     report.line()
-    steps: dict[str, Callable[[], None]] = {
+    steps: dict[str, Callable[[], object]] = {
         "stalls": lambda: bench_stalls(report, peers, sizes),
         "stampede": lambda: bench_stampede(report, peers, sizes),
+        "crawl": lambda: bench_crawl(report, peers, sizes, args.query_latency),
+        "growth": lambda: bench_growth(
+            report, peers, sizes.growth, sizes.growth_rounds, args.query_latency
+        ),
         "hotpath": lambda: bench_hotpath(report, peers, sizes),
+        "decoders": lambda: bench_decoders(report, sizes.decoder_ids, *sizes.decoder_rounds),
     }
-    crawl_rss: dict[str, float] = {}
-    for name in BENCHMARKS:
-        if name not in chosen:
-            continue
-        if name == "crawl" or (name == "memory" and "crawl" not in chosen):
-            crawl_rss = bench_crawl(report, peers, sizes, args.query_latency)
-        if name == "memory":
-            bench_memory(report, peers, sizes, crawl_rss, args.query_latency)
-        elif name in steps:
-            steps[name]()
+    measured = {name: steps[name]() for name in BENCHMARKS if name in chosen}
     report.line(f"Run time: {time.perf_counter() - started:.0f} s.")
     if save:
         save.parent.mkdir(parents=True, exist_ok=True)
         save.write_text("\n".join(report.lines) + "\n", encoding="utf-8")
         print(f"written to {save}", file=sys.stderr)
+    # Only the full run redraws the committed pictures; any other run draws into a
+    # temporary folder, which it names.
+    kind = "full run" if full else ("quick run" if args.quick else "partial run")
+    draw(
+        {
+            "caption": f"{kind}, {time.strftime('%Y-%m-%d')}, {revision()}",
+            "latency": measured.get("stalls"),
+            "growth": measured.get("growth"),
+        },
+        DOCS_IMAGES if full else None,
+    )
     for problem in PROBLEMS:
         print(f"bench: {problem}", file=sys.stderr)
     return 1 if PROBLEMS else 0

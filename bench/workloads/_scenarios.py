@@ -44,14 +44,21 @@ def time_tokens(auth: Any, waits: list[float]) -> None:
 
 
 async def stalls(p: dict[str, Any], open_session: OpenSession) -> dict[str, Any]:
-    """*workers* tasks request without pause for *duration* seconds of short tokens."""
+    """*workers* tasks request without pause for *duration* seconds of short tokens.
+
+    Besides the waits and latencies, it returns when each request started and when each
+    token was issued (the server's wall clock, the same machine's), in seconds since the
+    measurement began, for the picture of latency over time.
+    """
     waits: list[float] = []
     latencies: list[float] = []
+    starts: list[float] = []
     async with open_session(p["workers"]) as session:
         await session.count()  # the first token is fetched before the measurement
         _common.control(p["origin"], "reset")
         time_tokens(session.auth, waits)
-        deadline = time.perf_counter() + p["duration"]
+        began, began_wall = time.perf_counter(), time.time()
+        deadline = began + p["duration"]
         failures = 0
 
         async def worker() -> None:
@@ -63,6 +70,7 @@ async def stalls(p: dict[str, Any], open_session: OpenSession) -> dict[str, Any]
                 except Exception:
                     failures += 1
                 latencies.append(time.perf_counter() - start)
+                starts.append(start - began)
 
         async with anyio.create_task_group() as tg:
             for _ in range(p["workers"]):
@@ -71,6 +79,8 @@ async def stalls(p: dict[str, Any], open_session: OpenSession) -> dict[str, Any]
     return {
         "waits": waits,
         "latencies": latencies,
+        "starts": starts,
+        "token_times": [issued - began_wall for issued in stats["token_times"]],
         "failures": failures,
         "token_requests": stats["tokens_issued"],
     }
