@@ -53,7 +53,8 @@ class FakeLayer:
     where clause in an object-id range (``(where) AND OBJECTID >= a AND OBJECTID <= b``,
     or the range alone: only the range's features are tested); any other where clause,
     or ``orderByFields`` on a field other than the object id, reads every feature, made
-    one by one. It cannot be edited: applyEdits answers an error.
+    one by one (and the ``unordered`` fault lists every matching id). It cannot be
+    edited: applyEdits answers an error.
 
     Attributes:
         id: The layer id in its service.
