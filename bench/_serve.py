@@ -11,6 +11,19 @@ With ``"warm": true`` it encodes every feature of its open layers in both format
 crawlers ask for before it prints its origin, so that no crawler pays for that.
 
     python bench/_serve.py '{"layers": {"Bench": 200000}, "token_seconds": 70}'
+
+Settings (a JSON object; every key may be left out):
+
+- ``layers``: layer name -> feature count, generated up front, in secured services;
+- ``open_layers``: the same, in services open to everyone;
+- ``lazy_layers``: layer name -> feature count, generated lazily (each feature made when
+  a query reads it: millions cost a few megabytes), in secured services;
+- ``page``: every layer's maxRecordCount (default 2000);
+- ``id_list_limit``, ``id_list_failure``: applied to every layer: the most ids a
+  ``returnIdsOnly`` query may match, and what it gets beyond that (``"error"``,
+  ``"timeout"`` or ``"truncate"``; see `FakeLayer`);
+- ``token_seconds``: the longest token lifetime (default 3600);
+- ``token_latency``, ``query_latency``: seconds each token request or query waits.
 """
 
 from __future__ import annotations
@@ -63,15 +76,20 @@ class BenchFake(FakeArcGIS):
 
 
 def build(settings: dict[str, Any]) -> BenchFake:
-    """The emulator that *settings* describe (see `bench/run.py` for the keys)."""
+    """The emulator that *settings* describe (see the keys above)."""
     fake = BenchFake(max_token_minutes=settings.get("token_seconds", 3600) / 60)
     fake.add_user(USER, PASSWORD)
+    page = settings.get("page", 2000)
     for name, count in settings.get("layers", {}).items():
-        fake.add_feature_layer(
-            name, count=count, max_record_count=settings.get("page", 2000), secured=True
-        )
+        fake.add_feature_layer(name, count=count, max_record_count=page, secured=True)
     for name, count in settings.get("open_layers", {}).items():
-        fake.add_feature_layer(name, count=count, max_record_count=settings.get("page", 2000))
+        fake.add_feature_layer(name, count=count, max_record_count=page)
+    for name, count in settings.get("lazy_layers", {}).items():
+        fake.add_feature_layer(name, count=count, max_record_count=page, secured=True, lazy=True)
+    for service in fake.services.values():
+        for layer in service.layers.values():
+            layer.id_list_limit = settings.get("id_list_limit")
+            layer.id_list_failure = settings.get("id_list_failure", "error")
     fake.faults.latency.update(
         {
             "generateToken": settings.get("token_latency", 0.0),

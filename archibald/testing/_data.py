@@ -1,29 +1,28 @@
 """Services, layers and their features, for FakeArcGIS.
 
-A `FakeLayer` holds its features by object id, in ascending order: it finds the ids that
-match a where clause, in the order asked for, and applies edits (checked by the rules in
-`_edits`). Generated layers are deterministic: the same seed gives the same features on
-every run.
+A `FakeLayer` holds its features by object id, in ascending order, or, when generated
+lazily, only their id range (`_generated.LazyRows` makes each feature when it is read):
+it finds the ids that match a where clause, in the order asked for, and applies edits
+(checked by the rules in `_edits`).
 """
 
 from __future__ import annotations
 
 import bisect
-import datetime as dt
 import random
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
 
 from .._validate import is_number
-from ._edits import copy_row, edit_rows, new_global_id
+from ._edits import copy_row, edit_rows
+from ._generated import GeometryKind, LazyRows
 from ._where import compile_where
+from ._wire import operation_refused
 
-__all__ = ["FakeLayer", "FakeService", "generate_features"]
-
-GeometryKind = Literal["point", "polyline", "polygon"]
+__all__ = ["GEOMETRY_TYPES", "FakeLayer", "FakeService"]
 
 GEOMETRY_TYPES: dict[str, str] = {
     "point": "esriGeometryPoint",
@@ -34,86 +33,10 @@ GEOMETRY_TYPES: dict[str, str] = {
 
 WGS84 = {"wkid": 4326, "latestWkid": 4326}
 
-GENERATED_FIELDS: list[dict[str, Any]] = [
-    {"name": "OBJECTID", "type": "esriFieldTypeOID", "alias": "OBJECTID"},
-    {"name": "GlobalID", "type": "esriFieldTypeGlobalID", "alias": "GlobalID", "length": 38},
-    {"name": "NAME", "type": "esriFieldTypeString", "alias": "Name", "length": 64},
-    {"name": "CATEGORY", "type": "esriFieldTypeString", "alias": "Category", "length": 16},
-    {"name": "POPULATION", "type": "esriFieldTypeInteger", "alias": "Population"},
-    {"name": "AREA", "type": "esriFieldTypeDouble", "alias": "Area"},
-    {"name": "CREATED", "type": "esriFieldTypeDate", "alias": "Created", "length": 8},
-]
-
-_CATEGORIES = ["park", "school", "library", "hospital", "museum", None]
-_WORDS = ["North", "South", "East", "West", "Old", "New", "Upper", "Lower", "Green", "Stone"]
-_PLACES = ["Park", "Road", "Square", "Hill", "Bridge", "Field", "Market", "Gate"]
-# A box around San Francisco, in WGS84.
-_WEST, _SOUTH, _EAST, _NORTH = -122.52, 37.70, -122.35, 37.83
-_EPOCH_2020 = int(dt.datetime(2020, 1, 1, tzinfo=dt.UTC).timestamp() * 1000)
-_FIVE_YEARS_MS = 5 * 365 * 24 * 3600 * 1000
-
-
-def generate_features(
-    count: int, *, geometry: GeometryKind | None = "point", seed: int = 0, first_oid: int = 1
-) -> list[dict[str, Any]]:
-    """Make *count* deterministic features with the fields of `GENERATED_FIELDS`.
-
-    Every tenth polygon has a hole, every fifteenth polygon or polyline has two parts;
-    some CATEGORY values are NULL.
-    """
-    rng = random.Random(seed)
-    features = []
-    for oid in range(first_oid, first_oid + count):
-        attributes = {
-            "OBJECTID": oid,
-            "GlobalID": new_global_id(rng),
-            "NAME": f"{rng.choice(_WORDS)} {rng.choice(_PLACES)} {oid}",
-            "CATEGORY": rng.choice(_CATEGORIES),
-            "POPULATION": rng.randrange(0, 100_000),
-            "AREA": round(rng.uniform(10.0, 5000.0), 3),
-            "CREATED": _EPOCH_2020 + rng.randrange(0, _FIVE_YEARS_MS),
-        }
-        feature: dict[str, Any] = {"attributes": attributes}
-        if geometry is not None:
-            x = round(rng.uniform(_WEST, _EAST), 6)
-            y = round(rng.uniform(_SOUTH, _NORTH), 6)
-            feature["geometry"] = _make_geometry(
-                geometry, x, y, hole=oid % 10 == 0, multipart=oid % 15 == 0
-            )
-        features.append(feature)
-    return features
-
-
-def _make_geometry(
-    kind: GeometryKind, x: float, y: float, *, hole: bool, multipart: bool
-) -> dict[str, Any]:
-    d = 0.001
-    if kind == "point":
-        return {"x": x, "y": y}
-    if kind == "polyline":
-        paths = [[[x, y], [x + d, y + d], [x + 2 * d, y]]]
-        if multipart:
-            paths.append([[x, y + 2 * d], [x + d, y + 3 * d]])
-        return {"paths": paths}
-    # Esri rings: outer clockwise, holes counter-clockwise.
-    outer = [[x, y], [x, y + d], [x + d, y + d], [x + d, y], [x, y]]
-    rings = [outer]
-    if multipart:  # a second, separate square to the east
-        rings.append(
-            [[x + 2 * d, y], [x + 2 * d, y + d], [x + 3 * d, y + d], [x + 3 * d, y], [x + 2 * d, y]]
-        )
-    if hole:
-        q = d / 4
-        rings.append(
-            [
-                [x + q, y + q],
-                [x + 3 * q, y + q],
-                [x + 3 * q, y + 3 * q],
-                [x + q, y + 3 * q],
-                [x + q, y + q],
-            ]
-        )
-    return {"rings": rings}
+# A lazy layer keeps the encoded features of this many pages per output shape, and match
+# lists of at most this many ids in all: serving millions must not keep millions.
+_LAZY_PAGES_KEPT = 4
+_LAZY_MATCHED_IDS = 200_000
 
 
 @attrs.define(eq=False)
@@ -123,6 +46,15 @@ class FakeLayer:
     Its attributes are switches a test may flip at any time: for example
     ``layer.supports_pagination = False`` makes the layer refuse ``resultOffset`` as old
     servers do, and ``layer.max_record_count = 500`` lowers the page size.
+
+    A layer added with ``lazy=True`` holds no features: it makes each one when a query
+    reads it, so that a layer of millions costs a few megabytes. Its queries stay fast
+    when they ask for every feature (``1=1``), name them (``objectIds``), or end their
+    where clause in an object-id range (``(where) AND OBJECTID >= a AND OBJECTID <= b``,
+    or the range alone: only the range's features are tested); any other where clause,
+    or ``orderByFields`` on a field other than the object id, reads every feature, made
+    one by one (and the ``unordered`` fault lists every matching id). It cannot be
+    edited: applyEdits answers an error.
 
     Attributes:
         id: The layer id in its service.
@@ -138,6 +70,16 @@ class FakeLayer:
             ``"Create,Delete,Query,Update,Editing"``.
         spatial_reference: The layer's spatial reference.
         url: The layer's path below the site root, set when it is added.
+        id_list_limit: The most ids a ``returnIdsOnly`` query may match; None (the
+            default) for no limit. Counts, statistics and features are not limited.
+        id_list_failure: What a ``returnIdsOnly`` query that matches more ids than
+            *id_list_limit* gets, as a server overwhelmed by a huge id list answers:
+            ``"error"`` (the default), HTTP 200 with error 500 ``Error performing query
+            operation``, as ArcGIS Server answers a query its database failed;
+            ``"timeout"``, HTTP 504 with an HTML page, as a web adaptor or proxy in front
+            of it answers when it gives up waiting; ``"truncate"``, the lowest
+            *id_list_limit* ids with ``"exceededTransferLimit": true``. Each counts in
+            `FakeStatistics.faults_injected`.
     """
 
     id: int
@@ -152,9 +94,19 @@ class FakeLayer:
     capabilities: str = "Query"
     spatial_reference: dict[str, Any] = attrs.Factory(lambda: dict(WGS84))
     url: str = ""
+    id_list_limit: int | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(
+            [attrs.validators.instance_of(int), attrs.validators.ge(0)]
+        ),
+    )
+    id_list_failure: Literal["error", "timeout", "truncate"] = attrs.field(
+        default="error", validator=attrs.validators.in_(("error", "timeout", "truncate"))
+    )
     _rows: dict[int, dict[str, Any]] = attrs.field(factory=dict, repr=False)
+    _lazy: LazyRows | None = attrs.field(default=None, repr=False, init=False)
     _version: int = attrs.field(default=0, repr=False)
-    _matches: dict[tuple[Any, ...], list[int]] = attrs.field(factory=dict, repr=False)
+    _matches: dict[tuple[Any, ...], Sequence[int]] = attrs.field(factory=dict, repr=False)
     _fragments: dict[tuple[Any, ...], dict[int, bytes]] = attrs.field(factory=dict, repr=False)
     # (version, bounds): a server keeps its layer's extent, it does not scan every feature
     _bounds: tuple[int, tuple[float, float, float, float] | None] | None = attrs.field(
@@ -163,19 +115,31 @@ class FakeLayer:
 
     @property
     def features(self) -> list[dict[str, Any]]:
-        """The layer's features in object-id order (copies: edit through apply_edits)."""
+        """The layer's features in object-id order (copies: edit through apply_edits).
+
+        On a lazy layer this makes every feature: slow and big for millions.
+        """
+        if self._lazy is not None:
+            return [self._lazy.row(oid) for oid in self._lazy.ids]
         return [copy_row(row) for row in self._rows.values()]
 
     @property
     def object_ids(self) -> list[int]:
-        """Every object id, ascending."""
-        return list(self._rows)
+        """Every object id, ascending (on a lazy layer, a list as long as the layer)."""
+        return list(self._lazy.ids if self._lazy is not None else self._rows)
+
+    @property
+    def lazy(self) -> bool:
+        """Whether the features are made when read (``add_feature_layer(lazy=True)``)."""
+        return self._lazy is not None
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._lazy.ids if self._lazy is not None else self._rows)
 
     def load(self, features: Iterable[Mapping[str, Any]]) -> None:
         """Add *features*; each must carry its object id among its attributes."""
+        if self._lazy is not None:
+            raise ValueError("a lazily generated layer cannot load features")
         for feature in features:
             attributes = dict(feature.get("attributes") or {})
             oid = attributes.get(self.object_id_field)
@@ -188,6 +152,18 @@ class FakeLayer:
         self._rows = dict(sorted(self._rows.items()))
         self._changed()
 
+    def generate_lazily(
+        self, count: int, *, seed: int, geometry: GeometryKind | None, first_oid: int = 1
+    ) -> None:
+        """Hold *count* generated features, made when read, with ids from *first_oid*."""
+        if self._rows:
+            raise ValueError("a layer with loaded features cannot be generated lazily")
+        if count < 0:
+            raise ValueError(f"count must be at least 0, got {count}")
+        ids = range(first_oid, first_oid + count)
+        self._lazy = LazyRows(ids=ids, seed=seed, geometry=geometry)
+        self._changed()
+
     def field_names(self) -> dict[str, str]:
         return {f["name"]: f["name"] for f in self.fields}
 
@@ -197,7 +173,7 @@ class FakeLayer:
         object_ids: Sequence[int] | None,
         order_by: str,
         scrambled: bool = False,
-    ) -> list[int]:
+    ) -> Sequence[int]:
         """Object ids that match, in the requested order.
 
         Without *order_by*, the ids come in object-id order, or, when *scrambled*, in a
@@ -205,38 +181,67 @@ class FakeLayer:
 
         An object-id range at the end of the clause (``... AND OID >= a AND OID <= b``)
         is answered from the sorted ids, as a database answers it from its index; the
-        rest of the clause is evaluated once and cached until the next edit.
+        rest of the clause is evaluated once and cached until the next edit. A lazy
+        layer narrows to the range first, and answers ``1=1`` with a `range`.
         """
         scrambled = scrambled and not order_by
         where, bounds = _split_oid_range(where, self.object_id_field)
-        key = (where, tuple(object_ids) if object_ids is not None else None, order_by, scrambled)
+        # A lazy layer cannot afford to test millions of made-up rows: range first.
+        narrowed = bounds if self._lazy is not None else None
+        listed = tuple(object_ids) if object_ids is not None else None
+        key = (where, listed, order_by, scrambled, narrowed)
         candidates = self._matches.get(key)
         if candidates is None:
-            if object_ids is not None:
-                candidates = sorted(oid for oid in set(object_ids) if oid in self._rows)
-            else:
-                candidates = list(self._rows)
-            if where.strip().replace(" ", "") not in ("", "1=1"):
-                test = compile_where(where, self.field_names())
-                candidates = [oid for oid in candidates if test(self._rows[oid]["attributes"])]
-            if order_by:
-                candidates = self._sorted(candidates, order_by)
-            elif scrambled:
-                # A fixed permutation: pages stay consistent, but not in object-id order.
-                candidates = sorted(candidates, key=lambda oid: (oid * 2654435761) % 4294967296)
-            if len(self._matches) > 64:
-                self._matches.clear()
-            self._matches[key] = candidates
-        if bounds is None:
+            candidates = self._select(where, object_ids, order_by, scrambled, narrowed)
+            self._remember(key, candidates)
+        if bounds is None or narrowed is not None:
             return candidates
         lo, hi = bounds
         if not order_by and not scrambled:  # ascending object ids: a slice
-            return candidates[
-                bisect.bisect_left(candidates, lo) : bisect.bisect_right(candidates, hi)
-            ]
+            return _between(candidates, lo, hi)
         return [oid for oid in candidates if lo <= oid <= hi]
 
-    def _sorted(self, oids: list[int], order_by: str) -> list[int]:
+    def _select(
+        self,
+        where: str,
+        object_ids: Sequence[int] | None,
+        order_by: str,
+        scrambled: bool,
+        bounds: tuple[int, int] | None,
+    ) -> Sequence[int]:
+        """The ids that match, computed: those of the layer (or *object_ids*) within
+        *bounds*, tested against *where*, then ordered."""
+        pool: Collection[int] = self._rows.keys()
+        if self._lazy is not None:
+            pool = self._lazy.ids if bounds is None else _between(self._lazy.ids, *bounds)
+        candidates: Sequence[int]
+        if object_ids is not None:
+            candidates = sorted(oid for oid in set(object_ids) if oid in pool)
+        else:
+            candidates = pool if isinstance(pool, range) else list(pool)
+        if where.strip().replace(" ", "") not in ("", "1=1"):
+            test = compile_where(where, self.field_names())
+            candidates = [oid for oid in candidates if test(self.row(oid)["attributes"])]
+        if order_by:
+            candidates = self._sorted(candidates, order_by)
+        elif scrambled:
+            # A fixed permutation: pages stay consistent, but not in object-id order.
+            candidates = sorted(candidates, key=lambda oid: (oid * 2654435761) % 4294967296)
+        return candidates
+
+    def _remember(self, key: tuple[Any, ...], candidates: Sequence[int]) -> None:
+        """Cache a match; a lazy layer keeps no ranges (free to make) and few ids."""
+        if self._lazy is not None:
+            if isinstance(candidates, range) or len(candidates) > _LAZY_MATCHED_IDS:
+                return
+            if sum(map(len, self._matches.values())) + len(candidates) > _LAZY_MATCHED_IDS:
+                self._matches.clear()
+        if len(self._matches) > 64:
+            self._matches.clear()
+        self._matches[key] = candidates
+
+    def _sorted(self, oids: Sequence[int], order_by: str) -> Sequence[int]:
+        """The ascending *oids* in the order of *order_by*."""
         names = {f["name"].upper(): f["name"] for f in self.fields}
         keys = []
         for part in order_by.split(","):
@@ -248,11 +253,13 @@ class FakeLayer:
                 raise ValueError(f"orderByFields names an unknown field {words[0]!r}")
             descending = len(words) > 1 and words[1].upper() == "DESC"
             keys.append((name, descending))
+        if [name for name, _ in keys] == [self.object_id_field]:  # no row need be read
+            return oids[::-1] if keys[0][1] else oids
         result = list(oids)
         for name, descending in reversed(keys):  # stable sorts, last key first
 
             def key(oid: int, name: str = name) -> tuple[int, Any]:
-                return _sort_key(self._rows[oid]["attributes"].get(name))
+                return _sort_key(self.row(oid)["attributes"].get(name))
 
             try:
                 result.sort(key=key, reverse=descending)
@@ -261,9 +268,13 @@ class FakeLayer:
         return result
 
     def row(self, oid: int) -> dict[str, Any]:
+        if self._lazy is not None:
+            return self._lazy.row(oid)
         return self._rows[oid]
 
     def next_object_id(self) -> int:
+        if self._lazy is not None:
+            return self._lazy.ids.stop
         return (max(self._rows) + 1) if self._rows else 1
 
     def apply_edits(
@@ -279,8 +290,13 @@ class FakeLayer:
 
         Each feature is checked: attributes against the fields and their types, geometry
         against the layer's geometry type. A bad item fails alone (code 1000), or, with
-        *rollback_on_failure*, nothing is applied.
+        *rollback_on_failure*, nothing is applied. A lazy layer refuses every edit.
         """
+        if self._lazy is not None:
+            raise operation_refused(
+                "FakeArcGIS cannot edit a lazily generated layer; add the layer without "
+                "lazy=True (or with features=) to edit it."
+            )
         results, rows = edit_rows(
             self,
             self._rows,
@@ -299,13 +315,17 @@ class FakeLayer:
         """A cache of encoded features for one output shape, emptied by every edit.
 
         Serving a big layer page after page re-encodes the same features; keeping their
-        JSON keeps the emulator from being the bottleneck of a client benchmark.
+        JSON keeps the emulator from being the bottleneck of a client benchmark. A lazy
+        layer's cache is emptied whenever it holds four pages' worth, so that serving
+        millions of features keeps few of them.
         """
         cache = self._fragments.get(key)
         if cache is None:
             if len(self._fragments) >= 8:
                 self._fragments.clear()
             cache = self._fragments[key] = {}
+        elif self._lazy is not None and len(cache) >= _LAZY_PAGES_KEPT * self.max_record_count:
+            cache.clear()
         return cache
 
     def _changed(self) -> None:
@@ -327,6 +347,8 @@ class FakeLayer:
         }
 
     def _measure(self) -> tuple[float, float, float, float] | None:
+        if self._lazy is not None:
+            return self._lazy.bounds()
         xs: list[float] = []
         ys: list[float] = []
         for row in self._rows.values():
@@ -378,6 +400,11 @@ def _split_oid_range(where: str, oid_field: str) -> tuple[str, tuple[int, int] |
         if depth < 0:
             return where, None
     return base, (int(match.group("lo")), int(match.group("hi")))
+
+
+def _between(ids: Sequence[int], lo: int, hi: int) -> Sequence[int]:
+    """The ids from *lo* to *hi* of the ascending *ids* (a range stays a range)."""
+    return ids[bisect.bisect_left(ids, lo) : bisect.bisect_right(ids, hi)]
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:

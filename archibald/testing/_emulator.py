@@ -20,16 +20,10 @@ from typing import Any, Literal
 import httpx
 
 from . import _adaptors
-from ._data import (
-    GENERATED_FIELDS,
-    GEOMETRY_TYPES,
-    FakeLayer,
-    FakeService,
-    GeometryKind,
-    generate_features,
-)
+from ._data import GEOMETRY_TYPES, FakeLayer, FakeService
 from ._edits import read_edits
 from ._faults import Faults, fault_answer
+from ._generated import GENERATED_FIELDS, GeometryKind, generate_features
 from ._metadata import all_layers, catalog, layer_metadata, portal_info, server_info, service_info
 from ._query import answer_query
 from ._statistics import Counters, FakeStatistics
@@ -164,6 +158,8 @@ class FakeArcGIS:
         secured: bool = False,
         editable: bool = True,
         seed: int | None = None,
+        lazy: bool = False,
+        first_oid: int = 1,
     ) -> FakeLayer:
         """Add a FeatureServer layer, generated (*count*) or from your *features*.
 
@@ -180,6 +176,12 @@ class FakeArcGIS:
             secured: Whether the service needs a token.
             editable: Whether the layer advertises Create, Update and Delete.
             seed: Seed of the generated features (default: the emulator's seed).
+            lazy: Make each generated feature only when a query reads it, from *seed*
+                and its object id, instead of holding *count* features: for layers of
+                millions (a layer of 5,000,000 costs a few megabytes). The features
+                differ from those made without *lazy*; the layer cannot be edited (see
+                `FakeLayer`).
+            first_oid: The object id of the first generated feature.
         """
         return self._add_layer(
             service,
@@ -195,6 +197,8 @@ class FakeArcGIS:
             secured=secured,
             capabilities="Create,Delete,Query,Update,Editing" if editable else "Query",
             seed=seed,
+            lazy=lazy,
+            first_oid=first_oid,
         )
 
     def add_map_layer(  # noqa: PLR0913  (public: one keyword per layer setting)
@@ -211,6 +215,8 @@ class FakeArcGIS:
         max_record_count: int = 1000,
         secured: bool = False,
         seed: int | None = None,
+        lazy: bool = False,
+        first_oid: int = 1,
     ) -> FakeLayer:
         """Add a MapServer layer; the arguments are those of `add_feature_layer`."""
         return self._add_layer(
@@ -227,6 +233,8 @@ class FakeArcGIS:
             secured=secured,
             capabilities="Map,Query,Data",
             seed=seed,
+            lazy=lazy,
+            first_oid=first_oid,
         )
 
     def _add_layer(  # noqa: PLR0913  (the settings of both public calls, by keyword)
@@ -245,21 +253,16 @@ class FakeArcGIS:
         secured: bool,
         capabilities: str,
         seed: int | None,
+        lazy: bool,
+        first_oid: int,
     ) -> FakeLayer:
         service_name = service_name.strip("/")
+        _check_layer_source(count, features, fields, object_id_field, lazy=lazy)
         service = self._service(service_name, kind, secured=secured)
         if layer_id is None:
             layer_id = max(service.layers, default=-1) + 1
         if layer_id in service.layers:
             raise ValueError(f"{service_name}/{kind} already has a layer {layer_id}")
-        if (count is None) == (features is None):
-            raise ValueError("give either count (generated features) or features, not both")
-        field_names = {f["name"] for f in (fields or GENERATED_FIELDS)}
-        if object_id_field not in field_names:
-            raise ValueError(
-                f"object_id_field {object_id_field!r} is not among the fields "
-                f"({', '.join(sorted(field_names))}); pass fields= for your own features"
-            )
         layer = FakeLayer(
             id=layer_id,
             name=name or service_name.rsplit("/", 1)[-1],
@@ -270,11 +273,17 @@ class FakeArcGIS:
             capabilities=capabilities,
             url=f"/{self.site}/rest/services/{service_name}/{kind}/{layer_id}",
         )
-        if count is not None:
-            seed = self._seed if seed is None else seed
-            features = generate_features(count, geometry=geometry, seed=seed)
-        assert features is not None  # exactly one of count and features, as checked above
-        layer.load(features)
+        seed = self._seed if seed is None else seed
+        if lazy:
+            assert count is not None  # as checked above
+            layer.generate_lazily(count, seed=seed, geometry=geometry, first_oid=first_oid)
+        else:
+            if count is not None:
+                features = generate_features(
+                    count, geometry=geometry, seed=seed, first_oid=first_oid
+                )
+            assert features is not None  # exactly one of count and features, as checked above
+            layer.load(features)
         service.layers[layer_id] = layer
         return layer
 
@@ -471,3 +480,24 @@ class FakeArcGIS:
 
     async def _unknown(self, request: Request) -> Response:
         raise Refusal(400, "Invalid URL", ["Invalid URL"])
+
+
+def _check_layer_source(
+    count: int | None,
+    features: Iterable[Mapping[str, Any]] | None,
+    fields: Sequence[Mapping[str, Any]] | None,
+    object_id_field: str,
+    *,
+    lazy: bool,
+) -> None:
+    """Refuse layer settings that contradict each other, saying which to give."""
+    if (count is None) == (features is None):
+        raise ValueError("give either count (generated features) or features, not both")
+    if lazy and (count is None or fields is not None):
+        raise ValueError("lazy=True generates its features: give count, without features or fields")
+    field_names = {f["name"] for f in (fields or GENERATED_FIELDS)}
+    if object_id_field not in field_names:
+        raise ValueError(
+            f"object_id_field {object_id_field!r} is not among the fields "
+            f"({', '.join(sorted(field_names))}); pass fields= for your own features"
+        )

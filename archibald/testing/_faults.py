@@ -13,7 +13,7 @@ from typing import Literal
 import anyio
 import attrs
 
-from ._wire import ENDPOINTS, Request, Response, plain_text
+from ._wire import ENDPOINTS, Request, Response, plain_text, proxy_page
 
 __all__ = ["Faults", "fault_answer"]
 
@@ -149,11 +149,7 @@ def _scripted_answer(scripted: _Scripted) -> Response:
     if scripted.action == "drop":
         return Response(drop=True)
     if scripted.action == "html":
-        page = (
-            f"<html><head><title>{scripted.status} Bad Gateway</title></head>"
-            "<body><center><h1>Bad Gateway</h1></center><hr><center>nginx</center></body></html>"
-        )
-        return Response(scripted.status, page.encode(), {"content-type": "text/html"})
+        return proxy_page(scripted.status, "Bad Gateway")
     if scripted.action == "malformed":
         return Response(
             200,

@@ -29,6 +29,8 @@ from ._wire import (
     is_true,
     json_response,
     operation_refused,
+    proxy_page,
+    query_failed,
     with_features,
 )
 
@@ -65,13 +67,14 @@ def answer_query(
     fmt = params.get("f", "json").lower()
     _refuse_unsupported(params, fmt)
     object_ids = int_list_param(params.get("objectIds"), "objectIds")
-    oids = _matching_ids(layer, params, object_ids, faults=faults, counters=counters)
+    oids, ascending = _matching_ids(layer, params, object_ids, faults=faults, counters=counters)
     if is_true(params.get("returnCountOnly")):
         return json_response({"count": len(oids)})
     if is_true(params.get("returnIdsOnly")):
-        return json_response({"objectIdFieldName": layer.object_id_field, "objectIds": oids})
+        return _id_list(layer, oids, ascending=ascending, counters=counters)
     if params.get("outStatistics"):
-        return json_response(statistics(layer, oids, params["outStatistics"]))
+        spec = params["outStatistics"]
+        return json_response(statistics(layer, oids, spec, ascending=ascending))
     offset, limit = _page_bounds(layer, params, faults=faults, counters=counters)
     page = oids[offset : offset + limit]
     # An objectIds list longer than a page is cut silently, as real servers do.
@@ -107,8 +110,9 @@ def _matching_ids(
     *,
     faults: Faults,
     counters: Counters,
-) -> list[int]:
-    """The ids that match the where clause and objectIds, in the order asked for."""
+) -> tuple[Sequence[int], bool]:
+    """The ids that match the where clause and objectIds, in the order asked for, and
+    whether that order is ascending object ids."""
     order_by = params.get("orderByFields", "").strip()
     if order_by and not layer.supports_order_by:
         raise operation_refused("orderByFields is not supported.")
@@ -119,11 +123,34 @@ def _matching_ids(
     if scrambled:
         counters.faults_injected += 1
     try:
-        return layer.matching_ids(where or "1=1", object_ids, order_by, scrambled)
+        oids = layer.matching_ids(where or "1=1", object_ids, order_by, scrambled)
     except WhereError as exc:
         raise operation_refused(f"'where' parameter is invalid: {exc}") from exc
     except ValueError as exc:
         raise operation_refused(str(exc)) from exc
+    return oids, not order_by and not scrambled
+
+
+def _id_list(
+    layer: FakeLayer, oids: Sequence[int], *, ascending: bool, counters: Counters
+) -> Response:
+    """A ``returnIdsOnly`` answer, or the failure of a server asked for too many ids.
+
+    The limit is checked on the length alone, before a lazy layer's range of ids
+    becomes a list.
+    """
+    body: dict[str, Any] = {"objectIdFieldName": layer.object_id_field}
+    limit = layer.id_list_limit
+    if limit is not None and len(oids) > limit:
+        counters.faults_injected += 1
+        if layer.id_list_failure == "error":
+            raise query_failed()
+        if layer.id_list_failure == "timeout":
+            return proxy_page(504, "Gateway Time-out")
+        oids = oids[:limit] if ascending else sorted(oids)[:limit]
+        body["exceededTransferLimit"] = True
+    body["objectIds"] = list(oids)
+    return json_response(body)
 
 
 def _page_bounds(
@@ -249,8 +276,14 @@ def _out_sr(layer: FakeLayer, value: str | None, fmt: str) -> dict[str, Any] | N
 # -- statistics --------------------------------------------------------------------------
 
 
-def statistics(layer: FakeLayer, oids: list[int], spec: str) -> dict[str, Any]:
-    """The ``outStatistics`` answer over the features *oids*: one feature of results."""
+def statistics(
+    layer: FakeLayer, oids: Sequence[int], spec: str, *, ascending: bool = False
+) -> dict[str, Any]:
+    """The ``outStatistics`` answer over the features *oids*: one feature of results.
+
+    ``min``, ``max`` and ``count`` of the object-id field come from the ids themselves,
+    as a database answers them from its index: the first and last when *ascending*.
+    """
     if not layer.supports_statistics:
         raise operation_refused("Statistics are not supported.")
     try:
@@ -263,14 +296,18 @@ def statistics(layer: FakeLayer, oids: list[int], spec: str) -> dict[str, Any]:
     attributes: dict[str, Any] = {}
     out_fields = []
     for item in wanted:
-        out_name, value, out_type = _statistic(layer, oids, item, fields_by_name)
+        out_name, value, out_type = _statistic(layer, oids, item, fields_by_name, ascending)
         attributes[out_name] = value
         out_fields.append({"name": out_name, "type": out_type, "alias": out_name})
     return {"fields": out_fields, "features": [{"attributes": attributes}]}
 
 
 def _statistic(
-    layer: FakeLayer, oids: list[int], item: Any, fields_by_name: Mapping[str, Any]
+    layer: FakeLayer,
+    oids: Sequence[int],
+    item: Any,
+    fields_by_name: Mapping[str, Any],
+    ascending: bool,
 ) -> tuple[str, Any, str]:
     """One statistic: its output name, its value and its field type."""
     if not isinstance(item, dict):
@@ -284,12 +321,16 @@ def _statistic(
             f"'{kind}' needs a numeric field; {field['name']} is {field['type']}"
         )
     out_name = str(item.get("outStatisticFieldName") or f"{kind}_{field['name']}")
-    values = [layer.row(oid)["attributes"].get(field["name"]) for oid in oids]
-    present = [v for v in values if v is not None]
-    try:
-        result = _compute(kind, present)
-    except TypeError as exc:
-        raise operation_refused(f"the values of {field['name']} cannot be compared") from exc
+    if field["name"] == layer.object_id_field and kind in ("min", "max", "count"):
+        result = _id_statistic(kind, oids, ascending)
+    else:
+        values = [layer.row(oid)["attributes"].get(field["name"]) for oid in oids]
+        present = [v for v in values if v is not None]
+        try:
+            result = _compute(kind, present)
+        except TypeError as exc:
+            message = f"the values of {field['name']} cannot be compared"
+            raise operation_refused(message) from exc
     if kind == "count":
         out_type = "esriFieldTypeInteger"
     elif kind in ("min", "max"):
@@ -297,6 +338,17 @@ def _statistic(
     else:
         out_type = "esriFieldTypeDouble"
     return out_name, result, out_type
+
+
+def _id_statistic(kind: str, oids: Sequence[int], ascending: bool) -> int | None:
+    """``min``, ``max`` or ``count`` of object ids (never NULL), without reading a row."""
+    if kind == "count":
+        return len(oids)
+    if not oids:
+        return None
+    if ascending:
+        return oids[0] if kind == "min" else oids[-1]
+    return min(oids) if kind == "min" else max(oids)
 
 
 def _compute(kind: str, present: list[Any]) -> Any:

@@ -29,6 +29,8 @@ __all__ = [
     "operation_refused",
     "parse_params",
     "plain_text",
+    "proxy_page",
+    "query_failed",
     "with_features",
 ]
 
@@ -140,6 +142,11 @@ def operation_refused(detail: str) -> Refusal:
     return Refusal(400, "Unable to complete operation.", [detail])
 
 
+def query_failed() -> Refusal:
+    """The error ArcGIS Server answers when the database fails a query (HTTP 200)."""
+    return Refusal(500, "Error performing query operation")
+
+
 def _invalid(name: str) -> Refusal:
     return operation_refused(f"'{name}' parameter is invalid")
 
@@ -171,3 +178,12 @@ def html_page(path: str) -> Response:
 def plain_text(status: int, text: str) -> Response:
     """A plain-text answer, as a proxy or a failing server sends."""
     return Response(status, text.encode(), {"content-type": "text/plain"})
+
+
+def proxy_page(status: int, reason: str) -> Response:
+    """The HTML error page a proxy or gateway in front of the server answers with."""
+    page = (
+        f"<html><head><title>{status} {reason}</title></head>"
+        f"<body><center><h1>{reason}</h1></center><hr><center>nginx</center></body></html>"
+    )
+    return Response(status, page.encode(), {"content-type": "text/html"})
