@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import random
 import tracemalloc
 from contextlib import aclosing, nullcontext
 from typing import Any
+from urllib.parse import parse_qsl
 
 import anyio
 import attrs
@@ -166,6 +168,7 @@ async def test_breaking_out_leaves_nothing_behind(fake: FakeArcGIS) -> None:
         async for _page in layer.pages(max_concurrency=4):
             break
         gc.collect()
+        await anyio.sleep(0.5)  # as in the test below: fetches cancelled, maybe counted
         sent = fake.statistics().requests["query"]
         await anyio.sleep(10)
         assert sent == fake.statistics().requests["query"]  # nothing went on fetching
@@ -464,6 +467,9 @@ async def test_the_plain_loop_stops_fetching_when_its_consumer_stops(
                 await stream.aclose()
             del stream
             gc.collect()
+        # Fetches started as the first page came are cancelled, though the emulator may
+        # count them on arrival; any fetch after them would come a query's latency later.
+        await anyio.sleep(0.5)
         sent = fake.statistics().requests["query"]
         await anyio.sleep(10)
         assert sent == fake.statistics().requests["query"]
@@ -632,7 +638,8 @@ async def test_aclose_while_the_ids_are_listed_fetches_nothing(fake: FakeArcGIS)
         before = fake.statistics().requests["query"]
         await anyio.sleep(10)
     assert "was closed after 0 features" in str(outcome[0])
-    assert 2 == before == fake.statistics().requests["query"]  # the ids and the count only
+    # the ids, their count and the first page (asked at once), and nothing after the close
+    assert 3 == before == fake.statistics().requests["query"]
 
 
 async def test_a_stream_iterated_first_cannot_be_entered(fake: FakeArcGIS) -> None:
@@ -792,13 +799,14 @@ async def test_a_service_path_must_name_a_service(fake: FakeArcGIS, path: str) -
 
 
 class DatabaseDown(httpx.AsyncBaseTransport):
-    """FakeArcGIS, except that every id-range query fails as a busy database does."""
+    """FakeArcGIS, except that every query for features (an id range, or the first page
+    asked for by id order) fails as a busy database does."""
 
     def __init__(self, fake: FakeArcGIS) -> None:
         self.inner = fake.transport()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if b"%3E%3D" in request.content:  # where=OBJECTID >= ...: a batch of the crawl
+        if b"%3E%3D" in request.content or b"orderByFields" in request.content:
             return httpx.Response(
                 200,
                 json={
@@ -856,6 +864,7 @@ async def test_a_step_cancelled_after_part_of_its_window_arrived_loses_and_repea
 ) -> None:
     """Cancelled while some pages of the window have arrived and others have not: resuming
     delivers every feature exactly once."""
+    fake.layer("Parcels").supports_order_by = False  # no first page asked for early
     auth = UserTokenAuth(USER, PASSWORD, fake.portal_url, http_client=fake.client())
     transport = UnevenBatches(fake, fast={1001, 3001})
     async with ArchieClient(fake.services_url, auth, transport=transport) as client:
@@ -1225,3 +1234,68 @@ def test_an_id_list_with_something_else_in_it_is_refused(answer: object, message
 
     with pytest.raises(IncompleteResultError, match=message):
         _id_array(answer, "https://h/x/FeatureServer/0")
+
+
+# -- the first page, asked for while the ids are listed -------------------------------------
+
+
+async def test_the_first_page_comes_with_the_id_list_not_after_it(fake: FakeArcGIS) -> None:
+    """Queries take 1 s: the first page (asked for by id order alongside the id list and
+    its count) arrives 1 s after the crawl begins, not 2 s; the whole crawl is exact."""
+    fake.faults.latency["query"] = 1.0
+    async with client_for(fake) as client:
+        layer = FeatureLayer(client, "Parcels", 0)
+        await layer.info()
+        started = anyio.current_time()
+        async with layer.pages(max_concurrency=4) as pages:
+            ids = list((await anext(pages)).object_ids)
+            first = anyio.current_time() - started
+            ids += [oid async for page in pages for oid in page.object_ids]
+    assert 1.0 <= first < 1.5
+    assert ALL == ids
+    assert 1 + 1 + 11 == fake.statistics().requests["query"]  # the early page is the first
+
+
+class Unordered(httpx.AsyncBaseTransport):
+    """FakeArcGIS behind a proxy that drops orderByFields (some servers ignore it)."""
+
+    def __init__(self, fake: FakeArcGIS) -> None:
+        self.inner = fake.transport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if b"orderByFields" in request.content:
+            form = [(k, v) for k, v in parse_qsl(request.content.decode()) if k != "orderByFields"]
+            request = httpx.Request(request.method, request.url, data=dict(form))
+        return await self.inner.handle_async_request(request)
+
+
+@pytest.mark.parametrize("page_size", [None, 300])
+async def test_a_first_page_out_of_order_is_not_trusted(fake: FakeArcGIS, page_size: int) -> None:
+    """A server that ignores orderByFields answers the early page with any ids: the crawl
+    fetches its first batch as any other, and stays exact."""
+    fake.faults.unordered = True
+    auth = UserTokenAuth(USER, PASSWORD, fake.portal_url, http_client=fake.client())
+    async with ArchieClient(fake.services_url, auth, transport=Unordered(fake)) as client:
+        assert ALL == await crawl_ids(FeatureLayer(client, "Parcels", 0), page_size=page_size)
+    # the ids, their count, the early page (not used), then every batch as usual
+    assert 3 + math.ceil(10_001 / (page_size or 1000)) == fake.statistics().requests["query"]
+
+
+@pytest.mark.parametrize(("order_by", "paging"), [(False, True), (True, False)])
+async def test_no_early_page_where_the_layer_cannot_order_or_size_it(
+    fake: FakeArcGIS, order_by: bool, paging: bool
+) -> None:
+    layer = fake.layer("Parcels")
+    layer.supports_order_by, layer.supports_pagination = order_by, paging
+    async with client_for(fake) as client:
+        assert ALL == await crawl_ids(FeatureLayer(client, "Parcels", 0), page_size=400)
+    # the ids, their count, and 26 batches of 400 (none asked for early)
+    assert 1 + 1 + 26 == fake.statistics().requests["query"]
+
+
+async def test_a_smaller_page_size_sizes_the_early_page(fake: FakeArcGIS) -> None:
+    async with client_for(fake) as client:
+        pages = FeatureLayer(client, "Parcels", 0).pages(page_size=400)
+        sizes = [len(page) async for page in pages]
+    assert sizes == [400] * 25 + [1]
+    assert 1 + 1 + 26 == fake.statistics().requests["query"]

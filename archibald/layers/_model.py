@@ -31,6 +31,7 @@ class LayerInfo:
         max_record_count: The most features one query returns.
         supports_pagination: Whether ``resultOffset`` paging is advertised.
         supports_statistics: Whether ``outStatistics`` is advertised.
+        supports_order_by: Whether ``orderByFields`` is advertised.
         spatial_reference: The layer's spatial reference, if any.
         extent: The layer's extent, if any.
         raw: The whole metadata document.
@@ -44,6 +45,7 @@ class LayerInfo:
     max_record_count: int
     supports_pagination: bool
     supports_statistics: bool
+    supports_order_by: bool = False
     spatial_reference: Mapping[str, Any] | None
     extent: Mapping[str, Any] | None
     raw: Mapping[str, Any] = attrs.field(repr=False)
@@ -79,6 +81,7 @@ class LayerInfo:
             supports_statistics=bool(
                 advanced.get("supportsStatistics", metadata.get("supportsStatistics", False))
             ),
+            supports_order_by=bool(advanced.get("supportsOrderBy", False)),
             spatial_reference=metadata.get("spatialReference")
             or (extent or {}).get("spatialReference"),
             extent=extent,

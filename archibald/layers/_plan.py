@@ -4,10 +4,12 @@ each batch arrives whole (see the layers package for the algorithm)."""
 from __future__ import annotations
 
 import array
+import bisect
 import collections
 import functools
 import itertools
 import logging
+import operator
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
@@ -101,7 +103,7 @@ def _id_array(values: object, url: str) -> array.array[int]:
         raise IncompleteResultError(
             f"{url} answered returnIdsOnly with an id that is not a 64-bit integer"
         ) from None
-    if not all(a < b for a, b in itertools.pairwise(ids)):  # usually: no set, no sort
+    if not all(map(operator.lt, ids, itertools.islice(ids, 1, None))):  # usually ascending
         ids = array.array("q", sorted(set(ids)))
     if ids and ids[0] < -_MAX_OID:
         raise IncompleteResultError(
@@ -130,12 +132,15 @@ class ListedIds:
 
     strategy: Strategy = "ids"
 
-    def __init__(self, ids: array.array[int]) -> None:
+    def __init__(self, ids: array.array[int], first: int = 0) -> None:
         self._ids = ids
         self._position = 0
+        self._first = first  # the first batch's size, if the crawl already holds its answer
         self.total = len(ids)
 
     async def take(self, limit: int) -> array.array[int]:
+        if self._position == 0 and self._first:
+            limit = self._first
         batch = self._ids[self._position : self._position + limit]
         self._position += len(batch)
         return batch
@@ -207,21 +212,19 @@ def listing_too_big(error: Exception) -> bool:
 
 
 async def snapshot(
-    query: Query,
-    url: str,
-    info: LayerInfo,
-    where: str,
-    count: Callable[[str], Awaitable[int]],
-    partition: Partition | None,
+    crawl: Crawl, count: Callable[[str], Awaitable[int]], partition: Partition | None
 ) -> IdSource:
-    """What a crawl will fetch: the ids of *partition*, or of every feature matching
-    *where*, listed at once, or range by range when the one listing fails."""
+    """What *crawl* will fetch: the ids of *partition*, or of every feature matching its
+    filter, listed at once (while its first page is asked for), or range by range when
+    the one listing fails."""
+    query, url, where, info = crawl.query, crawl.url, crawl.where, crawl.info
     id_field = info.object_id_field
     if partition is not None:
         whole = [(partition.first_id, partition.last_id, partition.count)]
         return RangedIds(query, url, where, id_field, whole, count)
     try:
-        return ListedIds(await list_ids(query, url, where, count=count))
+        ids, early = await together(list_ids(query, url, where, count=count), crawl.ask_first())
+        return ListedIds(ids, first=crawl.adopt_first(early, ids))
     except ArchieError as exc:
         if not listing_too_big(exc) or not info.supports_statistics:
             raise
@@ -272,13 +275,57 @@ class Crawl:
         params: Mapping[str, Any],
         page_size: int,
     ) -> None:
-        self._query = query
+        self.query = query
         self.url = url
         self.info = info
         self.where = where
         self.params = dict(params)
         self.page_size = page_size
         self.succeeded = False  # whether any batch has come back whole yet
+        self._early: tuple[int, int, dict[str, Any]] | None = None  # first, last id, answer
+
+    async def ask_first(self) -> dict[str, Any] | None:
+        """The crawl's first page, asked for (ordered by object id) before its ids are
+        known; None where the layer cannot order or size it. Never raises: the first
+        batch is then fetched as any other, and reports the error."""
+        info, size = self.info, self.page_size
+        if not info.supports_order_by or (
+            size < info.max_record_count and not info.supports_pagination
+        ):
+            return None
+        params: dict[str, Any] = {
+            "where": self.where,
+            "orderByFields": f"{info.object_id_field} ASC",
+        }
+        if size < info.max_record_count:
+            params["resultRecordCount"] = size
+        try:
+            return await self._send(params)
+        except ArchieError:
+            return None
+
+    def adopt_first(self, answer: Mapping[str, Any] | None, ids: Sequence[int]) -> int:
+        """How many of the first *ids* the early *answer* holds (then it answers them as
+        their batch): those up to its highest id, if it holds as many features, as an
+        answer ordered by id does; else none (a server that does not order, say)."""
+        features = answer.get("features") if answer is not None else None
+        if not ids or not isinstance(features, list):
+            return 0
+        found = [oid for oid in map(self._oid_of, features) if oid is not None]
+        if not found:
+            return 0
+        covered = bisect.bisect_right(ids, max(found))
+        if covered == 0 or covered > len(found):
+            return 0
+        assert answer is not None
+        self._early = (ids[0], ids[covered - 1], dict(answer))
+        return covered
+
+    def _early_answer(self, batch: array.array[int]) -> dict[str, Any] | None:
+        early, self._early = self._early, None
+        if early is not None and (early[0], early[1]) == (batch[0], batch[-1]):
+            return early[2]
+        return None
 
     def failure(self, error: Exception, batch: array.array[int]) -> Exception:
         """What the consumer gets when *batch* could not be fetched because of *error*."""
@@ -306,7 +353,9 @@ class Crawl:
         """One batch, complete: a range query, then any missing ids by ``objectIds``."""
         oid = self.info.object_id_field
         wanted = set(batch)
-        body = await self._send({"where": range_clause(self.where, oid, batch[0], batch[-1])})
+        body = self._early_answer(batch) or await self._send(
+            {"where": range_clause(self.where, oid, batch[0], batch[-1])}
+        )
         found: dict[int, dict[str, Any]] = {}
         self._collect(body, wanted, found)
         shape = AnswerShape.of(body)
@@ -357,12 +406,11 @@ class Crawl:
         self.page_size = max(1, min(self.page_size, returned))
 
     async def _send(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        return await self._query({**self.params, **params})
+        return await self.query({**self.params, **params})
 
     def _collect(
         self, body: Mapping[str, Any], wanted: set[int], found: dict[int, dict[str, Any]]
     ) -> None:
-        oid = self.info.object_id_field
         features = body.get("features")
         if not isinstance(features, list):
             missing = sorted(wanted)
@@ -372,15 +420,22 @@ class Crawl:
                 missing=missing,
             )
         for feature in features:
-            if not isinstance(feature, dict):
-                continue
-            attributes = feature.get("attributes")
-            value = attributes.get(oid) if isinstance(attributes, dict) else None
-            if value is None and isinstance(attributes, dict):  # case differs on some servers
-                value = next((v for k, v in attributes.items() if k.lower() == oid.lower()), None)
-            oid_value = whole_number(value)
+            oid_value = self._oid_of(feature)
             if oid_value is not None and oid_value in wanted:
                 found[oid_value] = feature
+
+    def _oid_of(self, feature: object) -> int | None:
+        """A feature's object id, or None if it has none."""
+        if not isinstance(feature, dict):
+            return None
+        attributes = feature.get("attributes")
+        if not isinstance(attributes, dict):
+            return None
+        oid = self.info.object_id_field
+        value = attributes.get(oid)
+        if value is None:  # the name's case differs on some servers
+            value = next((v for k, v in attributes.items() if k.lower() == oid.lower()), None)
+        return whole_number(value)
 
 
 # Words with which servers refuse a query's parameters (a field, a spatial reference),

@@ -122,12 +122,10 @@ class PageStream:
         info = await layer._queryable()
         options.check_partition(layer.url, info)
         params = options.query_params(info, layer.url)  # unknown fields: refused before a query
-        source = await snapshot(
-            layer._query, layer.url, info, options.where, layer.count, options.partition
-        )
         crawl = Crawl(
             layer._query, layer.url, info, options.where, params, options.batch_size(info)
         )
+        source = await snapshot(crawl, layer.count, options.partition)
         if self._closed:  # closed by another task while the ids were listed
             raise self._closed_error()
         self._source = source
