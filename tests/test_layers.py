@@ -1265,7 +1265,8 @@ class Unordered(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if b"orderByFields" in request.content:
             form = [(k, v) for k, v in parse_qsl(request.content.decode()) if k != "orderByFields"]
-            request = httpx.Request(request.method, request.url, data=dict(form))
+            kept = {k: v for k, v in request.headers.items() if not k.startswith("content-")}
+            request = httpx.Request(request.method, request.url, data=dict(form), headers=kept)
         return await self.inner.handle_async_request(request)
 
 
