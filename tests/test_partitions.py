@@ -3,6 +3,7 @@ crawls a layer by ranges when it will not list every id at once."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -64,8 +65,9 @@ async def crawl(layer: FeatureLayer, **kwargs: Any) -> list[int]:
 def check_plan(parts: list[Partition], ids: list[int], limit: int) -> None:
     """Contiguous ranges, each within the limit, that hold every id exactly once."""
     assert parts, "no partition"
-    assert parts[0].first_id == min(ids) and parts[-1].last_id == max(ids)
-    for before, after in zip(parts, parts[1:], strict=False):
+    assert parts[0].first_id == min(ids)
+    assert parts[-1].last_id == max(ids)
+    for before, after in itertools.pairwise(parts):
         assert after.first_id == before.last_id + 1
     for part in parts:
         inside = [i for i in ids if part.first_id <= i <= part.last_id]
@@ -161,7 +163,8 @@ async def test_a_partition_travels_as_a_pickle_and_as_json_without_secrets() -> 
         assert tokens
         for part in parts:
             for text in (repr(part), json.dumps(part.as_dict()), str(pickle.dumps(part))):
-                assert PASSWORD not in text and not any(t in text for t in tokens)
+                assert PASSWORD not in text
+                assert not any(t in text for t in tokens)
             assert pickle.loads(pickle.dumps(part)) == part
             assert Partition.from_dict(json.loads(json.dumps(part.as_dict()))) == part
         # A partition read back from JSON crawls as the original does.
@@ -201,14 +204,14 @@ async def test_a_partition_of_another_layer_or_filter_is_refused_before_any_quer
         one, two = FeatureLayer(client, "One", 0), FeatureLayer(client, "Two", 0)
         part = (await one.partitions())[0]
         fake.reset_statistics()
-        with pytest.raises(InvalidParameterError, match="belongs to .*One.*not to .*Two"):
+        with pytest.raises(InvalidParameterError, match=r"belongs to .*One.*not to .*Two"):
             await crawl(two, partition=part)
         with pytest.raises(InvalidParameterError, match="planned for where='1=1'"):
             one.pages("NAME = 'x'", partition=part)
         with pytest.raises(InvalidParameterError, match="partition must be a Partition"):
             one.pages(partition=part.as_dict())  # type: ignore[arg-type]
         renamed = Partition.from_dict({**part.as_dict(), "id_field": "FID"})
-        with pytest.raises(InvalidParameterError, match="object-id field .* is OBJECTID"):
+        with pytest.raises(InvalidParameterError, match=r"object-id field .* is OBJECTID"):
             await crawl(one, partition=renamed)
         for bad in ({"count": 0}, {"size": -5}, {"size": 2.0}, {"count": "3"}):
             with pytest.raises(InvalidParameterError, match="whole number >= 1"):
@@ -262,7 +265,11 @@ async def test_object_id_statistics_are_read_as_servers_write_them(
         {},
         {"features": []},
         {"features": [{"attributes": {"archibald_count": 3, "archibald_min": 9}}]},
-        {"features": [{"attributes": {"archibald_count": 2, "archibald_min": 9, "archibald_max": 4}}]},
+        {
+            "features": [
+                {"attributes": {"archibald_count": 2, "archibald_min": 9, "archibald_max": 4}}
+            ]
+        },
     ],
 )
 async def test_object_id_statistics_that_make_no_sense_are_refused(body: dict[str, Any]) -> None:
