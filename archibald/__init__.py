@@ -8,16 +8,20 @@ Everything public is importable from here; the submodules `archibald.auth`,
 from ._client import ArchieClient as ArchieClient
 from ._client import ClientStatistics as ClientStatistics
 from ._version import __version__ as __version__
+from .auth import APIKey as APIKey
 from .auth import APIKeyAuth as APIKeyAuth
+from .auth import AppCredentials as AppCredentials
 from .auth import AppCredentialsAuth as AppCredentialsAuth
 from .auth import ArcGISAuth as ArcGISAuth
 from .auth import FederatedServerAuth as FederatedServerAuth
 from .auth import IssuedToken as IssuedToken
 from .auth import NoAuth as NoAuth
 from .auth import RefreshingAuth as RefreshingAuth
+from .auth import SignIn as SignIn
 from .auth import TokenPlacement as TokenPlacement
 from .auth import TokenSource as TokenSource
 from .auth import TokenStatistics as TokenStatistics
+from .auth import UserCredentials as UserCredentials
 from .auth import UserTokenAuth as UserTokenAuth
 from .auth import discover_auth as discover_auth
 from .config import RetryPolicy as RetryPolicy
@@ -52,7 +56,9 @@ from .layers import Partition as Partition
 from .layers import QueryResult as QueryResult
 
 __all__ = [
+    "APIKey",
     "APIKeyAuth",
+    "AppCredentials",
     "AppCredentialsAuth",
     "ArcGISAuth",
     "ArchieClient",
@@ -87,6 +93,7 @@ __all__ = [
     "RefreshingAuth",
     "RetryPolicy",
     "ServiceError",
+    "SignIn",
     "TokenExpiredError",
     "TokenMissingError",
     "TokenPlacement",
@@ -94,6 +101,7 @@ __all__ = [
     "TokenRefreshError",
     "TokenSource",
     "TokenStatistics",
+    "UserCredentials",
     "UserTokenAuth",
     "__version__",
     "discover_auth",

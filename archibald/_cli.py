@@ -16,10 +16,9 @@ import sys
 import time
 import warnings
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
-import attrs
 import click
 import trio
 from click.core import ParameterSource
@@ -40,13 +39,14 @@ from ._resume import ResumableOutput
 from ._secrets import redact_url
 from ._urls import check_http_url, split_services_url
 from .auth import (
-    APIKeyAuth,
-    AppCredentialsAuth,
+    APIKey,
+    AppCredentials,
     ArcGISAuth,
     NoAuth,
     RefreshingAuth,
+    SignIn,
+    UserCredentials,
     UserTokenAuth,
-    discover_auth,
 )
 from .config import TokenPolicy
 from .exceptions import ArchieError, InvalidServiceURL
@@ -171,21 +171,12 @@ def _auth_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-@attrs.frozen
-class _SignIn:
-    """How the command signs in, settled before anything is sent."""
-
-    kind: Literal["none", "user", "app", "key"]
-    name: str = ""  # the username or client id
-    secret: str = attrs.field(default="", repr=False)  # password, client secret or key
-    portal: str | None = None
-
-
 _METHODS = {"username": "--username", "client_id": "--client-id", "api_key": "--api-key"}
 
 
-def _sign_in(ctx: click.Context, options: dict[str, Any]) -> _SignIn:
-    """One way of signing in, from the options (the command line wins over the environment).
+def _sign_in(ctx: click.Context, options: dict[str, Any]) -> SignIn | None:
+    """One way of signing in, from the options (the command line wins over the environment);
+    None for none. Without --portal, where to sign in is asked of the server.
 
     Two ways on the command line, or two in the environment and none on the command line,
     are a usage error rather than a silent choice.
@@ -205,13 +196,13 @@ def _sign_in(ctx: click.Context, options: dict[str, Any]) -> _SignIn:
         )
     portal = options.get("portal") or None
     if not chosen:
-        return _SignIn("none")
+        return None
     if chosen == ["api_key"]:
-        return _SignIn("key", secret=options["api_key"])
+        return APIKey(options["api_key"])
     if chosen == ["client_id"]:
         if not options.get("client_secret"):
             raise Failure("--client-id needs --client-secret (or ARCGIS_CLIENT_SECRET)", EXIT_USAGE)
-        return _SignIn("app", options["client_id"], options["client_secret"], portal)
+        return AppCredentials(options["client_id"], options["client_secret"], base_url=portal)
     password = options.get("password")
     if password:
         click.echo(
@@ -227,22 +218,12 @@ def _sign_in(ctx: click.Context, options: dict[str, Any]) -> _SignIn:
             "--username needs a password: ARCGIS_PASSWORD, --password-stdin or --password",
             EXIT_USAGE,
         )
-    return _SignIn("user", options["username"], password, portal)
+    return UserCredentials(options["username"], password, base_url=portal)
 
 
-async def _auth_for(sign_in: _SignIn, root: str) -> ArcGISAuth:
-    """The auth for *sign_in*; without --portal, where to sign in is asked of the server."""
-    if sign_in.kind == "none":
-        return NoAuth()
-    if sign_in.kind == "key":
-        return APIKeyAuth(sign_in.secret)
-    if sign_in.portal is not None:
-        if sign_in.kind == "app":
-            return AppCredentialsAuth(sign_in.name, sign_in.secret, sign_in.portal)
-        return UserTokenAuth(sign_in.name, sign_in.secret, sign_in.portal)
-    if sign_in.kind == "app":
-        return await discover_auth(root, client_id=sign_in.name, client_secret=sign_in.secret)
-    return await discover_auth(root, sign_in.name, sign_in.secret)
+async def _auth_for(sign_in: SignIn | None, root: str) -> ArcGISAuth:
+    """The auth for *sign_in* at the server of *root*."""
+    return NoAuth() if sign_in is None else await sign_in.auth_for(root)
 
 
 def _split_layer_url(url: str) -> tuple[str, str]:
@@ -378,7 +359,7 @@ def dump(ctx: click.Context, /, layer_url: str, output: str | None, where: str, 
 
 def _dump_resumable(
     layer_url: str,
-    sign_in: _SignIn,
+    sign_in: SignIn | None,
     output: str | None,
     options: dict[str, Any],
     concurrency: int,

@@ -8,6 +8,8 @@
 - `FederatedServerAuth` for a server federated with a portal (token exchange).
 - `discover_auth` to find out from a server's ``rest/info`` where to sign in.
 - `RefreshingAuth` and `TokenSource` to plug in another way of fetching a token.
+- `UserCredentials`, `AppCredentials` and `APIKey`: how to sign in, as values that travel
+  to other processes (each builds its own auth there with `auth_for`).
 """
 
 from ._apikey import APIKeyAuth as APIKeyAuth
@@ -21,19 +23,27 @@ from ._server import FederatedServerAuth as FederatedServerAuth
 from ._source import IssuedToken as IssuedToken
 from ._source import TokenSource as TokenSource
 from ._source import TokenStatistics as TokenStatistics
+from ._specs import APIKey as APIKey
+from ._specs import AppCredentials as AppCredentials
+from ._specs import SignIn as SignIn
+from ._specs import UserCredentials as UserCredentials
 from ._user import UserTokenAuth as UserTokenAuth
 
 __all__ = [
+    "APIKey",
     "APIKeyAuth",
+    "AppCredentials",
     "AppCredentialsAuth",
     "ArcGISAuth",
     "FederatedServerAuth",
     "IssuedToken",
     "NoAuth",
     "RefreshingAuth",
+    "SignIn",
     "TokenPlacement",
     "TokenSource",
     "TokenStatistics",
+    "UserCredentials",
     "UserTokenAuth",
     "discover_auth",
 ]
