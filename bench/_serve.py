@@ -18,6 +18,7 @@ Settings (a JSON object; every key may be left out):
 - ``open_layers``: the same, in services open to everyone;
 - ``lazy_layers``: layer name -> feature count, generated lazily (each feature made when
   a query reads it: millions cost a few megabytes), in secured services;
+- ``open_lazy_layers``: the same, in services open to everyone;
 - ``page``: every layer's maxRecordCount (default 2000);
 - ``id_list_limit``, ``id_list_failure``: applied to every layer: the most ids a
   ``returnIdsOnly`` query may match, and what it gets beyond that (``"error"``,
@@ -86,6 +87,8 @@ def build(settings: dict[str, Any]) -> BenchFake:
         fake.add_feature_layer(name, count=count, max_record_count=page)
     for name, count in settings.get("lazy_layers", {}).items():
         fake.add_feature_layer(name, count=count, max_record_count=page, secured=True, lazy=True)
+    for name, count in settings.get("open_lazy_layers", {}).items():
+        fake.add_feature_layer(name, count=count, max_record_count=page, lazy=True)
     for service in fake.services.values():
         for layer in service.layers.values():
             layer.id_list_limit = settings.get("id_list_limit")

@@ -52,6 +52,7 @@ from _harness import (
     server,
     skipped_row,
 )
+from _large import bench_large
 from _plots import decimate, draw
 
 
@@ -73,6 +74,7 @@ class Sizes:
     per_block: int
     decoder_ids: int  # the size of the id list decoded
     decoder_rounds: tuple[int, int]  # decodings of the page, of the id list
+    large: tuple[int, int, int]  # the ranges crawl's layer, its id-list limit, the listed one
 
 
 FULL = Sizes(
@@ -90,6 +92,7 @@ FULL = Sizes(
     per_block=100,
     decoder_ids=1_000_000,
     decoder_rounds=(200, 30),
+    large=(5_000_000, 1_000_000, 1_000_000),
 )
 QUICK = Sizes(
     stall_seconds=2.0,
@@ -106,6 +109,7 @@ QUICK = Sizes(
     per_block=25,
     decoder_ids=100_000,
     decoder_rounds=(20, 5),
+    large=(20_000, 5_000, 5_000),
 )
 WORKERS = 20  # concurrent workers in the stall benchmark
 TOKEN_LATENCY = 0.3  # seconds the token endpoint takes
@@ -408,7 +412,7 @@ def machine() -> str:
 
 
 DOCS_IMAGES = HERE.parent / "docs" / "images"
-BENCHMARKS = ("stalls", "stampede", "crawl", "growth", "hotpath", "decoders")
+BENCHMARKS = ("stalls", "stampede", "crawl", "growth", "hotpath", "decoders", "large")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -457,6 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         "hotpath": lambda: bench_hotpath(report, peers, sizes),
         "decoders": lambda: bench_decoders(report, sizes.decoder_ids, *sizes.decoder_rounds),
+        "large": lambda: bench_large(report, peers, *sizes.large, args.query_latency),
     }
     measured = {name: steps[name]() for name in BENCHMARKS if name in chosen}
     report.line(f"Run time: {time.perf_counter() - started:.0f} s.")
