@@ -24,7 +24,6 @@ from collections.abc import Iterable, Mapping
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, Literal, Self
-from urllib.parse import urlencode
 
 import anyio
 import anyio.abc
@@ -45,12 +44,13 @@ from ._secrets import is_secure_url, origin_of, redact_url
 from ._sending import (
     Exchange,
     build,
-    describe_transport_error,
     encode,
     enforce_format,
     follow,
     is_safe,
     secret_values,
+    too_long_for_get,
+    unanswered,
 )
 from ._tasks import loop_clock
 from ._urls import check_base_url, check_http_url, check_origin, join_endpoint, split_query
@@ -62,7 +62,6 @@ from .exceptions import (
     ConfigurationError,
     InvalidParameterError,
     LifecycleError,
-    NetworkError,
     ServiceError,
     TokenRefreshError,
 )
@@ -444,19 +443,10 @@ class ArchieClient:
             raise InvalidParameterError(f"idempotent must be True, False or None: {idempotent!r}")
         secrets = secret_values(query, form)
         fmt = enforce_format(query, form if method == "POST" and not files else None)
-        if method == "GET" and self._too_long(url, query):
+        if method == "GET" and too_long_for_get(url, query, self._max_url_length):
             method, form, query, idempotent = "POST", query, {}, True
         safe = idempotent if idempotent is not None else is_safe(method, url)
         return Exchange(method, url, query, form, files, fmt, safe, secrets)
-
-    def _too_long(self, url: str, query: Mapping[str, str]) -> bool:
-        """Whether *url* with *query* would pass the longest URL sent as a GET."""
-        # A character is at most 9 once percent-encoded (3 UTF-8 bytes): below that
-        # bound, the query need not be encoded to know it fits.
-        raw = sum(len(key) + len(value) + 2 for key, value in query.items())
-        if len(url) + 9 * raw <= self._max_url_length:
-            return False
-        return len(url) + 1 + len(urlencode(query)) > self._max_url_length
 
     async def _pause_before_retry(self, exchange: Exchange, transient: Transient) -> None:
         """Wait before sending *exchange* again, or raise its error if no retry is left."""
@@ -550,14 +540,6 @@ class ArchieClient:
             if not exc.retryable:
                 raise exc
             return Transient(exc)
-        if isinstance(exc, TimeoutError):
-            error = NetworkError(
-                f"{method} {redact_url(url)} failed: no complete answer within "
-                f"{self._timeout:g} s (the client's timeout)",
-                url=url,
-            )
-            error.__cause__ = exc
-            return Transient(error)
         if isinstance(exc, httpx.TransportError):
             logger.debug(
                 "%s %s failed after %.3f s (attempt %d): %s",
@@ -567,23 +549,7 @@ class ArchieClient:
                 exchange.failures + 1,
                 type(exc).__name__,
             )
-            error = NetworkError(
-                f"{method} {redact_url(url)} failed: {describe_transport_error(exc, url)}",
-                url=url,
-            )
-            error.__cause__ = exc
-            # A request that never left (no connection, no free connection) may be sent
-            # again whatever it does, an edit included.
-            never_sent = isinstance(
-                exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
-            )
-            return Transient(error, never_sent=never_sent)
-        # A body that cannot be decoded, and the like.
-        unreadable = ServiceError(
-            None, f"the answer could not be read ({type(exc).__name__})", url=url
-        )
-        unreadable.__cause__ = exc
-        return Transient(unreadable)
+        return unanswered(method, url, exc, self._timeout)
 
     def _redirect(self, exchange: Exchange, response: httpx.Response) -> None:
         """Point *exchange* where the redirect *response* leads (see `_follow`)."""

@@ -14,9 +14,10 @@ from urllib.parse import urlencode, urlsplit
 import attrs
 import httpx
 
+from ._responses import Transient
 from ._secrets import SECRET_PARAMETERS, redact_url
 from ._urls import split_query
-from .exceptions import InvalidParameterError, ServiceError
+from .exceptions import ArchieError, InvalidParameterError, NetworkError, ServiceError
 
 __all__ = [
     "READ_OPERATIONS",
@@ -146,6 +147,43 @@ def build(
         raise InvalidParameterError(
             f"the request to {redact_url(url)} cannot be built: {type(exc).__name__}"
         ) from exc
+
+
+def too_long_for_get(url: str, query: Mapping[str, str], limit: int) -> bool:
+    """Whether *url* with *query* would pass *limit*, the longest URL sent as a GET."""
+    # A character is at most 9 once percent-encoded (3 UTF-8 bytes): below that bound,
+    # the query need not be encoded to know it fits.
+    raw = sum(len(key) + len(value) + 2 for key, value in query.items())
+    if len(url) + 9 * raw <= limit:
+        return False
+    return len(url) + 1 + len(urlencode(query)) > limit
+
+
+def unanswered(method: str, url: str, exc: Exception, timeout: float) -> Transient:
+    """What an attempt that got no answer (the client's *timeout*, a transport error, a
+    body that cannot be read) means: a failure that may pass, with a clear message."""
+    if isinstance(exc, TimeoutError):
+        error: ArchieError = NetworkError(
+            f"{method} {redact_url(url)} failed: no complete answer within "
+            f"{timeout:g} s (the client's timeout)",
+            url=url,
+        )
+        error.__cause__ = exc
+        return Transient(error)
+    if isinstance(exc, httpx.TransportError):
+        error = NetworkError(
+            f"{method} {redact_url(url)} failed: {describe_transport_error(exc, url)}",
+            url=url,
+        )
+        error.__cause__ = exc
+        # A request that never left (no connection, no free connection) may be sent
+        # again whatever it does, an edit included.
+        never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+        return Transient(error, never_sent=never_sent)
+    # A body that cannot be decoded, and the like.
+    error = ServiceError(None, f"the answer could not be read ({type(exc).__name__})", url=url)
+    error.__cause__ = exc
+    return Transient(error)
 
 
 def is_safe(method: str, url: str) -> bool:
