@@ -356,9 +356,13 @@ class Crawl:
         body = self._early_answer(batch) or await self._send(
             {"where": range_clause(self.where, oid, batch[0], batch[-1])}
         )
+        shape = AnswerShape.of(body)
+        exact = self._exactly(body, batch)
+        if exact is not None:  # the usual answer: the batch, in order
+            self.succeeded = True
+            return self._page(exact, batch, shape)
         found: dict[int, dict[str, Any]] = {}
         self._collect(body, wanted, found)
-        shape = AnswerShape.of(body)
         if 0 < len(found) < len(wanted) and body.get("exceededTransferLimit"):
             self._shrink(len(found))  # the server caps pages below what it advertises
         missing = sorted(wanted - found.keys())
@@ -374,13 +378,31 @@ class Crawl:
                     missing=missing,
                 )
         self.succeeded = True
+        return self._page([found[i] for i in batch], batch, shape)
+
+    def _exactly(self, body: Mapping[str, Any], batch: array.array[int]) -> list[Any] | None:
+        """The answer's features if they are exactly *batch*'s, in its order (read in
+        one pass, without a dictionary); else None, for the general check."""
+        features = body.get("features")
+        if not isinstance(features, list) or len(features) != len(batch):
+            return None
+        oid = self.info.object_id_field
+        try:
+            ids = [feature["attributes"][oid] for feature in features]
+        except (KeyError, TypeError, IndexError):
+            return None
+        if set(map(type, ids)) != {int} or ids != batch.tolist():
+            return None
+        return features
+
+    def _page(self, features: list[Any], batch: array.array[int], shape: AnswerShape) -> Page:
         return Page(
-            features=[found[i] for i in batch],
-            object_ids=list(batch),
+            features=features,
+            object_ids=batch.tolist(),
             fields=shape.fields or self.info.fields,
             geometry_type=shape.geometry_type or self.info.geometry_type,
             spatial_reference=shape.spatial_reference or self.info.spatial_reference,
-            object_id_field=oid,
+            object_id_field=self.info.object_id_field,
             has_z=shape.has_z,
             has_m=shape.has_m,
         )
