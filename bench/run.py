@@ -169,7 +169,11 @@ def bench_stalls(report: Report, peers: Peers, sizes: Sizes) -> dict[str, Any]:
         latencies = result["latencies"]
         renewals = result["token_requests"]
         if ours(client):
-            if result["failures"] or waits:
+            # A stall on a renewal lasts about as long as the token request (300 ms); a
+            # wait of a few ms on a valid token is the process losing its core for a
+            # moment (the server and the client share two), shown but not a failure.
+            stalls = [wait for wait in waits if wait >= TOKEN_LATENCY / 2]
+            if result["failures"] or stalls:
                 PROBLEMS.append(f"{client.label}: requests waited or failed at renewal")
             if renewals == 0 and sizes is FULL:
                 PROBLEMS.append(f"{client.label} never renewed its token in the stall run")
