@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -38,6 +38,8 @@ from ._responses import (
     Transient,
     arcgis_error,
     classify,
+    decode_id_list,
+    decode_json,
     rejection_hint,
 )
 from ._secrets import is_secure_url, origin_of, redact_url
@@ -364,6 +366,12 @@ class ArchieClient:
         _, body = await self._request("POST", target, params, data, files, idempotent)
         return _object(body)
 
+    async def _post_id_list(self, endpoint: str, data: Params) -> dict[str, Any]:
+        """`post_json` for a ``returnIdsOnly`` query, its ids read as an array."""
+        target = self.url_for(endpoint)
+        _, body = await self._request("POST", target, None, data, None, decode=decode_id_list)
+        return _object(body)
+
     def statistics(self) -> ClientStatistics:
         """A snapshot of the client's counters."""
         c = self._counters
@@ -413,10 +421,12 @@ class ArchieClient:
         data: Params | None,
         files: Mapping[str, Any] | None,
         idempotent: bool | None = None,
+        decode: Callable[[bytes], Any] = decode_json,
     ) -> tuple[httpx.Response, Any]:
         """Send a request until it succeeds, fails for good, or runs out of retries."""
         self._open()
         exchange = self._prepare(method, url, params, data, files, idempotent)
+        exchange.decode = decode
         while True:
             outcome = await self._exchange(exchange)
             if not isinstance(outcome, Transient):
@@ -479,8 +489,9 @@ class ArchieClient:
             if response.status_code in _REDIRECTS and "location" in response.headers:
                 self._redirect(exchange, response)
                 continue
+            secrets = [token, *exchange.secrets]
             outcome = classify(
-                response, exchange.fmt, exchange.url, secrets=[token, *exchange.secrets]
+                response, exchange.fmt, exchange.url, secrets=secrets, decode=exchange.decode
             )
             if isinstance(outcome, Success):
                 return response, outcome.body

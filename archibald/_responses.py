@@ -12,10 +12,11 @@ each of these into one `Envelope`, and `arcgis_error` into the matching exceptio
 
 from __future__ import annotations
 
+import array
 import email.utils
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -208,10 +209,58 @@ def decode_json(content: bytes) -> Any:
         return json.loads(content)
 
 
+_ID_CHUNK = 1 << 16  # bytes of an id list decoded at a time
+_NOT_IN_IDS = b"0123456789-, \t\r\n"  # what is left of a piece that is not plain integers
+
+
+def decode_id_list(content: bytes) -> Any:
+    """Decode a ``returnIdsOnly`` answer with its ``objectIds`` as an ``array('q')``,
+    read a piece at a time, so that a million ids never exist as a million Python ints
+    (8 MB instead of about 45). Anything unusual (ids as floats or strings, another
+    layout) is decoded as any answer is (`decode_json`), and read by the caller.
+
+    Raises:
+        ValueError: It is not JSON.
+    """
+    key = content.find(b'"objectIds"')
+    start = content.find(b"[", key) if key >= 0 else -1
+    end = content.find(b"]", start) if start >= 0 else -1
+    if end < 0 or content[key + len(b'"objectIds"') : start].strip() != b":":
+        return decode_json(content)
+    ids = array.array("q")
+    position = start + 1
+    try:
+        while position < end and content[position:end].strip():
+            cut = (
+                content.rfind(b",", position, position + _ID_CHUNK)
+                if position + _ID_CHUNK < end
+                else end
+            )
+            cut = end if cut <= position else cut
+            piece = content[position:cut]
+            if piece.translate(None, _NOT_IN_IDS):
+                return decode_json(content)
+            ids.extend(orjson.loads(b"[" + piece + b"]"))
+            position = cut + 1
+        body = orjson.loads(content[:start] + b"[]" + content[end + 1 :])
+    except (orjson.JSONDecodeError, OverflowError, TypeError):
+        return decode_json(content)
+    if not isinstance(body, dict) or body.get("objectIds") != []:
+        return decode_json(content)
+    body["objectIds"] = ids
+    return body
+
+
 def classify(
-    response: httpx.Response, fmt: str, url: str, *, secrets: Sequence[str]
+    response: httpx.Response,
+    fmt: str,
+    url: str,
+    *,
+    secrets: Sequence[str],
+    decode: Callable[[bytes], Any] = decode_json,
 ) -> Success | TokenRejected | Transient | Failure:
-    """Decide what one response of a service means (*fmt* is the ``f`` asked for)."""
+    """Decide what one response of a service means (*fmt* is the ``f`` asked for;
+    *decode* reads a JSON body)."""
     status = response.status_code
     content_type = response.headers.get("content-type", "").lower()
     binary = fmt == "pbf" and ("protobuf" in content_type or "octet-stream" in content_type)
@@ -219,7 +268,7 @@ def classify(
     parsed = False
     if not binary:
         try:
-            body = decode_json(response.content)
+            body = decode(response.content)
             parsed = True
         except (ValueError, RecursionError):
             pass

@@ -7,14 +7,14 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
 
 import attrs
 import httpx
 
-from ._responses import Transient
+from ._responses import Transient, decode_json
 from ._secrets import SECRET_PARAMETERS, redact_url
 from ._urls import split_query
 from .exceptions import ArchieError, InvalidParameterError, NetworkError, ServiceError
@@ -65,6 +65,7 @@ class Exchange:
     fmt: str  # the format asked for (json, geojson or pbf)
     safe: bool  # whether it may be sent again after a transient failure
     secrets: list[str]  # values to keep out of messages
+    decode: Callable[[bytes], Any] = decode_json  # how its JSON answer is read
     redirects: int = 0
     refreshed: bool = False  # whether its rejected token was refreshed already
     failures: int = 0  # transient failures so far

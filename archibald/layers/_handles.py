@@ -80,6 +80,8 @@ class _Layer:
 
     async def _query(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Send one query (a POST, so long filters and id lists fit)."""
+        if params.get("returnIdsOnly") is True:  # ids read as an array, a piece at a time
+            return await self._client._post_id_list(f"{self._path}/query", params)
         return await self._client.post_json(f"{self._path}/query", data=params)
 
     async def count(self, where: str = "1=1") -> int:

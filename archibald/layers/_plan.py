@@ -92,10 +92,25 @@ def _id_array(values: object, url: str) -> array.array[int]:
     """Ids from a returnIdsOnly answer: ascending, unique, in 8 bytes each."""
     if values is None:
         return array.array("q")
-    if not isinstance(values, list):
+    if isinstance(values, array.array):  # the usual answer, decoded as an array already
+        ids = values
+    elif not isinstance(values, list):
         raise IncompleteResultError(f"{url} answered returnIdsOnly without a list of ids")
+    else:
+        ids = _listed_ids(values, url)
+    if not all(map(operator.lt, ids, itertools.islice(ids, 1, None))):  # usually ascending
+        ids = array.array("q", sorted(set(ids)))
+    if ids and ids[0] < -_MAX_OID:
+        raise IncompleteResultError(
+            f"{url} answered returnIdsOnly with an id that is not a 64-bit integer"
+        )
+    return ids
+
+
+def _listed_ids(values: list[Any], url: str) -> array.array[int]:
+    """Ids decoded as a list (floats, strings of digits): whole 64-bit numbers, or refused."""
     try:
-        if set(map(type, values)) <= {int}:  # the usual answer: plain integers, read at once
+        if set(map(type, values)) <= {int}:  # plain integers, read at once
             ids = array.array("q", values)
         else:  # floats such as 7.0, digits in strings (some servers), or junk
             ids = array.array("q", [_whole_id(value) for value in values])
@@ -103,12 +118,6 @@ def _id_array(values: object, url: str) -> array.array[int]:
         raise IncompleteResultError(
             f"{url} answered returnIdsOnly with an id that is not a 64-bit integer"
         ) from None
-    if not all(map(operator.lt, ids, itertools.islice(ids, 1, None))):  # usually ascending
-        ids = array.array("q", sorted(set(ids)))
-    if ids and ids[0] < -_MAX_OID:
-        raise IncompleteResultError(
-            f"{url} answered returnIdsOnly with an id that is not a 64-bit integer"
-        )
     return ids
 
 
