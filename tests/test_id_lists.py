@@ -55,9 +55,9 @@ def test_anything_else_is_decoded_as_any_answer(body: bytes) -> None:
 
 def test_not_json_is_refused_as_any_answer_is() -> None:
     for body in (b'{"objectIds":[1,2', b"<html>502</html>", b'{"objectIds":[1,,2]}'):
-        with pytest.raises(ValueError, match="."):
+        with pytest.raises(ValueError, match=r"\w"):
             decode_json(body)
-        with pytest.raises(ValueError, match="."):
+        with pytest.raises(ValueError, match=r"\w"):
             decode_id_list(body)
 
 
