@@ -44,7 +44,7 @@ except ImportError as exc:  # one line that says what to install
 if TYPE_CHECKING:
     from .layers import LayerInfo, Page, PageStream
 
-__all__ = ["GEOMETRY_COLUMN", "RecordBatchStream", "arrow_schema"]
+__all__ = ["GEOMETRY_COLUMN", "RecordBatchStream", "arrow_schema", "geo_metadata"]
 
 logger = logging.getLogger("archibald")
 
@@ -228,7 +228,19 @@ def _projjson(wkid: int | None, wkt: str | None) -> dict[str, Any] | None:
 
 
 def geo_metadata(info: LayerInfo, out_sr: int | None) -> dict[str, Any]:
-    """The GeoParquet 1.1 ``geo`` metadata of a crawl of *info*'s layer."""
+    """The GeoParquet 1.1 ``geo`` metadata of a crawl of *info*'s layer.
+
+    ``geometry_types`` are those the layer's geometry type can give (with their ``Z``
+    forms when the layer says ``hasZ``); ``orientation`` is ``counterclockwise`` for
+    polygons; ``crs`` is left out for WGS84 (which GeoParquet reads as OGC:CRS84), is
+    PROJJSON from pyproj for another spatial reference (``EPSG:``, then ``ESRI:``, then
+    the ``wkt``), and ``null`` (unknown) when pyproj is missing or does not know it.
+
+    Args:
+        info: The layer's metadata (``await layer.info()``).
+        out_sr: The wkid asked for, if any; otherwise the layer's spatial reference
+            (``latestWkid``, then ``wkid``) is the geometries'.
+    """
     has_z = info.raw.get("hasZ") is True
     types = list(_WKB_TYPES.get(info.geometry_type or "", ()))
     if has_z:  # a position without z stays 2D: both are listed
@@ -426,7 +438,8 @@ class RecordBatchStream:
         return batcher.batch(page)
 
     async def read_all(self) -> pa.Table:
-        """Every remaining batch, as one `pyarrow.Table` (fetching ahead meanwhile)."""
+        """Every batch, as one `pyarrow.Table` (fetching ahead meanwhile): call it on a
+        fresh stream, instead of iterating it."""
         async with self:
             batches = [batch async for batch in self]
             return pa.Table.from_batches(batches, schema=(await self._ready()).schema)
