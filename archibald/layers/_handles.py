@@ -19,7 +19,10 @@ from ._plan import list_ids
 from ._streams import FeatureStream, PageStream
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from .._client import ArchieClient
+    from ..arrow import RecordBatchStream
 
 __all__ = ["FeatureLayer", "FeatureService", "MapLayer", "MapService"]
 
@@ -219,6 +222,74 @@ class _Layer:
             partition=partition,
         )
         return FeatureStream(pages, geojson=format == "geojson")
+
+    def record_batches(
+        self,
+        where: str = "1=1",
+        *,
+        out_fields: str | Iterable[str] = "*",
+        return_geometry: bool = True,
+        out_sr: int | None = None,
+        page_size: int | None = None,
+        max_concurrency: int | None = None,
+        partition: Partition | None = None,
+    ) -> RecordBatchStream:
+        """Every feature matching *where*, exactly once, as Arrow record batches, one per
+        page: ``async for batch in ...`` (see `archibald.arrow.RecordBatchStream`).
+
+        Every batch has the one schema made from the layer's field list (see the type
+        table in the Arrow guide); geometries are a WKB column, ``geometry``, with
+        GeoParquet 1.1 metadata on the schema. A table has no geometry column. The
+        arguments are those of `pages`. Needs the ``arrow`` extra
+        (``pip install 'archibald[arrow]'``).
+
+        The iteration raises what `pages` raises, and:
+            ServiceError: A value does not fit its field's type (the message names the
+                field and the object id).
+        """
+        from ..arrow import RecordBatchStream  # the optional extra, imported when used
+
+        pages = self.pages(
+            where,
+            out_fields=out_fields,
+            return_geometry=return_geometry,
+            out_sr=out_sr,
+            page_size=page_size,
+            max_concurrency=max_concurrency,
+            partition=partition,
+        )
+        return RecordBatchStream(
+            pages,
+            self._queryable,
+            out_fields=out_fields,
+            return_geometry=return_geometry,
+            out_sr=out_sr,
+            url=self._url,
+        )
+
+    async def to_arrow(
+        self,
+        where: str = "1=1",
+        *,
+        out_fields: str | Iterable[str] = "*",
+        return_geometry: bool = True,
+        out_sr: int | None = None,
+        page_size: int | None = None,
+        max_concurrency: int | None = None,
+        partition: Partition | None = None,
+    ) -> pa.Table:
+        """Every feature matching *where*, collected in one `pyarrow.Table` (the batches
+        of `record_batches`, with the same arguments and schema)."""
+        batches = self.record_batches(
+            where,
+            out_fields=out_fields,
+            return_geometry=return_geometry,
+            out_sr=out_sr,
+            page_size=page_size,
+            max_concurrency=max_concurrency,
+            partition=partition,
+        )
+        return await batches.read_all()
 
     async def query(
         self,

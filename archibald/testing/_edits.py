@@ -7,6 +7,7 @@ each feature against the layer's fields and geometry type, as applyEdits does.
 
 from __future__ import annotations
 
+import datetime
 import random
 import uuid
 from collections.abc import Mapping, Sequence
@@ -31,6 +32,13 @@ _INTEGER_TYPES = {
 }
 _NUMBER_TYPES = {"esriFieldTypeDouble", "esriFieldTypeSingle"}
 _TEXT_TYPES = {"esriFieldTypeString", "esriFieldTypeGUID", _GLOBAL_ID}
+# ArcGIS 11.3's date and time types travel as ISO 8601 text, both ways; a timestamp with
+# offset must carry its offset.
+_ISO_TYPES = {
+    "esriFieldTypeDateOnly": datetime.date.fromisoformat,
+    "esriFieldTypeTimeOnly": datetime.time.fromisoformat,
+    "esriFieldTypeTimestampOffset": datetime.datetime.fromisoformat,
+}
 _GEOMETRY_KEYS = {
     "esriGeometryPoint": "x",
     "esriGeometryMultipoint": "points",
@@ -226,7 +234,17 @@ def _fits(field_type: str, value: Any) -> bool:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if field_type in _TEXT_TYPES:
         return isinstance(value, str)
+    if field_type in _ISO_TYPES:
+        return isinstance(value, str) and _is_iso(field_type, value)
     return True
+
+
+def _is_iso(field_type: str, value: str) -> bool:
+    try:
+        parsed = _ISO_TYPES[field_type](value)
+    except ValueError:
+        return False
+    return not isinstance(parsed, datetime.datetime) or parsed.utcoffset() is not None
 
 
 def _geometry_fits(geometry_type: str, geometry: Any) -> bool:
