@@ -16,7 +16,7 @@ import sys
 import time
 import warnings
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 from urllib.parse import parse_qsl
 
 import click
@@ -24,12 +24,14 @@ import trio
 from click.core import ParameterSource
 
 from . import __version__
+from ._cli_files import BINARY_FORMATS, CsvWriter, GeoParquetWriter, format_of
 from ._cli_output import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     Failure,
     Output,
+    PageWriter,
     Writer,
     summary,
 )
@@ -291,9 +293,8 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["geojson", "ndjson", "esrijson"]),
-    default="geojson",
-    show_default=True,
+    type=click.Choice(["geojson", "ndjson", "esrijson", "geoparquet", "csv"]),
+    help="Default: from the -o file's extension (.parquet, .csv, .ndjson, ...), else geojson.",
 )
 @click.option("--concurrency", type=click.IntRange(1, 64), default=8, show_default=True)
 @click.option("--out-sr", type=int, help="Spatial reference (wkid) of the output geometries.")
@@ -306,7 +307,7 @@ def main(ctx: click.Context, debug: bool) -> None:
 @_auth_options
 @click.pass_context
 def dump(ctx: click.Context, /, layer_url: str, output: str | None, where: str, fields: str,
-         fmt: str, concurrency: int, out_sr: int | None, resume: bool,
+         fmt: str | None, concurrency: int, out_sr: int | None, resume: bool,
          **auth_options: Any) -> None:  # fmt: skip
     """Write every feature of LAYER_URL, exactly once, to a file or stdout.
 
@@ -317,19 +318,23 @@ def dump(ctx: click.Context, /, layer_url: str, output: str | None, where: str, 
     """
     root, _ = _split_layer_url(layer_url)
     sign_in = _sign_in(ctx, auth_options)
+    fmt = fmt or format_of(output)
     sr = out_sr if out_sr is not None else (4326 if fmt != "esrijson" else None)
     options = {"where": where, "fields": fields, "format": fmt, "out_sr": sr}
     if resume:
+        if fmt not in ("geojson", "ndjson", "esrijson"):
+            raise Failure("--resume works with geojson, ndjson and esrijson", EXIT_USAGE)
         _dump_resumable(layer_url, sign_in, output, options, concurrency)
         return
-    output_to = Output(output)
-    writer = Writer(output_to.stream, fmt)
+    output_to = Output(output, binary=fmt in BINARY_FORMATS)
+    writer = _writer_for(fmt, output_to.stream, fields, sr)
     started = time.perf_counter()
 
     async def run() -> None:
         auth = await _auth_for(sign_in, root)
         async with ArchieClient(root, auth, max_concurrent_requests=concurrency) as client:
             layer = _layer_for(client, layer_url)
+            await writer.prepare(layer)
             pages = layer.pages(where, out_fields=fields, out_sr=sr, max_concurrency=concurrency)
             await _dump(auth, pages, writer)
 
@@ -355,6 +360,14 @@ def dump(ctx: click.Context, /, layer_url: str, output: str | None, where: str, 
     writer.close()
     output_to.commit()
     summary(writer, time.perf_counter() - started)
+
+
+def _writer_for(fmt: str, stream: IO[Any], fields: str, sr: int | None) -> PageWriter:
+    if fmt == "geoparquet":
+        return GeoParquetWriter(stream, fields, sr)
+    if fmt == "csv":
+        return CsvWriter(stream, fields)
+    return Writer(stream, fmt)
 
 
 def _dump_resumable(
@@ -422,7 +435,7 @@ def _dump_resumable(
 async def _dump(
     auth: ArcGISAuth,
     pages: PageStream,
-    writer: Writer,
+    writer: PageWriter,
     *,
     label: str = "dump",
     progress_enabled: bool | None = None,
@@ -436,16 +449,7 @@ async def _dump(
         task = progress.add_task(label, total=None, rate="", tokens="")
         async with pages:  # the next pages are fetched while this one is written
             async for page in pages:
-                writer.start(
-                    {
-                        "objectIdFieldName": page.object_id_field,
-                        "geometryType": page.geometry_type,
-                        "spatialReference": page.spatial_reference,
-                        "fields": list(page.fields),
-                    }
-                )
-                for feature in page.features:
-                    writer.write(feature, page)
+                writer.write_page(page)
                 if after_page is not None and page.object_ids:
                     after_page(page)
                 rate = writer.count / max(time.perf_counter() - started, 1e-9)

@@ -10,7 +10,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from ._geojson import GeoJSONConverter
 from .layers import Page
@@ -21,6 +21,7 @@ __all__ = [
     "EXIT_USAGE",
     "Failure",
     "Output",
+    "PageWriter",
     "Writer",
     "progress",
     "summary",
@@ -37,6 +38,22 @@ class Failure(Exception):
     def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
         super().__init__(message)
         self.code = code
+
+
+class PageWriter(Protocol):
+    """What the dump writes pages with: `Writer` (JSON) and the table formats."""
+
+    count: int
+    started: bool
+
+    @property
+    def unconvertible(self) -> int: ...
+
+    async def prepare(self, layer: Any) -> None: ...
+
+    def write_page(self, page: Page) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class Writer:
@@ -61,6 +78,22 @@ class Writer:
     def unconvertible(self) -> int:
         """Geometries written as null because they could not be converted to GeoJSON."""
         return self._geojson.unconvertible
+
+    async def prepare(self, layer: Any) -> None:
+        """Nothing to read before the first page: JSON takes its head from the answers."""
+
+    def write_page(self, page: Page) -> None:
+        """Every feature of *page*, after the document's head if it is the first."""
+        self.start(
+            {
+                "objectIdFieldName": page.object_id_field,
+                "geometryType": page.geometry_type,
+                "spatialReference": page.spatial_reference,
+                "fields": list(page.fields),
+            }
+        )
+        for feature in page.features:
+            self.write(feature, page)
 
     def start(self, page_meta: dict[str, Any]) -> None:
         if self.started:
@@ -106,11 +139,14 @@ class Output:
     it is.
     """
 
-    def __init__(self, path: str | None) -> None:
+    def __init__(self, path: str | None, *, binary: bool = False) -> None:
         self.path = Path(path) if path else None
         self._temp: Path | None = None  # None: written to as it is (stdout, a pipe)
+        self._mode = "wb" if binary else "w"
         if self.path is None:
-            self.stream: IO[str] = sys.stdout
+            if binary:
+                raise Failure("this format is binary: write it to a file, with -o", EXIT_USAGE)
+            self.stream: IO[Any] = sys.stdout
             return
         if self.path.is_dir():
             raise Failure(f"cannot write {path}: it is a folder; give a file name", EXIT_USAGE)
@@ -139,11 +175,12 @@ class Output:
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(fd, 0o666 & ~umask)
-        self.stream = os.fdopen(fd, "w", encoding="utf-8")
+        self.stream = os.fdopen(fd, self._mode, encoding=None if binary else "utf-8")
 
-    @staticmethod
-    def _open(path: Path) -> IO[str]:
+    def _open(self, path: Path) -> IO[Any]:
         try:
+            if self._mode == "wb":
+                return path.open("wb")
             return path.open("w", encoding="utf-8")
         except OSError as exc:
             raise Failure(
@@ -174,7 +211,7 @@ class Output:
         return f"they are in {partial}{kept}"
 
 
-def summary(writer: Writer, elapsed: float, *, resumed: int = 0) -> None:
+def summary(writer: PageWriter, elapsed: float, *, resumed: int = 0) -> None:
     """The line a dump ends with: how many features, how fast, and what was odd."""
     unconvertible = (
         f"; {writer.unconvertible:,} geometries could not be converted and are null"

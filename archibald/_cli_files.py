@@ -1,0 +1,190 @@
+"""The dump's table formats: GeoParquet (with the ``arrow`` extra) and CSV, and which
+format a file name asks for.
+
+They take whole pages (`write_page`), as the JSON `Writer` does, and read the layer's
+field list first (`prepare`), so that their columns are the layer's, not guessed from the
+first rows.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import PurePath
+from typing import IO, Any
+
+from ._cli_output import EXIT_USAGE, Failure
+from ._geojson import GeoJSONConverter
+from .layers import FeatureLayer, MapLayer, Page
+
+__all__ = ["BINARY_FORMATS", "CsvWriter", "GeoParquetWriter", "format_of"]
+
+BINARY_FORMATS = frozenset({"geoparquet"})
+
+_SUFFIXES = {
+    ".geojson": "geojson",
+    ".json": "geojson",
+    ".ndjson": "ndjson",
+    ".geojsonl": "ndjson",
+    ".jsonl": "ndjson",
+    ".parquet": "geoparquet",
+    ".geoparquet": "geoparquet",
+    ".csv": "csv",
+}
+
+
+def format_of(output: str | None) -> str:
+    """The format a file name asks for by its extension; GeoJSON for stdout or others."""
+    if output is None:
+        return "geojson"
+    return _SUFFIXES.get(PurePath(output).suffix.lower(), "geojson")
+
+
+class GeoParquetWriter:
+    """GeoParquet 1.1: a row group per page, written as pages arrive (bounded memory),
+    with the schema of `archibald.arrow` (the layer's fields, a WKB ``geometry``)."""
+
+    def __init__(self, out: IO[bytes], out_fields: str, out_sr: int | None) -> None:
+        try:
+            import pyarrow.parquet
+        except ImportError:
+            raise Failure(
+                "--format geoparquet needs pyarrow: pip install 'archibald[arrow]'", EXIT_USAGE
+            ) from None
+        self._parquet = pyarrow.parquet
+        self._out = out
+        self._settings = (out_fields, out_sr)
+        self._batcher: Any = None
+        self._writer: Any = None
+        self.count = 0
+        self.started = False
+        self.closed = False
+
+    @property
+    def unconvertible(self) -> int:
+        """Geometries written as null because they could not be converted."""
+        geometries = None if self._batcher is None else self._batcher.geometries
+        return 0 if geometries is None else int(geometries.unconvertible)
+
+    async def prepare(self, layer: FeatureLayer | MapLayer) -> None:
+        from .arrow import _Batcher
+
+        out_fields, out_sr = self._settings
+        info = await layer.info()
+        self._batcher = _Batcher(
+            info, out_fields, return_geometry=True, out_sr=out_sr, url=layer.url
+        )
+        self._writer = self._parquet.ParquetWriter(self._out, self._batcher.schema)
+        self.started = True
+
+    def write_page(self, page: Page) -> None:
+        assert self._batcher is not None, "prepare() first"
+        self._writer.write_batch(self._batcher.batch(page))
+        self.count += len(page)
+
+    def close(self) -> None:
+        """The footer, so that what was written is a Parquet file that reads."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._writer is not None:
+            self._writer.close()
+        self._out.flush()
+
+
+class CsvWriter:
+    """CSV: a header of the layer's fields (those asked for), then a row per feature,
+    with the geometry as WKT in a last ``geometry`` column (GeoJSON's axis order)."""
+
+    def __init__(self, out: IO[str], out_fields: str) -> None:
+        self._out = out
+        self._rows = csv.writer(out)
+        self._out_fields = out_fields
+        self._names: list[str] = []
+        self._geometry = False
+        self._geojson = GeoJSONConverter()
+        self.count = 0
+        self.started = False
+        self.closed = False
+
+    @property
+    def unconvertible(self) -> int:
+        """Geometries written empty because they could not be converted."""
+        return self._geojson.unconvertible
+
+    async def prepare(self, layer: FeatureLayer | MapLayer) -> None:
+        info = await layer.info()
+        wanted = _wanted(self._out_fields)
+        if wanted is not None:  # the object id always comes, as in every format
+            wanted.add(info.object_id_field.lower())
+        self._names = [
+            str(f["name"])
+            for f in info.fields
+            if f.get("type") != "esriFieldTypeGeometry"
+            and (wanted is None or str(f["name"]).lower() in wanted)
+        ]
+        self._geometry = info.geometry_type is not None
+        self._rows.writerow([*self._names, *(["geometry"] if self._geometry else [])])
+        self.started = True
+
+    def write_page(self, page: Page) -> None:
+        for feature in page.features:
+            attributes = feature.get("attributes") or {}
+            row = [_cell(attributes.get(name)) for name in self._names]
+            if self._geometry:
+                geometry = self._geojson.feature(
+                    feature, page.object_id_field, has_z=page.has_z, has_m=page.has_m
+                )["geometry"]
+                row.append(wkt(geometry))
+            self._rows.writerow(row)
+        self.count += len(page)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._out.flush()
+
+
+def _wanted(out_fields: str) -> set[str] | None:
+    names = {n.strip().lower() for n in out_fields.split(",") if n.strip()}
+    return None if not names or "*" in names else names
+
+
+def _cell(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def wkt(geometry: Mapping[str, Any] | None) -> str:
+    """Well-known text of a GeoJSON geometry; empty for a null one."""
+    if not geometry:
+        return ""
+    kind, coordinates = geometry["type"], geometry["coordinates"]
+    if kind == "Point":
+        return f"POINT ({_position(coordinates)})"
+    if kind == "MultiPoint":
+        body = _join(f"({_position(p)})" for p in coordinates)
+    elif kind == "LineString":
+        body = _line(coordinates)
+    elif kind == "MultiLineString":
+        body = _join(f"({_line(line)})" for line in coordinates)
+    elif kind == "Polygon":
+        body = _rings(coordinates)
+    else:  # MultiPolygon: what the converter makes is one of these six
+        body = _join(f"({_rings(polygon)})" for polygon in coordinates)
+    return f"{kind.upper()} ({body})"
+
+
+def _position(position: Sequence[float]) -> str:
+    return " ".join(repr(float(value)) for value in position)
+
+
+def _line(positions: Iterable[Sequence[float]]) -> str:
+    return _join(_position(p) for p in positions)
+
+
+def _rings(rings: Iterable[Iterable[Sequence[float]]]) -> str:
+    return _join(f"({_line(ring)})" for ring in rings)
+
+
+def _join(parts: Iterable[str]) -> str:
+    return ", ".join(parts)

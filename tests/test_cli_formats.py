@@ -1,0 +1,128 @@
+"""archibald dump to GeoParquet and CSV, run for real in a subprocess against the emulator
+on loopback, and read back by independent readers (pyarrow, shapely, the csv module)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pyarrow.parquet as pq
+import pytest
+import shapely
+import shapely.geometry
+import shapely.wkt
+
+from archibald.testing import FakeArcGIS
+
+from .test_cli import clean_env
+
+pytestmark = [pytest.mark.anyio, pytest.mark.real_clock]
+
+
+@pytest.fixture
+async def origin() -> AsyncIterator[str]:
+    fake = FakeArcGIS()
+    fake.add_feature_layer("Zones", count=700, geometry="polygon", max_record_count=200)
+    fake.add_feature_layer("Points", count=450, max_record_count=100)
+    fake.add_feature_layer("Table", count=30, geometry=None)
+    async with fake.serve() as origin:
+        yield origin
+
+
+async def dump(origin: str, layer: str, *args: str) -> subprocess.CompletedProcess[bytes]:
+    url = f"{origin}/arcgis/rest/services/{layer}/FeatureServer/0"
+    with anyio.fail_after(60):
+        return await anyio.run_process(
+            [sys.executable, "-m", "archibald", "dump", url, *args], check=False, env=clean_env()
+        )
+
+
+async def geojson_of(origin: str, layer: str, tmp_path: Path) -> dict[int, dict[str, object]]:
+    out = tmp_path / f"{layer}.geojson"
+    done = await dump(origin, layer, "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    return {f["id"]: f for f in json.loads(out.read_text())["features"]}
+
+
+@pytest.mark.parametrize("layer", ["Zones", "Points", "Table"])
+async def test_geoparquet_reads_back_as_the_geojson_dump(
+    origin: str, layer: str, tmp_path: Path
+) -> None:
+    """Inferred from .parquet: every feature once, the same attributes, the same shapes
+    (polygons with holes included), and GeoParquet metadata a reader understands."""
+    expected = await geojson_of(origin, layer, tmp_path)
+    out = tmp_path / f"{layer}.parquet"
+    done = await dump(origin, layer, "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    table = pq.read_table(out)
+    rows = table.to_pylist()
+    assert sorted(row["OBJECTID"] for row in rows) == sorted(expected)
+    assert len(rows) == len(expected)
+    metadata = table.schema.metadata or {}
+    if layer == "Table":
+        assert b"geo" not in metadata
+        assert "geometry" not in table.schema.names
+    else:
+        geo = json.loads(metadata[b"geo"])
+        assert geo["primary_column"] == "geometry"
+        assert geo["columns"]["geometry"]["encoding"] == "WKB"
+    for row in rows:
+        feature = expected[row["OBJECTID"]]
+        properties = feature["properties"]
+        assert isinstance(properties, dict)
+        assert row["NAME"] == properties["NAME"]
+        assert row["POPULATION"] == properties["POPULATION"]
+        if layer != "Table":
+            shape = shapely.from_wkb(row["geometry"])
+            assert shape.equals_exact(shapely.geometry.shape(feature["geometry"]), 1e-9) or (
+                shape.normalize().equals_exact(
+                    shapely.geometry.shape(feature["geometry"]).normalize(), 1e-9
+                )
+            )
+
+
+async def test_csv_has_the_fields_asked_for_and_wkt(origin: str, tmp_path: Path) -> None:
+    expected = await geojson_of(origin, "Zones", tmp_path)
+    out = tmp_path / "zones.csv"
+    done = await dump(origin, "Zones", "-o", str(out), "--fields", "NAME,POPULATION")
+    assert done.returncode == 0, done.stderr
+    with out.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["OBJECTID", "NAME", "POPULATION", "geometry"]
+    assert sorted(int(row["OBJECTID"]) for row in rows) == sorted(expected)
+    for row in rows:
+        feature = expected[int(row["OBJECTID"])]
+        assert shapely.wkt.loads(row["geometry"]).equals(
+            shapely.geometry.shape(feature["geometry"])
+        )
+        properties = feature["properties"]
+        assert isinstance(properties, dict)
+        assert row["NAME"] == properties["NAME"]
+
+
+async def test_a_table_to_csv_has_no_geometry_column(origin: str, tmp_path: Path) -> None:
+    out = tmp_path / "table.csv"
+    done = await dump(origin, "Table", "--format", "csv", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    with out.open(newline="") as handle:
+        header = next(csv.reader(handle))
+    assert "geometry" not in header
+    assert header[0] == "OBJECTID"
+
+
+async def test_binary_and_resumable_formats_are_refused_where_they_cannot_go(
+    origin: str, tmp_path: Path
+) -> None:
+    to_stdout = await dump(origin, "Points", "--format", "geoparquet")
+    assert to_stdout.returncode == 2
+    assert "binary: write it to a file" in to_stdout.stderr.decode()
+    resumed = await dump(origin, "Points", "-o", str(tmp_path / "p.csv"), "--resume")
+    assert resumed.returncode == 2
+    assert "--resume works with geojson, ndjson and esrijson" in resumed.stderr.decode()
+    assert os.listdir(tmp_path) == []
