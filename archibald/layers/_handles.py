@@ -19,6 +19,8 @@ from ._plan import list_ids
 from ._streams import FeatureStream, PageStream
 
 if TYPE_CHECKING:
+    import geopandas as gpd
+    import pandas as pd
     import pyarrow as pa
 
     from .._client import ArchieClient
@@ -290,6 +292,59 @@ class _Layer:
             partition=partition,
         )
         return await batches.read_all()
+
+    async def to_dataframe(
+        self,
+        where: str = "1=1",
+        *,
+        out_fields: str | Iterable[str] = "*",
+        return_geometry: bool = False,
+        out_sr: int | None = None,
+        decode_domains: bool = False,
+        partition: Partition | None = None,
+    ) -> pd.DataFrame:
+        """Every feature matching *where*, in a pandas DataFrame with the column types of
+        `to_arrow` (attributes only unless *return_geometry*: then a WKB column).
+
+        With *decode_domains*, coded values are replaced by their names (the field's
+        coded-value domain, or the one its subtype gives it). Needs the ``geo`` extra
+        (``pip install 'archibald[geo]'``).
+        """
+        from .. import frames  # the optional extra, imported when used
+
+        table = await self.to_arrow(
+            where,
+            out_fields=out_fields,
+            return_geometry=return_geometry,
+            out_sr=out_sr,
+            partition=partition,
+        )
+        return frames.to_dataframe(table, await self.info(), decode=decode_domains)
+
+    async def to_geodataframe(
+        self,
+        where: str = "1=1",
+        *,
+        out_fields: str | Iterable[str] = "*",
+        out_sr: int | None = None,
+        decode_domains: bool = False,
+        partition: Partition | None = None,
+    ) -> gpd.GeoDataFrame:
+        """Every feature matching *where*, in a GeoPandas GeoDataFrame whose CRS is the
+        layer's (or *out_sr*); the arguments are those of `to_dataframe`.
+
+        Raises:
+            LayerCapabilityError: The layer is a table (use `to_dataframe`).
+        """
+        from .. import frames  # the optional extra, imported when used
+
+        info = await self._queryable()
+        if info.geometry_type is None:
+            raise LayerCapabilityError(f"{self._url} is a table: use to_dataframe()")
+        table = await self.to_arrow(
+            where, out_fields=out_fields, out_sr=out_sr, partition=partition
+        )
+        return frames.to_geodataframe(table, info, decode=decode_domains)
 
     async def query(
         self,

@@ -66,6 +66,10 @@ class FakeLayer:
         supports_pagination: Whether ``resultOffset``/``resultRecordCount`` work.
         supports_statistics: Whether ``outStatistics`` works.
         supports_order_by: Whether ``orderByFields`` works.
+        subtype_field: The field whose value is a feature's subtype code, if any.
+        subtypes: The subtypes (``{"code", "name", "domains": {field: domain}}``), served
+            as ``subtypes`` with ``subtypeField`` (and as the older ``types`` with
+            ``typeIdField``).
         capabilities: The advertised capabilities, such as ``"Query"`` or
             ``"Create,Delete,Query,Update,Editing"``.
         spatial_reference: The layer's spatial reference.
@@ -92,6 +96,8 @@ class FakeLayer:
     supports_statistics: bool = True
     supports_order_by: bool = True
     capabilities: str = "Query"
+    subtype_field: str | None = None
+    subtypes: list[dict[str, Any]] = attrs.Factory(list)
     spatial_reference: dict[str, Any] = attrs.Factory(lambda: dict(WGS84))
     url: str = ""
     id_list_limit: int | None = attrs.field(

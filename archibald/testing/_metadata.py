@@ -140,8 +140,25 @@ def layer_metadata(layer: FakeLayer) -> dict[str, Any]:
             "supportsDistinct": False,
         },
         "hasAttachments": False,
+        **_subtypes(layer),
         "spatialReference": layer.spatial_reference,
     }
     if layer.geometry_type:
         metadata["extent"] = layer.extent()
     return metadata
+
+
+def _subtypes(layer: FakeLayer) -> dict[str, Any]:
+    """A layer's subtypes as 11.x servers describe them, and as older ones did."""
+    if layer.subtype_field is None:
+        return {}
+    types = [
+        {"id": s["code"], "name": s["name"], "domains": s.get("domains", {})}
+        for s in layer.subtypes
+    ]
+    return {
+        "subtypeField": layer.subtype_field,
+        "subtypes": [dict(s) for s in layer.subtypes],
+        "typeIdField": layer.subtype_field,
+        "types": types,
+    }
