@@ -16,7 +16,7 @@ import sys
 import time
 import warnings
 from collections.abc import Awaitable, Callable
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 import click
@@ -24,7 +24,13 @@ import trio
 from click.core import ParameterSource
 
 from . import __version__
-from ._cli_files import BINARY_FORMATS, CsvWriter, GeoParquetWriter, format_of
+from ._cli_files import (
+    BINARY_FORMATS,
+    CsvWriter,
+    GeoPackageWriter,
+    GeoParquetWriter,
+    format_of,
+)
 from ._cli_output import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -293,8 +299,9 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["geojson", "ndjson", "esrijson", "geoparquet", "csv"]),
-    help="Default: from the -o file's extension (.parquet, .csv, .ndjson, ...), else geojson.",
+    type=click.Choice(["geojson", "ndjson", "esrijson", "geoparquet", "gpkg", "csv"]),
+    help="Default: from the -o file's extension (.parquet, .gpkg, .csv, .ndjson, ...), "
+    "else geojson.",
 )
 @click.option("--concurrency", type=click.IntRange(1, 64), default=8, show_default=True)
 @click.option("--out-sr", type=int, help="Spatial reference (wkid) of the output geometries.")
@@ -326,8 +333,10 @@ def dump(ctx: click.Context, /, layer_url: str, output: str | None, where: str, 
             raise Failure("--resume works with geojson, ndjson and esrijson", EXIT_USAGE)
         _dump_resumable(layer_url, sign_in, output, options, concurrency)
         return
-    output_to = Output(output, binary=fmt in BINARY_FORMATS)
-    writer = _writer_for(fmt, output_to.stream, fields, sr)
+    # GDAL wants a GeoPackage's name to end in .gpkg, the temporary one too
+    suffix = ".tmp.gpkg" if fmt == "gpkg" else ".tmp"
+    output_to = Output(output, binary=fmt in BINARY_FORMATS, suffix=suffix)
+    writer = _writer_for(fmt, output_to, fields, sr)
     started = time.perf_counter()
 
     async def run() -> None:
@@ -362,12 +371,16 @@ def dump(ctx: click.Context, /, layer_url: str, output: str | None, where: str, 
     summary(writer, time.perf_counter() - started)
 
 
-def _writer_for(fmt: str, stream: IO[Any], fields: str, sr: int | None) -> PageWriter:
+def _writer_for(fmt: str, output: Output, fields: str, sr: int | None) -> PageWriter:
     if fmt == "geoparquet":
-        return GeoParquetWriter(stream, fields, sr)
+        return GeoParquetWriter(output.stream, fields, sr)
+    if fmt == "gpkg":
+        if output.file is None:
+            raise Failure("--format gpkg needs -o FILE (a regular file)", EXIT_USAGE)
+        return GeoPackageWriter(output.file, fields, sr)
     if fmt == "csv":
-        return CsvWriter(stream, fields)
-    return Writer(stream, fmt)
+        return CsvWriter(output.stream, fields)
+    return Writer(output.stream, fmt)
 
 
 def _dump_resumable(

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import IO, Any
+
+import orjson
 
 from ._cli_output import EXIT_USAGE, Failure
 from ._geojson import GeoJSONConverter
 from .layers import FeatureLayer, MapLayer, Page
 
-__all__ = ["BINARY_FORMATS", "CsvWriter", "GeoParquetWriter", "format_of"]
+__all__ = ["BINARY_FORMATS", "CsvWriter", "GeoPackageWriter", "GeoParquetWriter", "format_of"]
 
-BINARY_FORMATS = frozenset({"geoparquet"})
+BINARY_FORMATS = frozenset({"geoparquet", "gpkg"})
 
 _SUFFIXES = {
     ".geojson": "geojson",
@@ -30,6 +32,7 @@ _SUFFIXES = {
     ".parquet": "geoparquet",
     ".geoparquet": "geoparquet",
     ".csv": "csv",
+    ".gpkg": "gpkg",
 }
 
 
@@ -90,6 +93,67 @@ class GeoParquetWriter:
         if self._writer is not None:
             self._writer.close()
         self._out.flush()
+
+
+class GeoPackageWriter:
+    """GeoPackage, through GDAL (pyogrio): a layer named after the ArcGIS layer, with the
+    columns of `archibald.arrow`, its CRS and GDAL's spatial index; each page is appended
+    as it arrives (bounded memory)."""
+
+    def __init__(self, path: Path, out_fields: str, out_sr: int | None) -> None:
+        try:
+            import pyarrow
+            import pyogrio
+        except ImportError:
+            raise Failure(
+                "--format gpkg needs pyogrio and pyarrow: pip install 'archibald[geo]'",
+                EXIT_USAGE,
+            ) from None
+        self._pyarrow, self._pyogrio = pyarrow, pyogrio
+        self._path = path
+        self._settings = (out_fields, out_sr)
+        self._batcher: Any = None
+        self._options: dict[str, Any] = {}
+        self.count = 0
+        self.started = False
+        self.closed = False
+
+    @property
+    def unconvertible(self) -> int:
+        """Geometries written as null because they could not be converted."""
+        geometries = None if self._batcher is None else self._batcher.geometries
+        return 0 if geometries is None else int(geometries.unconvertible)
+
+    async def prepare(self, layer: FeatureLayer | MapLayer) -> None:
+        from .arrow import GEOMETRY_COLUMN, _Batcher
+
+        out_fields, out_sr = self._settings
+        info = await layer.info()
+        self._batcher = _Batcher(
+            info, out_fields, return_geometry=True, out_sr=out_sr, url=layer.url
+        )
+        geo = orjson.loads((self._batcher.schema.metadata or {}).get(b"geo", b"{}"))
+        column = (geo.get("columns") or {}).get(GEOMETRY_COLUMN)
+        self._options = {"layer": info.name or "features", "driver": "GPKG"}
+        if column is not None:
+            self._options["geometry_name"] = GEOMETRY_COLUMN
+            kinds = column.get("geometry_types") or []
+            self._options["geometry_type"] = kinds[0] if len(kinds) == 1 else "Unknown"
+            crs = column.get("crs", "OGC:CRS84")
+            self._options["crs"] = orjson.dumps(crs).decode() if isinstance(crs, dict) else crs
+        # the table's columns, before any feature (an empty layer is still a layer)
+        empty = self._batcher.schema.empty_table()
+        self._pyogrio.write_arrow(empty, str(self._path), **self._options)
+        self.started = True
+
+    def write_page(self, page: Page) -> None:
+        assert self._batcher is not None, "prepare() first"
+        batch = self._pyarrow.Table.from_batches([self._batcher.batch(page)])
+        self._pyogrio.write_arrow(batch, str(self._path), append=True, **self._options)
+        self.count += len(page)
+
+    def close(self) -> None:
+        self.closed = True
 
 
 class CsvWriter:

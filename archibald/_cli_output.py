@@ -139,7 +139,7 @@ class Output:
     it is.
     """
 
-    def __init__(self, path: str | None, *, binary: bool = False) -> None:
+    def __init__(self, path: str | None, *, binary: bool = False, suffix: str = ".tmp") -> None:
         self.path = Path(path) if path else None
         self._temp: Path | None = None  # None: written to as it is (stdout, a pipe)
         self._mode = "wb" if binary else "w"
@@ -162,7 +162,7 @@ class Output:
             raise Failure(f"cannot write {path}: permission denied", EXIT_USAGE)
         self.path = target
         try:
-            fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+            fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
         except OSError as exc:
             raise Failure(
                 f"cannot write in {target.parent}: {exc.strerror or type(exc).__name__}",
@@ -186,6 +186,11 @@ class Output:
             raise Failure(
                 f"cannot write {path}: {exc.strerror or type(exc).__name__}", EXIT_USAGE
             ) from None
+
+    @property
+    def file(self) -> Path | None:
+        """The file being written (under its temporary name), if it is a file."""
+        return self._temp
 
     def commit(self) -> None:
         """The dump is complete: put it in place."""

@@ -12,7 +12,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
+import geopandas
 import pyarrow.parquet as pq
+import pyogrio
 import pytest
 import shapely
 import shapely.geometry
@@ -126,3 +128,39 @@ async def test_binary_and_resumable_formats_are_refused_where_they_cannot_go(
     assert resumed.returncode == 2
     assert "--resume works with geojson, ndjson and esrijson" in resumed.stderr.decode()
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("layer", ["Zones", "Points", "Table"])
+async def test_geopackage_reads_back_in_gdal_as_the_geojson_dump(
+    origin: str, layer: str, tmp_path: Path
+) -> None:
+    """Inferred from .gpkg: GDAL (pyogrio) opens it as an ordinary layer with the same
+    ids, attributes and shapes, in WGS84; GeoPandas reads the GeoParquet dump too."""
+    expected = await geojson_of(origin, layer, tmp_path)
+    out = tmp_path / f"{layer}.gpkg"
+    done = await dump(origin, layer, "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert b"Warning" not in done.stderr
+    assert [name for name, _ in pyogrio.list_layers(out)] == [layer]
+    frame = pyogrio.read_dataframe(out)
+    assert sorted(frame["OBJECTID"]) == sorted(expected)
+    for row in frame.to_dict("records"):
+        feature = expected[row["OBJECTID"]]
+        properties = feature["properties"]
+        assert isinstance(properties, dict)
+        assert row["NAME"] == properties["NAME"]
+        if layer != "Table":
+            assert (
+                row["geometry"]
+                .normalize()
+                .equals_exact(shapely.geometry.shape(feature["geometry"]).normalize(), 1e-9)
+            )
+    if layer != "Table":
+        assert frame.crs is not None
+        assert frame.crs.equals("OGC:CRS84")
+        parquet = tmp_path / f"{layer}.parquet"
+        assert (await dump(origin, layer, "-o", str(parquet))).returncode == 0
+        read = geopandas.read_parquet(parquet)
+        assert read.crs is not None
+        assert read.crs.equals("OGC:CRS84")
+        assert sorted(read["OBJECTID"]) == sorted(expected)
