@@ -32,6 +32,7 @@ async def origin() -> AsyncIterator[str]:
     fake = FakeArcGIS()
     fake.add_feature_layer("Zones", count=700, geometry="polygon", max_record_count=200)
     fake.add_feature_layer("Points", count=450, max_record_count=100)
+    fake.add_feature_layer("Lines", count=300, geometry="polyline", max_record_count=100)
     fake.add_feature_layer("Table", count=30, geometry=None)
     async with fake.serve() as origin:
         yield origin
@@ -52,7 +53,7 @@ async def geojson_of(origin: str, layer: str, tmp_path: Path) -> dict[int, dict[
     return {f["id"]: f for f in json.loads(out.read_text())["features"]}
 
 
-@pytest.mark.parametrize("layer", ["Zones", "Points", "Table"])
+@pytest.mark.parametrize("layer", ["Zones", "Points", "Lines", "Table"])
 async def test_geoparquet_reads_back_as_the_geojson_dump(
     origin: str, layer: str, tmp_path: Path
 ) -> None:
@@ -80,6 +81,8 @@ async def test_geoparquet_reads_back_as_the_geojson_dump(
         assert isinstance(properties, dict)
         assert row["NAME"] == properties["NAME"]
         assert row["POPULATION"] == properties["POPULATION"]
+        assert row["CATEGORY"] == properties["CATEGORY"]  # nulls stay null
+        assert row["CREATED"].timestamp() * 1000 == properties["CREATED"]  # dates exact
         if layer != "Table":
             shape = shapely.from_wkb(row["geometry"])
             assert shape.equals_exact(shapely.geometry.shape(feature["geometry"]), 1e-9) or (
@@ -130,7 +133,7 @@ async def test_binary_and_resumable_formats_are_refused_where_they_cannot_go(
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("layer", ["Zones", "Points", "Table"])
+@pytest.mark.parametrize("layer", ["Zones", "Points", "Lines", "Table"])
 async def test_geopackage_reads_back_in_gdal_as_the_geojson_dump(
     origin: str, layer: str, tmp_path: Path
 ) -> None:
@@ -149,6 +152,7 @@ async def test_geopackage_reads_back_in_gdal_as_the_geojson_dump(
         properties = feature["properties"]
         assert isinstance(properties, dict)
         assert row["NAME"] == properties["NAME"]
+        assert row["CREATED"].timestamp() * 1000 == properties["CREATED"]
         if layer != "Table":
             assert (
                 row["geometry"]
