@@ -32,6 +32,7 @@ from typing import Any
 
 import _harness  # bench/ is this script's folder
 from _decoders import bench_decoders
+from _formats import bench_formats
 from _growth import bench_growth
 from _harness import (
     CONCURRENCY,
@@ -75,6 +76,7 @@ class Sizes:
     decoder_ids: int  # the size of the id list decoded
     decoder_rounds: tuple[int, int]  # decodings of the page, of the id list
     large: tuple[int, int, int]  # the ranges crawl's layer, its id-list limit, the listed one
+    formats: int  # features dumped to each output format
 
 
 FULL = Sizes(
@@ -93,6 +95,7 @@ FULL = Sizes(
     decoder_ids=1_000_000,
     decoder_rounds=(200, 30),
     large=(5_000_000, 1_000_000, 1_000_000),
+    formats=1_000_000,
 )
 QUICK = Sizes(
     stall_seconds=2.0,
@@ -110,6 +113,7 @@ QUICK = Sizes(
     decoder_ids=100_000,
     decoder_rounds=(20, 5),
     large=(20_000, 5_000, 5_000),
+    formats=5_000,
 )
 WORKERS = 20  # concurrent workers in the stall benchmark
 TOKEN_LATENCY = 0.3  # seconds the token endpoint takes
@@ -416,7 +420,16 @@ def machine() -> str:
 
 
 DOCS_IMAGES = HERE.parent / "docs" / "images"
-BENCHMARKS = ("stalls", "stampede", "crawl", "growth", "hotpath", "decoders", "large")
+BENCHMARKS = (
+    "stalls",
+    "stampede",
+    "crawl",
+    "growth",
+    "hotpath",
+    "decoders",
+    "large",
+    "formats",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -466,6 +479,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "hotpath": lambda: bench_hotpath(report, peers, sizes),
         "decoders": lambda: bench_decoders(report, sizes.decoder_ids, *sizes.decoder_rounds),
         "large": lambda: bench_large(report, peers, *sizes.large, args.query_latency),
+        "formats": lambda: bench_formats(report, sizes.formats, args.query_latency),
     }
     measured = {name: steps[name]() for name in BENCHMARKS if name in chosen}
     report.line(f"Run time: {time.perf_counter() - started:.0f} s.")
