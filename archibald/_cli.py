@@ -336,7 +336,11 @@ def dump(ctx: click.Context, /, layer_url: str, output: str | None, where: str, 
     # GDAL wants a GeoPackage's name to end in .gpkg, the temporary one too
     suffix = ".tmp.gpkg" if fmt == "gpkg" else ".tmp"
     output_to = Output(output, binary=fmt in BINARY_FORMATS, suffix=suffix)
-    writer = _writer_for(fmt, output_to, fields, sr)
+    try:
+        writer = _writer_for(fmt, output_to, fields, sr)
+    except Failure:  # an extra not installed: nothing written, nothing left behind
+        output_to.settle(0)
+        raise
     started = time.perf_counter()
 
     async def run() -> None:

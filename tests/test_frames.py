@@ -3,6 +3,9 @@ values decoded through the field's domain or its subtype's."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pandas
@@ -119,3 +122,36 @@ async def test_a_table_has_no_geodataframe() -> None:
         with pytest.raises(LayerCapabilityError, match="is a table: use to_dataframe"):
             await table.to_geodataframe()
         assert len(await table.to_dataframe()) == 5
+
+
+@pytest.mark.parametrize(
+    ("blocked", "code", "says"),
+    [
+        ("geopandas", "import archibald.frames", "pip install 'archibald[geo]'"),
+        (
+            "pyarrow",
+            "from archibald._cli import main; main(['dump', "
+            "'http://127.0.0.1:9/arcgis/rest/services/X/FeatureServer/0', '-o', 'x.parquet'])",
+            "--format geoparquet needs pyarrow: pip install 'archibald[arrow]'",
+        ),
+        (
+            "pyogrio",
+            "from archibald._cli import main; main(['dump', "
+            "'http://127.0.0.1:9/arcgis/rest/services/X/FeatureServer/0', '-o', 'x.gpkg'])",
+            "--format gpkg needs pyogrio and pyarrow: pip install 'archibald[geo]'",
+        ),
+    ],
+)
+def test_a_missing_extra_is_one_line_naming_what_to_install(
+    blocked: str, code: str, says: str, tmp_path: Any
+) -> None:
+    script = f"import sys; sys.modules[{blocked!r}] = None; {code}"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, check=False
+    )
+    assert done.returncode != 0
+    assert says in done.stderr
+    if "_cli" in code:
+        assert done.returncode == 2
+        assert "Traceback" not in done.stderr
+        assert os.listdir(tmp_path) == []  # nothing written, nothing left
