@@ -222,8 +222,8 @@ def _check_numbers(positions: list[Position], *, finite: bool = True) -> None:
     which Python would count as one), and, if *finite*, a finite one: the types at once,
     then one sum (an area, which overflows as its sum does, may stand in for it)."""
     if min(map(len, positions), default=2) < 2:
-        bad = next(p for p in positions if len(p) < 2)
-        raise GeometryError(f"a position needs x and y, got {bad!r}")
+        short = next(p for p in positions if len(p) < 2)
+        raise GeometryError(f"a position needs x and y, got {short!r}")
     values = itertools.chain.from_iterable
     if not _NUMBER_TYPES.issuperset(map(type, values(positions))):
         bad = next(v for v in values(positions) if type(v) not in _NUMBER_TYPES)

@@ -20,7 +20,6 @@ from trio.testing import MockClock
 
 from archibald.testing import AutojumpEventLoop
 
-
 # Property tests (tests/test_properties.py): the same examples on every run, so CI is
 # reproducible and a failure found once is found again; few enough to add seconds, not
 # minutes. `HYPOTHESIS_PROFILE=deep pytest tests/test_properties.py` searches harder.

@@ -7,9 +7,9 @@ both on a virtual clock, as the rest of the suite does.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from trio.testing import MockClock
 
 from archibald import APIKeyAuth, ArchieClient, ArchieError, RetryPolicy
-from archibald._geojson import GeometryError, GeoJSONConverter, esri_geometry_to_geojson
+from archibald._geojson import GeoJSONConverter, GeometryError, esri_geometry_to_geojson
 from archibald._responses import Failure, Success, TokenRejected, Transient, classify, snippet
 from archibald._secrets import redact_url
 from archibald._urls import (
@@ -37,6 +37,7 @@ from archibald.testing import AutojumpEventLoop
 T = TypeVar("T")
 
 BACKENDS = ("asyncio", "trio")
+EXAMPLES = settings.default.max_examples  # of the profile loaded in conftest.py
 SECRET = "s3cr3tKEYzz9"
 ROOT = "https://gis.example.com/arcgis/rest/services"
 
@@ -67,10 +68,9 @@ json_values = st.recursive(
 )
 envelope_fields = st.fixed_dictionaries(
     {},
-    optional={
-        key: json_values
-        for key in ("code", "message", "details", "messageCode", "error", "error_description")
-    },
+    optional=dict.fromkeys(
+        ("code", "message", "details", "messageCode", "error", "error_description"), json_values
+    ),
 )
 envelopes = (
     st.builds(lambda error: {"error": error}, envelope_fields | json_values)
@@ -108,7 +108,7 @@ def _no_secret(text: str) -> None:
     assert SECRET not in text
 
 
-@settings(max_examples=200)
+@settings(max_examples=4 * EXAMPLES)
 @given(body=bodies, status=statuses, content_type=content_types, fmt=formats)
 def test_any_answer_is_classified_without_a_crash(
     body: bytes, status: int, content_type: str, fmt: str
@@ -131,7 +131,7 @@ def test_a_snippet_never_shows_part_of_a_secret(before: int, text: str, suffix: 
     assert SECRET[: len(SECRET) // 2] not in shown, "half of the secret shows"
 
 
-@settings(max_examples=40)
+@settings(max_examples=EXAMPLES)
 @given(
     body=bodies,
     status=statuses,
@@ -206,7 +206,7 @@ def _valid_position(position: object) -> None:
 
 def _twice_the_area(ring: list[list[float]]) -> tuple[float, float]:
     """The shoelace sum and the sum of its terms' sizes (for a tolerance)."""
-    terms = [a[0] * b[1] - b[0] * a[1] for a, b in zip(ring, ring[1:], strict=False)]
+    terms = [a[0] * b[1] - b[0] * a[1] for a, b in itertools.pairwise(ring)]
     return sum(terms), sum(map(abs, terms))
 
 
@@ -250,7 +250,7 @@ def check_geojson_geometry(geometry: object) -> None:
         pytest.fail(f"not a GeoJSON geometry type: {kind!r}")
 
 
-@settings(max_examples=300)
+@settings(max_examples=6 * EXAMPLES)
 @given(geometry=esri_geometries, has_z=st.none() | st.booleans(), has_m=st.none() | st.booleans())
 @example(geometry={"rings": [[[0, 0], [0, 1, "z"], [1, 1], [0, 0]]]}, has_z=True, has_m=None)
 @example(geometry={"paths": [[[True, False], [1, 1]]]}, has_z=None, has_m=None)
@@ -278,6 +278,7 @@ def test_the_converter_never_raises_on_a_geometry(geometry: Any) -> None:
 
 # -- URLs -------------------------------------------------------------------------------
 
+
 def _no_token(url: str, message: str) -> None:
     """*message* about *url* holds the secret only if *url* holds it outside a token=
     query parameter (read as urlsplit reads it: the fragment first, then the query)."""
@@ -298,7 +299,7 @@ url_text = st.text(max_size=60) | st.builds(
 )
 
 
-@settings(max_examples=300)
+@settings(max_examples=6 * EXAMPLES)
 @given(url=url_text, extras=st.sampled_from(["refuse", "allow"]))
 def test_any_text_as_a_url_is_checked_or_refused(url: str, extras: Any) -> None:
     """check_http_url: a typed error without the token, or parts that split cleanly."""
@@ -316,7 +317,7 @@ def test_any_text_as_a_url_is_checked_or_refused(url: str, extras: Any) -> None:
         assert not below.startswith("/")
 
 
-@settings(max_examples=300)
+@settings(max_examples=6 * EXAMPLES)
 @given(path=url_text | st.lists(st.sampled_from(["a", "..", ".", "", "B c"])).map("/".join))
 def test_any_endpoint_joins_below_the_root_or_is_refused(path: str) -> None:
     """join_endpoint and check_service_path: a URL below the root, or InvalidParameterError."""
@@ -335,7 +336,7 @@ def test_any_endpoint_joins_below_the_root_or_is_refused(path: str) -> None:
         assert all(segment not in ("", ".", "..") for segment in clean.split("/"))
 
 
-@settings(max_examples=300)
+@settings(max_examples=6 * EXAMPLES)
 @given(tail=url_text, kind=st.sampled_from(["FeatureServer", "MapServer"]))
 def test_any_layer_url_splits_or_is_refused(tail: str, kind: str) -> None:
     """split_layer_url: (service, id) that rebuild the URL, or InvalidServiceURL."""
@@ -348,7 +349,7 @@ def test_any_layer_url_splits_or_is_refused(tail: str, kind: str) -> None:
         assert url.split("?", 1)[0].rstrip("/") == f"{ROOT}/{service}/{layer_id}"
 
 
-@settings(max_examples=200)
+@settings(max_examples=4 * EXAMPLES)
 @given(url=url_text | st.builds("{}{}".format, url_text, st.sampled_from(["[", "]", "%"])))
 @example(url=f"http://[host/?token={SECRET}")
 def test_redact_url_keeps_tokens_out(url: str) -> None:
