@@ -13,9 +13,10 @@ The rules for what real servers send (each one seen in the wild):
 - An empty point is ``{"x": "NaN", ...}`` or ``{"x": null, ...}``: null.
 - Positions keep x, y and z. The third value of an Esri position is M, not z, when the
   answer says ``hasM`` without ``hasZ``; M never reaches GeoJSON, which has no place for it.
-- A geometry that cannot be converted (strings for numbers, infinities, unknown shapes)
-  raises `GeometryError` here; `GeoJSONConverter` turns that into a null geometry and a
-  count the caller can read, so one bad row never stops a crawl.
+- A geometry that cannot be converted (strings or booleans for numbers, infinities, an
+  envelope whose minimum is above its maximum, unknown shapes) raises `GeometryError`
+  here; `GeoJSONConverter` turns that into a null geometry and a count the caller can
+  read, so one bad row never stops a crawl.
 """
 
 from __future__ import annotations
