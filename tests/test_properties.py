@@ -336,6 +336,13 @@ def test_any_endpoint_joins_below_the_root_or_is_refused(path: str) -> None:
         assert all(segment not in ("", ".", "..") for segment in clean.split("/"))
 
 
+@pytest.mark.parametrize("path", ["/\r0", " / 0", "0/ ", "\t/0/\n"])
+def test_a_service_path_is_cleaned_once_for_all(path: str) -> None:
+    """Spaces and slashes around a path go in any order ("/\\r0" once came out as
+    "\\r0", and "0" the second time): cleaning it again changes nothing."""
+    assert "0" == check_service_path(path) == check_service_path(check_service_path(path))
+
+
 @settings(max_examples=6 * EXAMPLES)
 @given(tail=url_text, kind=st.sampled_from(["FeatureServer", "MapServer"]))
 def test_any_layer_url_splits_or_is_refused(tail: str, kind: str) -> None:
