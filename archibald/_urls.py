@@ -123,7 +123,13 @@ def join_endpoint(root: str, endpoint: object) -> str:
     a query string)."""
     if not isinstance(endpoint, str):
         raise InvalidParameterError(f"endpoint must be a string path, got {endpoint!r}")
-    if urlsplit(endpoint).scheme:
+    try:
+        scheme = urlsplit(endpoint).scheme
+    except ValueError as exc:  # "//[": an authority urlsplit cannot read
+        raise InvalidParameterError(
+            f"endpoint {redact_url(endpoint)!r} is not a path below the services root ({exc})"
+        ) from None
+    if scheme:
         raise InvalidParameterError(
             f"endpoint {redact_url(endpoint)!r} is an absolute URL; pass it as url= instead"
         )
@@ -197,7 +203,7 @@ def server_root(url: str) -> str:
     """``https://host/arcgis`` from a server URL, however much of its REST path it has."""
     if not isinstance(url, str):
         raise ConfigurationError(f"server_url must be a URL string, got {url!r}")
-    parts = urlsplit(url.strip())
+    parts = check_http_url(url, "server_url", ConfigurationError, extras="allow")
     path = parts.path.rstrip("/")
     if path.endswith("/rest"):
         path = path[: -len("/rest")]

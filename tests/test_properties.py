@@ -28,10 +28,11 @@ from archibald._urls import (
     check_http_url,
     check_service_path,
     join_endpoint,
+    server_root,
     split_layer_url,
     split_services_url,
 )
-from archibald.exceptions import InvalidParameterError, InvalidServiceURL
+from archibald.exceptions import ConfigurationError, InvalidParameterError, InvalidServiceURL
 from archibald.testing import AutojumpEventLoop
 
 T = TypeVar("T")
@@ -302,7 +303,15 @@ url_text = st.text(max_size=60) | st.builds(
 @settings(max_examples=6 * EXAMPLES)
 @given(url=url_text, extras=st.sampled_from(["refuse", "allow"]))
 def test_any_text_as_a_url_is_checked_or_refused(url: str, extras: Any) -> None:
-    """check_http_url: a typed error without the token, or parts that split cleanly."""
+    """check_http_url: a typed error without the token, or parts that split cleanly;
+    server_root: a ConfigurationError, or a root without query or fragment."""
+    try:
+        root = server_root(url)
+    except ConfigurationError as exc:
+        _no_token(url, str(exc))
+    else:
+        assert "?" not in root
+        assert "#" not in root
     try:
         parts = check_http_url(url, "url", InvalidServiceURL, extras=extras)
     except InvalidServiceURL as exc:
@@ -334,6 +343,14 @@ def test_any_endpoint_joins_below_the_root_or_is_refused(path: str) -> None:
     else:
         assert clean == check_service_path(clean)
         assert all(segment not in ("", ".", "..") for segment in clean.split("/"))
+
+
+@pytest.mark.parametrize("endpoint", ["//[", "//x]/query", "a//[b"])
+def test_an_endpoint_urlsplit_cannot_read_is_a_parameter_error(endpoint: str) -> None:
+    """An unclosed IPv6 bracket (found by the property tests): InvalidParameterError, not
+    urlsplit's ValueError."""
+    with pytest.raises(InvalidParameterError, match="endpoint"):
+        join_endpoint(ROOT, endpoint)
 
 
 @pytest.mark.parametrize("path", ["/\r0", " / 0", "0/ ", "\t/0/\n"])
