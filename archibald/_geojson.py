@@ -13,13 +13,15 @@ The rules for what real servers send (each one seen in the wild):
 - An empty point is ``{"x": "NaN", ...}`` or ``{"x": null, ...}``: null.
 - Positions keep x, y and z. The third value of an Esri position is M, not z, when the
   answer says ``hasM`` without ``hasZ``; M never reaches GeoJSON, which has no place for it.
-- A geometry that cannot be converted (strings for numbers, infinities, unknown shapes)
-  raises `GeometryError` here; `GeoJSONConverter` turns that into a null geometry and a
-  count the caller can read, so one bad row never stops a crawl.
+- A geometry that cannot be converted (strings or booleans for numbers, infinities, an
+  envelope whose minimum is above its maximum, unknown shapes) raises `GeometryError`
+  here; `GeoJSONConverter` turns that into a null geometry and a count the caller can
+  read, so one bad row never stops a crawl.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -40,6 +42,7 @@ Position = list[float]
 Ring = list[Position]
 
 _EMPTY = (None, "NaN", "nan")
+_NUMBER_TYPES = frozenset({int, float})
 
 
 class GeometryError(ValueError):
@@ -186,6 +189,8 @@ def _envelope(geometry: Mapping[str, Any]) -> dict[str, Any] | None:
     if any(_is_empty(v) for v in values):
         return None
     xmin, ymin, xmax, ymax = (_number(v) for v in values)
+    if xmin > xmax or ymin > ymax:  # wrapped across the antimeridian, or just wrong
+        raise GeometryError(f"an envelope with its minimum above its maximum: {values}")
     ring = [[xmin, ymin], [xmax, ymin], [xmax, ymax], [xmin, ymax], [xmin, ymin]]
     return {"type": "Polygon", "coordinates": [ring]}
 
@@ -209,16 +214,23 @@ def _list(value: object) -> Sequence[Any]:
 def _positions(raw: object, keep: int) -> list[Position]:
     """Positions cut to *keep* values, each checked to hold finite numbers."""
     positions = [p if len(p) <= keep else p[:keep] for p in _list(raw)]
-    total = 0.0
-    for position in positions:
-        if len(position) < 2:
-            raise GeometryError(f"a position needs x and y, got {position!r}")
-        total += position[0] + position[1]  # a string or None raises here
-    if keep == 3:
-        total += sum(p[2] for p in positions if len(p) == 3)
-    if not math.isfinite(total):
-        raise GeometryError("a coordinate is not a finite number")
+    _check_numbers(positions)
     return positions
+
+
+def _check_numbers(positions: list[Position], *, finite: bool = True) -> None:
+    """Raise unless every position has x and y and every value is a number (not a bool,
+    which Python would count as one), and, if *finite*, a finite one: the types at once,
+    then one sum (an area, which overflows as its sum does, may stand in for it)."""
+    if min(map(len, positions), default=2) < 2:
+        short = next(p for p in positions if len(p) < 2)
+        raise GeometryError(f"a position needs x and y, got {short!r}")
+    values = itertools.chain.from_iterable
+    if not _NUMBER_TYPES.issuperset(map(type, values(positions))):
+        bad = next(v for v in values(positions) if type(v) not in _NUMBER_TYPES)
+        raise GeometryError(f"a coordinate is not a number: {bad!r}")
+    if finite and not math.isfinite(sum(values(positions))):
+        raise GeometryError("a coordinate is not a finite number")
 
 
 def _signed_area(ring: Ring) -> float:
@@ -254,9 +266,8 @@ def _polygons(raw_rings: object, keep: int) -> list[list[Ring]]:
             ring.append(ring[0])
         if len(ring) < 4:  # no area: A-B-A, or fewer positions still
             continue
-        if keep == 3 and len(ring[0]) == 3:
-            _positions(ring, keep)  # z is not part of the area: check it here
-        area = _signed_area(ring)  # a string or None among the numbers raises here
+        _check_numbers(ring, finite=keep == 3)  # x and y: the area's check below
+        area = _signed_area(ring)
         if not math.isfinite(area):
             raise GeometryError("a coordinate is not a finite number")
         if area < 0:

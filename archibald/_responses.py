@@ -134,7 +134,7 @@ def arcgis_error(
         message,
         [scrub(d, secrets) for d in envelope.details],
         response,
-        message_code=envelope.message_code,
+        message_code=scrub(envelope.message_code, secrets) if envelope.message_code else None,
         url=url,
     )
 
@@ -149,10 +149,10 @@ def snippet(response: httpx.Response, secrets: Sequence[str], limit: int = 200) 
         text = response.text
     except (UnicodeDecodeError, LookupError):
         text = repr(response.content[:limit])
-    text = " ".join(text.split())
+    text = scrub(" ".join(text.split()), secrets)  # before the cut, which may halve one
     if len(text) > limit:
         text = text[:limit] + "…"
-    return scrub(text, secrets) or "(empty body)"
+    return text or "(empty body)"
 
 
 # -- what one response of a service means ---------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import html
 import ipaddress
+import re
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
@@ -21,6 +22,12 @@ SECRET_PARAMETERS = frozenset(
 )
 
 _MASK = "********"
+# What urlsplit cannot read is masked by these: a secret parameter's value, and whatever
+# stands before an @ in the authority.
+_SECRET_PAIR = re.compile(
+    rf"((?:^|[?&;])(?:{'|'.join(sorted(SECRET_PARAMETERS))})=)[^&#]*", re.IGNORECASE
+)
+_USERINFO = re.compile(r"//[^/?#]*@")
 
 
 @attrs.frozen(repr=False)
@@ -49,8 +56,9 @@ def redact_url(url: object) -> str:
     text = str(url)
     try:
         parts = urlsplit(text)
-    except ValueError:
-        return text
+    except ValueError:  # not even a URL ("http://[host/?token=..."): mask by pattern
+        text = _USERINFO.sub(rf"//{_MASK}@", text)
+        return _SECRET_PAIR.sub(rf"\g<1>{_MASK}", text)
     if "@" in parts.netloc:
         host = parts.netloc.rsplit("@", 1)[1]
         parts = parts._replace(netloc=f"{_MASK}@{host}")

@@ -9,6 +9,7 @@ query string or fragment where none belongs.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
@@ -37,6 +38,7 @@ __all__ = [
 ]
 
 _SERVICES = "/rest/services"
+_ENDS = re.compile(r"^[\s/]+|[\s/]+$")
 
 
 def check_http_url(
@@ -99,10 +101,10 @@ def check_service_path(path: object, what: str = "service_path") -> str:
     """
     if not isinstance(path, str):
         raise InvalidParameterError(f"{what} must be a string such as 'Parcels', got {path!r}")
-    clean = path.strip().strip("/")
+    clean = _ENDS.sub("", path)  # spaces and slashes around it, in any order
     if not clean:
         raise InvalidParameterError(f"{what} must name a service, such as 'Parcels'; it is empty")
-    if "://" in clean or any(c in clean for c in "?#\\"):
+    if "://" in clean or any(c in "?#\\" or c < " " or c == "\x7f" for c in clean):
         raise InvalidParameterError(
             f"{what} must be a path below the client's services root, such as "
             f"'Folder/Parcels', got {redact_url(clean)!r}"
@@ -121,7 +123,13 @@ def join_endpoint(root: str, endpoint: object) -> str:
     a query string)."""
     if not isinstance(endpoint, str):
         raise InvalidParameterError(f"endpoint must be a string path, got {endpoint!r}")
-    if urlsplit(endpoint).scheme:
+    try:
+        scheme = urlsplit(endpoint).scheme
+    except ValueError as exc:  # "//[": an authority urlsplit cannot read
+        raise InvalidParameterError(
+            f"endpoint {redact_url(endpoint)!r} is not a path below the services root ({exc})"
+        ) from None
+    if scheme:
         raise InvalidParameterError(
             f"endpoint {redact_url(endpoint)!r} is an absolute URL; pass it as url= instead"
         )
@@ -195,7 +203,7 @@ def server_root(url: str) -> str:
     """``https://host/arcgis`` from a server URL, however much of its REST path it has."""
     if not isinstance(url, str):
         raise ConfigurationError(f"server_url must be a URL string, got {url!r}")
-    parts = urlsplit(url.strip())
+    parts = check_http_url(url, "server_url", ConfigurationError, extras="allow")
     path = parts.path.rstrip("/")
     if path.endswith("/rest"):
         path = path[: -len("/rest")]

@@ -9,14 +9,23 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 import pytest
+from hypothesis import settings
 from trio.testing import MockClock
 
 from archibald.testing import AutojumpEventLoop
+
+# Property tests (tests/test_properties.py): the same examples on every run, so CI is
+# reproducible and a failure found once is found again; few enough to add seconds, not
+# minutes. `HYPOTHESIS_PROFILE=deep pytest tests/test_properties.py` searches harder.
+settings.register_profile("ci", max_examples=50, deadline=None, derandomize=True, database=None)
+settings.register_profile("deep", max_examples=2000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(params=["asyncio", "trio"])

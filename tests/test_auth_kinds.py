@@ -681,3 +681,11 @@ def test_a_server_url_must_be_a_string() -> None:
 
     with pytest.raises(ConfigurationError, match="server_url must be a URL string, got 42"):
         server_root(42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("url", ["http://[bad", "https://host]/arcgis", "ftp://host/arcgis"])
+def test_a_server_url_urlsplit_cannot_read_is_a_configuration_error(url: str) -> None:
+    """A server URL with an unclosed IPv6 bracket (found beside the property tests of
+    join_endpoint) is a ConfigurationError, not urlsplit's ValueError."""
+    with pytest.raises(ConfigurationError, match="server_url"):
+        UserTokenAuth.for_server(url, "alice", "pw")

@@ -257,8 +257,10 @@ def test_messages_say_what_was_wrong() -> None:
         esri_geometry_to_geojson([1, 2])  # type: ignore[arg-type]
     with pytest.raises(GeometryError, match=r"not an Esri geometry: keys \['a', 'b'\]"):
         esri_geometry_to_geojson({"b": 1, "a": 2})
-    with pytest.raises(GeometryError, match=r"not a valid Esri geometry \(TypeError"):
+    with pytest.raises(GeometryError, match="a coordinate is not a number: 'a'"):
         esri_geometry_to_geojson({"paths": [[[0, 0], ["a", "b"]]]})
+    with pytest.raises(GeometryError, match=r"not a valid Esri geometry \(TypeError"):
+        esri_geometry_to_geojson({"paths": [[0, 1]]})
     with pytest.raises(GeometryError, match="expected a list of coordinates, got a str"):
         esri_geometry_to_geojson({"rings": "oops"})
     with pytest.raises(GeometryError, match="a coordinate is not a finite number"):
@@ -325,3 +327,23 @@ def test_a_hole_is_placed_by_slanted_edges_too(start: tuple[float, float], owner
     holder = diamond if owner == "diamond" else square
     other = square if owner == "diamond" else diamond
     assert (2, 1) == (len(holder), len(other))
+
+
+@pytest.mark.parametrize(
+    "geometry",
+    [
+        {"paths": [[[True, False], [1, 1]]]},  # JSON true is no coordinate
+        {"points": [[0, 0, True]]},
+        {"rings": [[[0, 0], [0, 1, "z"], [1, 1], [0, 0]]]},  # a z after a 2D first position
+        {"rings": [[[0, 0], [0, 1, None], [1, 1], [0, 0]]]},
+        {"rings": [[[False, 0], [0, True], [1, 1], [False, 0]]]},
+        {"xmin": 1, "ymin": 0, "xmax": 0, "ymax": 1},  # a minimum above its maximum
+        {"xmin": 0, "ymin": 1, "xmax": 1, "ymax": 0},
+    ],
+)
+def test_a_geometry_found_broken_by_the_property_tests_is_a_geometry_error(
+    geometry: dict[str, Any],
+) -> None:
+    """Booleans, a z that is no number anywhere in a ring, an inverted envelope: refused."""
+    with pytest.raises(GeometryError):
+        esri_geometry_to_geojson(geometry, has_z=True)

@@ -788,9 +788,12 @@ async def test_crawl_arguments_of_the_wrong_type_are_refused(
                 pass
 
 
-@pytest.mark.parametrize("path", ["", "/", "..", "../Secret", "Parcels/../../x", "a//b"])
+@pytest.mark.parametrize(
+    "path", ["", "/", "..", "../Secret", "Parcels/../../x", "a//b", "a/b\nc", "a\rb", "a\x7fb"]
+)
 async def test_a_service_path_must_name_a_service(fake: FakeArcGIS, path: str) -> None:
-    """An empty or '..' service path is refused when the layer or service is made."""
+    """An empty or '..' service path, or one with a control character, is refused when
+    the layer or service is made."""
     async with client_for(fake) as client:
         with pytest.raises(InvalidParameterError, match="service"):
             FeatureLayer(client, path, 0)

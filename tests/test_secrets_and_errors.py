@@ -5,9 +5,11 @@ from __future__ import annotations
 import pickle
 import types
 
+import httpx
 import pytest
 
 import archibald
+from archibald._responses import arcgis_error, read_envelope, snippet
 from archibald._secrets import Secret, is_secure_url, redact_url, scrub
 from archibald.auth import APIKeyAuth, AppCredentialsAuth, UserTokenAuth
 from archibald.auth._source import lifetime_from_expires
@@ -254,3 +256,24 @@ def test_an_answer_that_is_not_json_is_a_value_error() -> None:
 
     with pytest.raises(ValueError, match="Expecting value"):
         decode_json(b"<html>")
+
+
+def test_redact_url_masks_a_url_urlsplit_cannot_read() -> None:
+    """A malformed URL (an unclosed IPv6 bracket) still has its token and user masked."""
+    redacted = redact_url("http://bob:pw@[host/query?f=json&TOKEN=abc123&password=pw")
+    assert "http://********@[host/query?f=json&TOKEN=********&password=********" == redacted
+
+
+def test_a_snippet_cut_through_a_secret_shows_none_of_it() -> None:
+    """A body cut at 200 characters in the middle of a secret: masked before the cut."""
+    response = httpx.Response(502, content=("x" * 195 + "s3cr3tKEYzz9").encode())
+    assert "x" * 195 + "*****…" == snippet(response, ["s3cr3tKEYzz9"])
+
+
+def test_a_message_code_that_echoes_a_secret_is_masked() -> None:
+    """An envelope's messageCode is server text like its message: secrets masked."""
+    envelope = read_envelope({"error": {"code": 400, "messageCode": "bad token abc123"}})
+    assert envelope is not None
+    error = arcgis_error(envelope, url=None, secrets=["abc123"])
+    assert "bad token ********" == error.message_code
+    assert "abc123" not in str(error)
