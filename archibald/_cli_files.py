@@ -17,7 +17,7 @@ import orjson
 
 from ._cli_output import EXIT_USAGE, Failure
 from ._geojson import GeoJSONConverter
-from .layers import FeatureLayer, MapLayer, Page
+from .layers import FeatureLayer, LayerInfo, MapLayer, Page
 
 __all__ = ["BINARY_FORMATS", "CsvWriter", "GeoPackageWriter", "GeoParquetWriter", "format_of"]
 
@@ -43,22 +43,13 @@ def format_of(output: str | None) -> str:
     return _SUFFIXES.get(PurePath(output).suffix.lower(), "geojson")
 
 
-class GeoParquetWriter:
-    """GeoParquet 1.1: a row group per page, written as pages arrive (bounded memory),
-    with the schema of `archibald.arrow` (the layer's fields, a WKB ``geometry``)."""
+class _ArrowWriter:
+    """What the Arrow-based formats share: the layer's schema, read by `prepare`, and the
+    pages turned into record batches with it."""
 
-    def __init__(self, out: IO[bytes], out_fields: str, out_sr: int | None) -> None:
-        try:
-            import pyarrow.parquet
-        except ImportError:
-            raise Failure(
-                "--format geoparquet needs pyarrow: pip install 'archibald[arrow]'", EXIT_USAGE
-            ) from None
-        self._parquet = pyarrow.parquet
-        self._out = out
+    def __init__(self, out_fields: str, out_sr: int | None) -> None:
         self._settings = (out_fields, out_sr)
         self._batcher: Any = None
-        self._writer: Any = None
         self.count = 0
         self.started = False
         self.closed = False
@@ -69,7 +60,8 @@ class GeoParquetWriter:
         geometries = None if self._batcher is None else self._batcher.geometries
         return 0 if geometries is None else int(geometries.unconvertible)
 
-    async def prepare(self, layer: FeatureLayer | MapLayer) -> None:
+    async def _schema(self, layer: FeatureLayer | MapLayer) -> tuple[LayerInfo, Any]:
+        """The layer's metadata and the schema of its batches (read once, before a page)."""
         from .arrow import _Batcher
 
         out_fields, out_sr = self._settings
@@ -77,12 +69,36 @@ class GeoParquetWriter:
         self._batcher = _Batcher(
             info, out_fields, return_geometry=True, out_sr=out_sr, url=layer.url
         )
-        self._writer = self._parquet.ParquetWriter(self._out, self._batcher.schema)
+        return info, self._batcher.schema
+
+    def _batch(self, page: Page) -> Any:
+        assert self._batcher is not None, "prepare() first"
+        return self._batcher.batch(page)
+
+
+class GeoParquetWriter(_ArrowWriter):
+    """GeoParquet 1.1: a row group per page, written as pages arrive (bounded memory),
+    with the schema of `archibald.arrow` (the layer's fields, a WKB ``geometry``)."""
+
+    def __init__(self, out: IO[bytes], out_fields: str, out_sr: int | None) -> None:
+        try:
+            import pyarrow.parquet
+        except ImportError:
+            raise Failure(
+                "--format geoparquet needs pyarrow: pip install 'archibald[arrow]'", EXIT_USAGE
+            ) from None
+        super().__init__(out_fields, out_sr)
+        self._parquet = pyarrow.parquet
+        self._out = out
+        self._writer: Any = None
+
+    async def prepare(self, layer: FeatureLayer | MapLayer) -> None:
+        _, schema = await self._schema(layer)
+        self._writer = self._parquet.ParquetWriter(self._out, schema)
         self.started = True
 
     def write_page(self, page: Page) -> None:
-        assert self._batcher is not None, "prepare() first"
-        self._writer.write_batch(self._batcher.batch(page))
+        self._writer.write_batch(self._batch(page))
         self.count += len(page)
 
     def close(self) -> None:
@@ -95,7 +111,7 @@ class GeoParquetWriter:
         self._out.flush()
 
 
-class GeoPackageWriter:
+class GeoPackageWriter(_ArrowWriter):
     """GeoPackage, through GDAL (pyogrio): a layer named after the ArcGIS layer, with the
     columns of `archibald.arrow`, its CRS and GDAL's spatial index; each page is appended
     as it arrives (bounded memory)."""
@@ -109,30 +125,16 @@ class GeoPackageWriter:
                 "--format gpkg needs pyogrio and pyarrow: pip install 'archibald[geo]'",
                 EXIT_USAGE,
             ) from None
+        super().__init__(out_fields, out_sr)
         self._pyarrow, self._pyogrio = pyarrow, pyogrio
         self._path = path
-        self._settings = (out_fields, out_sr)
-        self._batcher: Any = None
         self._options: dict[str, Any] = {}
-        self.count = 0
-        self.started = False
-        self.closed = False
-
-    @property
-    def unconvertible(self) -> int:
-        """Geometries written as null because they could not be converted."""
-        geometries = None if self._batcher is None else self._batcher.geometries
-        return 0 if geometries is None else int(geometries.unconvertible)
 
     async def prepare(self, layer: FeatureLayer | MapLayer) -> None:
-        from .arrow import GEOMETRY_COLUMN, _Batcher
+        from .arrow import GEOMETRY_COLUMN
 
-        out_fields, out_sr = self._settings
-        info = await layer.info()
-        self._batcher = _Batcher(
-            info, out_fields, return_geometry=True, out_sr=out_sr, url=layer.url
-        )
-        geo = orjson.loads((self._batcher.schema.metadata or {}).get(b"geo", b"{}"))
+        info, schema = await self._schema(layer)
+        geo = orjson.loads((schema.metadata or {}).get(b"geo", b"{}"))
         column = (geo.get("columns") or {}).get(GEOMETRY_COLUMN)
         self._options = {"layer": info.name or "features", "driver": "GPKG"}
         if column is not None:
@@ -142,13 +144,11 @@ class GeoPackageWriter:
             crs = column.get("crs", "OGC:CRS84")
             self._options["crs"] = orjson.dumps(crs).decode() if isinstance(crs, dict) else crs
         # the table's columns, before any feature (an empty layer is still a layer)
-        empty = self._batcher.schema.empty_table()
-        self._pyogrio.write_arrow(empty, str(self._path), **self._options)
+        self._pyogrio.write_arrow(schema.empty_table(), str(self._path), **self._options)
         self.started = True
 
     def write_page(self, page: Page) -> None:
-        assert self._batcher is not None, "prepare() first"
-        batch = self._pyarrow.Table.from_batches([self._batcher.batch(page)])
+        batch = self._pyarrow.Table.from_batches([self._batch(page)])
         self._pyogrio.write_arrow(batch, str(self._path), append=True, **self._options)
         self.count += len(page)
 
