@@ -136,7 +136,13 @@ class GeoPackageWriter(_ArrowWriter):
         info, schema = await self._schema(layer)
         geo = orjson.loads((schema.metadata or {}).get(b"geo", b"{}"))
         column = (geo.get("columns") or {}).get(GEOMETRY_COLUMN)
-        self._options = {"layer": info.name or "features", "driver": "GPKG"}
+        self._options = {
+            "layer": _gpkg_layer_name(info.name),
+            "driver": "GPKG",
+            # GDAL takes a column named FID for its own row id: keep the layer's FID field
+            # (shapefile-born services have one) as an ordinary column
+            "layer_options": {"FID": "archibald_fid"},
+        }
         if column is not None:
             self._options["geometry_name"] = GEOMETRY_COLUMN
             kinds = column.get("geometry_types") or []
@@ -154,6 +160,14 @@ class GeoPackageWriter(_ArrowWriter):
 
     def close(self) -> None:
         self.closed = True
+
+
+def _gpkg_layer_name(name: str) -> str:
+    """A GeoPackage table name: the layer's, unless SQLite or the format reserve it."""
+    name = name.strip() or "features"
+    if name.lower().startswith(("gpkg", "sqlite_", "rtree_")):
+        name = f"layer_{name}"
+    return name
 
 
 class CsvWriter:
@@ -194,7 +208,7 @@ class CsvWriter:
     def write_page(self, page: Page) -> None:
         for feature in page.features:
             attributes = feature.get("attributes") or {}
-            row = [_cell(attributes.get(name)) for name in self._names]
+            row = [_cell(_value(attributes, name)) for name in self._names]
             if self._geometry:
                 geometry = self._geojson.feature(
                     feature, page.object_id_field, has_z=page.has_z, has_m=page.has_m
@@ -212,6 +226,14 @@ class CsvWriter:
 def _wanted(out_fields: str) -> set[str] | None:
     names = {n.strip().lower() for n in out_fields.split(",") if n.strip()}
     return None if not names or "*" in names else names
+
+
+def _value(attributes: Mapping[str, Any], name: str) -> Any:
+    """The attribute *name*, whatever the case of the server's key (it varies)."""
+    if name in attributes:
+        return attributes[name]
+    lowered = name.lower()
+    return next((v for k, v in attributes.items() if k.lower() == lowered), None)
 
 
 def _cell(value: Any) -> Any:

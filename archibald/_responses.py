@@ -227,6 +227,8 @@ def decode_id_list(content: bytes) -> Any:
     end = content.find(b"]", start) if start >= 0 else -1
     if end < 0 or content[key + len(b'"objectIds"') : start].strip() != b":":
         return decode_json(content)
+    if content.find(b'"objectIds"', end) >= 0 or _ends_in_comma(content, start, end):
+        return decode_json(content)  # a key given twice, or a list ending in a comma
     ids = array.array("q")
     position = start + 1
     try:
@@ -249,6 +251,14 @@ def decode_id_list(content: bytes) -> Any:
         return decode_json(content)
     body["objectIds"] = ids
     return body
+
+
+def _ends_in_comma(content: bytes, start: int, end: int) -> bool:
+    """Whether the list between *start* and *end* ends in a comma (not JSON)."""
+    position = end - 1
+    while position > start and content[position] in b" \t\r\n":
+        position -= 1
+    return content[position] == ord(",")
 
 
 def classify(

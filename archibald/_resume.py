@@ -67,6 +67,11 @@ class ResumableOutput:
             self._write_record()
             return self._state
         _check_same(state, dump, shape, self.record)
+        if not self.data.exists() and self.path.exists():  # stopped as it finished
+            raise Failure(
+                f"{self.path} looks complete (the dump stopped after moving it into place): "
+                f"remove {self.record} to dump again"
+            )
         size = self.data.stat().st_size if self.data.exists() else -1
         if size < state["bytes"]:
             raise Failure(

@@ -152,10 +152,10 @@ def build(
 
 def too_long_for_get(url: str, query: Mapping[str, str], limit: int) -> bool:
     """Whether *url* with *query* would pass *limit*, the longest URL sent as a GET."""
-    # A character is at most 9 once percent-encoded (3 UTF-8 bytes): below that bound,
-    # the query need not be encoded to know it fits.
+    # A character is at most 12 once percent-encoded (4 UTF-8 bytes, an emoji): below
+    # that bound, the query need not be encoded to know it fits.
     raw = sum(len(key) + len(value) + 2 for key, value in query.items())
-    if len(url) + 9 * raw <= limit:
+    if len(url) + 12 * raw <= limit:
         return False
     return len(url) + 1 + len(urlencode(query)) > limit
 

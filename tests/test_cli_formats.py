@@ -168,3 +168,33 @@ async def test_geopackage_reads_back_in_gdal_as_the_geojson_dump(
         assert read.crs is not None
         assert read.crs.equals("OGC:CRS84")
         assert sorted(read["OBJECTID"]) == sorted(expected)
+
+
+async def test_a_shapefile_born_layer_with_a_fid_field_and_a_reserved_name(
+    tmp_path: Path,
+) -> None:
+    """FID as the object-id field (GDAL's own row id name) and a name GeoPackage
+    reserves: the file is written, and GDAL reads every feature back."""
+    fields = [
+        {"name": "FID", "type": "esriFieldTypeOID", "alias": "FID"},
+        {"name": "Name", "type": "esriFieldTypeString", "alias": "Name", "length": 20},
+    ]
+    features = [
+        {"attributes": {"FID": i, "Name": f"n{i}"}, "geometry": {"x": i, "y": 1.0}}
+        for i in range(1, 41)
+    ]
+    fake = FakeArcGIS()
+    fake.add_feature_layer(
+        "Shapes", name="gpkg_export", features=features, fields=fields, object_id_field="FID"
+    )
+    async with fake.serve() as origin:
+        out = tmp_path / "shapes.gpkg"
+        done = await dump(origin, "Shapes", "-o", str(out))
+        assert done.returncode == 0, done.stderr
+        csv_out = tmp_path / "shapes.csv"
+        assert (await dump(origin, "Shapes", "-o", str(csv_out))).returncode == 0
+    assert [name for name, _ in pyogrio.list_layers(out)] == ["layer_gpkg_export"]
+    frame = pyogrio.read_dataframe(out)
+    assert sorted(frame["FID"]) == list(range(1, 41))
+    with csv_out.open(newline="") as handle:
+        assert [row["Name"] for row in csv.DictReader(handle)] == [f"n{i}" for i in range(1, 41)]

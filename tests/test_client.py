@@ -1211,3 +1211,16 @@ async def test_retry_after_in_seconds_or_as_a_date(
             waited = anyio.current_time() - started
             assert (2, 1) == (client.statistics().requests, client.statistics().retries)
     assert low <= waited <= high
+
+
+def test_a_get_with_emoji_is_measured_as_it_will_be_encoded() -> None:
+    """Four UTF-8 bytes a character: the quick bound must not let a long GET through."""
+    from urllib.parse import urlencode
+
+    from archibald._sending import too_long_for_get
+
+    url = "https://h.example.com/arcgis/rest/services/S/FeatureServer/0/query"
+    query = {"where": "\N{GRINNING FACE}" * 100}
+    limit = len(url) + 1 + len(urlencode(query)) - 1
+    assert too_long_for_get(url, query, limit)
+    assert not too_long_for_get(url, query, limit + 1)

@@ -43,6 +43,8 @@ def test_plain_integer_lists_come_as_arrays_equal_to_a_full_decode(body: bytes) 
         b'{"objectIdFieldName":"objectIds","objectIds":[1,2]}',  # the name, as a value first
         b'{"error":{"code":400,"message":"Unable to complete operation.","details":[]}}',
         b"[1,2,3]",
+        b'{"objectIds":[3],"objectIds":[]}',  # a key given twice: the last one counts
+        b'{"objectIds":[],"objectIds":[4]}',
     ],
 )
 def test_anything_else_is_decoded_as_any_answer(body: bytes) -> None:
@@ -54,7 +56,10 @@ def test_anything_else_is_decoded_as_any_answer(body: bytes) -> None:
 
 
 def test_not_json_is_refused_as_any_answer_is() -> None:
-    for body in (b'{"objectIds":[1,2', b"<html>502</html>", b'{"objectIds":[1,,2]}'):
+    trailing = (
+        b'{"objectIds":[' + b",".join(b"%d" % i for i in range(12_600)) + b"," + b" " * 2000 + b"]}"
+    )
+    for body in (b'{"objectIds":[1,2', b"<html>502</html>", b'{"objectIds":[1,,2]}', trailing):
         with pytest.raises(ValueError, match=r"\w"):
             decode_json(body)
         with pytest.raises(ValueError, match=r"\w"):

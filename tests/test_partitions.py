@@ -23,7 +23,7 @@ from archibald import (
     ServiceError,
     UserTokenAuth,
 )
-from archibald.layers._partitions import id_statistics
+from archibald.layers._partitions import id_statistics, plan_ranges
 from archibald.testing import FakeArcGIS
 
 pytestmark = pytest.mark.anyio
@@ -272,7 +272,7 @@ async def test_object_id_statistics_are_read_as_servers_write_them(
     "body",
     [
         {},
-        {"features": []},
+        {"features": [None]},
         {"features": [{"attributes": {"archibald_count": 3, "archibald_min": 9}}]},
         {
             "features": [
@@ -355,3 +355,29 @@ async def test_a_bad_filter_is_not_taken_for_a_list_too_big(
         with pytest.raises(ServiceError, match="'where' parameter is invalid"):
             await crawl(FeatureLayer(client, "Any", 0), where="NO_SUCH_FIELD = 1")
     assert "ranges" not in caplog.text
+
+
+async def test_count_is_met_when_the_total_does_not_divide() -> None:
+    """Ten features in at least six partitions: shares rounded down, never too few."""
+    fake = FakeArcGIS()
+    layer = fake.add_feature_layer("Ten", count=10)
+    async with open_client(fake) as client:
+        ten = FeatureLayer(client, "Ten", 0)
+        assert len(await ten.partitions(count=6)) >= 6
+        layer.supports_statistics = False  # from the id list, too
+        assert len(await FeatureLayer(client, "Ten", 0).partitions(count=6)) >= 6
+
+
+async def test_statistics_that_ignore_the_range_are_refused_not_followed_forever() -> None:
+    async def ignoring(where: str) -> tuple[int, int, int]:
+        return (1, 1_000, 1_000)  # whatever range was asked for
+
+    with pytest.raises(IncompleteResultError, match="does not apply the range"):
+        await plan_ranges(ignoring, "1=1", "OBJECTID", lambda total: 10)
+
+
+async def test_no_row_of_statistics_means_no_feature() -> None:
+    async def query(params: Any) -> dict[str, Any]:
+        return {"fields": [], "features": []}
+
+    assert await id_statistics(query, "https://h/x", "OBJECTID", "1=1") is None

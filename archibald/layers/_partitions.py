@@ -11,7 +11,6 @@ again, until every range is small enough. Each range is then crawled like a smal
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -144,6 +143,8 @@ async def id_statistics(
     ]
     body = await query({"where": where, "outStatistics": json.dumps(wanted)})
     features = body.get("features")
+    if features == []:  # some servers answer no row, rather than a count of 0
+        return None
     row = features[0] if isinstance(features, list) and features else None
     attributes = row.get("attributes") if isinstance(row, Mapping) else None
     if not isinstance(attributes, Mapping):
@@ -178,6 +179,13 @@ async def plan_ranges(
         counted = await gather(
             [statistics(range_clause(where, id_field, first, last)) for first, last in halves]
         )
+        for (first, last), found in zip(halves, counted, strict=True):
+            if found is not None and not first <= found[0] <= found[1] <= last:
+                raise IncompleteResultError(
+                    f"statistics for the object ids {first}-{last} reported ids "
+                    f"{found[0]}-{found[1]}: the server does not apply the range, so the "
+                    "layer cannot be planned by ranges"
+                )
         pending = [r for r in counted if r is not None]
     return _contiguous(_merged(sorted(done), size), whole)
 
@@ -230,7 +238,7 @@ def size_rule(count: int | None, size: int | None) -> Callable[[int], int]:
         size = DEFAULT_PARTITION_SIZE
 
     def limit(total: int) -> int:
-        shares = total if count is None else math.ceil(total / count)
+        shares = total if count is None else total // count  # so at least *count* fit
         return max(1, min(shares, size) if size is not None else shares)
 
     return limit
