@@ -18,6 +18,8 @@ import orjson
 from ._cli_output import EXIT_USAGE, Failure
 from ._geojson import GeoJSONConverter
 from .layers import FeatureLayer, LayerInfo, MapLayer, Page
+from .layers._model import attribute
+from .layers._options import fields_param
 
 __all__ = ["BINARY_FORMATS", "CsvWriter", "GeoPackageWriter", "GeoParquetWriter", "format_of"]
 
@@ -192,9 +194,8 @@ class CsvWriter:
 
     async def prepare(self, layer: FeatureLayer | MapLayer) -> None:
         info = await layer.info()
-        wanted = _wanted(self._out_fields)
-        if wanted is not None:  # the object id always comes, as in every format
-            wanted.add(info.object_id_field.lower())
+        asked = fields_param(self._out_fields, info, layer.url)  # with the object id
+        wanted = None if asked == "*" else {n.lower() for n in asked.split(",")}
         self._names = [
             str(f["name"])
             for f in info.fields
@@ -208,7 +209,7 @@ class CsvWriter:
     def write_page(self, page: Page) -> None:
         for feature in page.features:
             attributes = feature.get("attributes") or {}
-            row = [_cell(_value(attributes, name)) for name in self._names]
+            row = [_cell(attribute(attributes, name)) for name in self._names]
             if self._geometry:
                 geometry = self._geojson.feature(
                     feature, page.object_id_field, has_z=page.has_z, has_m=page.has_m
@@ -221,19 +222,6 @@ class CsvWriter:
         if not self.closed:
             self.closed = True
             self._out.flush()
-
-
-def _wanted(out_fields: str) -> set[str] | None:
-    names = {n.strip().lower() for n in out_fields.split(",") if n.strip()}
-    return None if not names or "*" in names else names
-
-
-def _value(attributes: Mapping[str, Any], name: str) -> Any:
-    """The attribute *name*, whatever the case of the server's key (it varies)."""
-    if name in attributes:
-        return attributes[name]
-    lowered = name.lower()
-    return next((v for k, v in attributes.items() if k.lower() == lowered), None)
 
 
 def _cell(value: Any) -> Any:

@@ -12,10 +12,19 @@ from .._geojson import GeoJSONConverter
 from .._validate import is_whole
 from ..exceptions import LayerCapabilityError
 
-__all__ = ["AnswerShape", "LayerInfo", "Page", "QueryResult"]
+__all__ = ["AnswerShape", "LayerInfo", "Page", "QueryResult", "attribute"]
 
 _OID_TYPE = "esriFieldTypeOID"
 _DEFAULT_MAX_RECORD_COUNT = 1000
+
+
+def attribute(attributes: Mapping[str, Any], name: str) -> Any:
+    """The attribute *name* of a feature, whatever the case of the server's key (it
+    varies: some servers spell a field differently in answers than in the field list)."""
+    if name in attributes:
+        return attributes[name]
+    lowered = name.lower()
+    return next((v for k, v in attributes.items() if k.lower() == lowered), None)
 
 
 @attrs.frozen(kw_only=True)

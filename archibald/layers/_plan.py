@@ -26,13 +26,13 @@ from ..exceptions import (
     TokenExpiredError,
     TokenMissingError,
 )
-from ._model import AnswerShape, LayerInfo, Page
+from ._model import AnswerShape, LayerInfo, Page, attribute
 from ._partitions import (
-    DEFAULT_PARTITION_SIZE,
     Partition,
     id_statistics,
     plan_ranges,
     range_clause,
+    size_rule,
 )
 
 __all__ = [
@@ -245,15 +245,11 @@ async def snapshot(
     )
     statistics = functools.partial(id_statistics, query, url, id_field)
     try:
-        id_ranges = await plan_ranges(statistics, where, id_field, _fallback_size)
+        id_ranges = await plan_ranges(statistics, where, id_field, size_rule(None, None))
     except ArchieError as exc:
         listing_failed.add_note(f"Crawling by object-id ranges failed too: {exc}")
         raise listing_failed from listing_failed.__cause__
     return RangedIds(query, url, where, id_field, id_ranges, count)
-
-
-def _fallback_size(total: int) -> int:
-    return min(total, DEFAULT_PARTITION_SIZE)
 
 
 def _whole_id(value: object) -> int:
@@ -462,11 +458,7 @@ class Crawl:
         attributes = feature.get("attributes")
         if not isinstance(attributes, dict):
             return None
-        oid = self.info.object_id_field
-        value = attributes.get(oid)
-        if value is None:  # the name's case differs on some servers
-            value = next((v for k, v in attributes.items() if k.lower() == oid.lower()), None)
-        return whole_number(value)
+        return whole_number(attribute(attributes, self.info.object_id_field))
 
 
 # Words with which servers refuse a query's parameters (a field, a spatial reference),
