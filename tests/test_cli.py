@@ -237,7 +237,8 @@ def test_an_interrupt_inside_an_exception_group_is_an_interrupt() -> None:
     """A KeyboardInterrupt that lands in a task, grouped with the error it caused, still
     ends the command as interrupted (exit 130), never as an ExceptionGroup traceback."""
     from archibald import IncompleteResultError
-    from archibald._cli import _Interrupted, _run
+    from archibald._cli_common import Interrupted as _Interrupted
+    from archibald._cli_common import run_command as _run
 
     async def crawl() -> None:
         raise BaseExceptionGroup(
