@@ -19,9 +19,11 @@ DATETIME is UTC only. Every column accepts NULL. The SRS is the layer's wkid (Es
 102100 is EPSG:3857) with a WKT 1 definition from pyproj when it is installed (see
 ``_gpkg_srs``). The spatial index is the standard ``rtree_<table>_<geom>`` table kept by
 the standard triggers, so GDAL and QGIS use it; the ``ST_*`` functions the triggers call are
-registered on this module's connection. A write is one SQLite transaction (rollback journal,
-the default): a process killed mid-write leaves the file as at the last commit, and the
-next opener of the file (GDAL included) rolls the journal back. The small
+registered on this module's connection. A write is one SQLite transaction, in WAL mode
+while the file is open here (readers such as QGIS keep reading during a write), switched
+back to the rollback journal at `close`, so a closed file is one file again. A process
+killed mid-write leaves the file as at the last commit: GDAL reads it (even read-only) and
+the next opener removes the ``-wal`` file. The small
 ``archibald_sync`` attributes table holds this library's own state as JSON.
 """
 
@@ -100,6 +102,9 @@ class GeoPackage:
                 gpkg._create()
             else:
                 gpkg._check()
+            # WAL: readers never see a half-written file, not even a read-only GDAL after a
+            # crash (a rollback journal left hot would need a writer to roll it back first).
+            connection.execute("PRAGMA journal_mode = WAL")
         except BaseException:
             connection.close()
             raise
@@ -142,6 +147,10 @@ class GeoPackage:
         """Close the file; an unfinished transaction is rolled back."""
         if not self._closed:
             self._closed = True
+            if self._connection.in_transaction:
+                self._connection.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):  # another reader holds the file: WAL stays
+                self._connection.execute("PRAGMA journal_mode = DELETE")
             self._connection.close()
 
     def __enter__(self) -> GeoPackage:
