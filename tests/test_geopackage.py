@@ -262,6 +262,7 @@ def test_a_process_killed_mid_upsert_leaves_the_last_commit(path: Path) -> None:
     )
     with child:
         assert "halfway\n" == child.stdout.readline()  # type: ignore[union-attr]
+        assert path.with_name(path.name + "-wal").stat().st_size > 0  # pages were written
         assert 5 == pyogrio.read_info(path, layer="parcels")["features"]  # a reader meanwhile
         child.send_signal(signal.SIGKILL)
         child.wait()
