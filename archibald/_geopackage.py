@@ -577,7 +577,11 @@ class GeoPackage:
             )
 
     def update_extent(self, table: str) -> None:
-        """Set the table's extent in ``gpkg_contents`` from its index, and its last change."""
+        """Set the table's extent in ``gpkg_contents`` from its index, and its last change.
+
+        The extent is the R-tree's, whose 32-bit bounds SQLite rounds outward (by at most
+        a few millionths), so it may be a hair larger than the geometries' own.
+        """
         info = self._table(table)
         extent: Sequence[Any] = (None, None, None, None)
         if info.geometry is not None:
