@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from archibald import (
+    APIKeyAuth,
     ArchieClient,
     AttachmentEditResult,
     AttachmentInfo,
@@ -284,6 +285,36 @@ async def test_an_error_envelope_is_never_written_to_the_file(tmp_path: Path) ->
         with pytest.raises(ServiceError, match="Unable to read attachment"):
             await layer.download_attachment(1, 1, dest)
     assert [] == os.listdir(tmp_path)
+
+
+async def test_a_redirect_to_storage_gets_the_file_but_not_the_token() -> None:
+    """A download redirected to another origin (where hosted layers keep their files)
+    follows it, without the token."""
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.host == "blob.example.net":
+            return httpx.Response(200, content=EVERY_BYTE, headers={"content-type": "image/jpeg"})
+        if request.url.path.endswith("/0"):
+            return httpx.Response(200, json={"objectIdField": "OID", "hasAttachments": True})
+        return httpx.Response(302, headers={"location": "https://blob.example.net/f?sig=1"})
+
+    transport = httpx.MockTransport(answer)
+    auth = APIKeyAuth("the-key")
+    async with ArchieClient("https://h/arcgis/rest/services", auth, transport=transport) as client:
+        content = await FeatureLayer(client, "S", 0).download_attachment(1, 1)
+    assert EVERY_BYTE == content
+    assert ["Bearer the-key", None] == [r.headers.get("authorization") for r in seen[1:]]
+
+
+async def test_an_error_status_on_a_download_is_typed(fake: FakeArcGIS) -> None:
+    """Behind a proxy that sets the HTTP status, a missing attachment is still NotFoundError."""
+    fake.error_style = "http"
+    async with client_for(fake) as client:
+        layer = FeatureLayer(client, "Parcels", 0)
+        with pytest.raises(NotFoundError, match="Attachment 3 not found"):
+            await layer.download_attachment(1, 3)
 
 
 @pytest.mark.parametrize("placement", list(TokenPlacement))
