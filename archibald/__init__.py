@@ -44,6 +44,8 @@ from .exceptions import ServiceError as ServiceError
 from .exceptions import TokenExpiredError as TokenExpiredError
 from .exceptions import TokenMissingError as TokenMissingError
 from .exceptions import TokenRefreshError as TokenRefreshError
+from .layers import AttachmentEditResult as AttachmentEditResult
+from .layers import AttachmentInfo as AttachmentInfo
 from .layers import FeatureLayer as FeatureLayer
 from .layers import FeatureService as FeatureService
 from .layers import FeatureStream as FeatureStream
@@ -61,6 +63,8 @@ __all__ = [
     "AppCredentials",
     "AppCredentialsAuth",
     "ArcGISAuth",
+    "AttachmentEditResult",
+    "AttachmentInfo",
     "ArchieClient",
     "ClientStatistics",
     "ArcGISError",

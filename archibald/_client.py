@@ -27,9 +27,9 @@ from typing import Any, Literal, Self
 
 import anyio
 import anyio.abc
-import attrs
 import httpx
 
+from ._counters import ClientStatistics, Counters
 from ._lifecycle import Lifecycle
 from ._responses import (
     Failure,
@@ -76,35 +76,6 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
 
 Params = Mapping[str, Any]
-
-
-@attrs.frozen(kw_only=True)
-class ClientStatistics:
-    """A snapshot of what an `ArchieClient` has done.
-
-    Attributes:
-        requests: HTTP requests sent, retries included.
-        retries: Requests sent again after a transient failure.
-        token_rejections: Answers that rejected the token (498 or 499).
-        refreshes: Token refreshes this client asked its auth for.
-        token_waits: Requests that had to wait for a token (none, while background
-            renewal keeps ahead of expiry).
-    """
-
-    requests: int
-    retries: int
-    token_rejections: int
-    refreshes: int
-    token_waits: int
-
-
-@attrs.define
-class _Counters:
-    requests: int = 0
-    retries: int = 0
-    token_rejections: int = 0
-    refreshes: int = 0
-    token_waits: int = 0
 
 
 class ArchieClient:
@@ -195,7 +166,7 @@ class ArchieClient:
         self._host_task: int | None = None  # the task that opened the client
         self._stack: AsyncExitStack | None = None
         self._state = Lifecycle.IDLE
-        self._counters = _Counters()
+        self._counters = Counters()
         self._last_rejected: str | None = None
         self._warned_plain_http: set[str] = set()
 
@@ -372,6 +343,13 @@ class ArchieClient:
         _, body = await self._request("POST", target, None, data, None, decode=decode_id_list)
         return _object(body)
 
+    async def _get_raw(self, endpoint: str) -> bytes:
+        """GET *endpoint*'s answer as it is (an attachment's bytes): no ``f`` is sent, and
+        only a JSON error envelope or an error status is read as an error."""
+        target = self.url_for(endpoint)
+        _, body = await self._request("GET", target, None, None, None, raw=True)
+        return bytes(body)
+
     def statistics(self) -> ClientStatistics:
         """A snapshot of the client's counters."""
         c = self._counters
@@ -422,10 +400,12 @@ class ArchieClient:
         files: Mapping[str, Any] | None,
         idempotent: bool | None = None,
         decode: Callable[[bytes], Any] = decode_json,
+        *,
+        raw: bool = False,
     ) -> tuple[httpx.Response, Any]:
         """Send a request until it succeeds, fails for good, or runs out of retries."""
         self._open()
-        exchange = self._prepare(method, url, params, data, files, idempotent)
+        exchange = self._prepare(method, url, params, data, files, idempotent, raw=raw)
         exchange.decode = decode
         while True:
             outcome = await self._exchange(exchange)
@@ -441,9 +421,11 @@ class ArchieClient:
         data: Params | None,
         files: Mapping[str, Any] | None,
         idempotent: bool | None,
+        *,
+        raw: bool = False,
     ) -> Exchange:
-        """The request as it will be sent: parameters encoded, ``f`` set, and a GET too
-        long for a URL turned into a POST of the same read."""
+        """The request as it will be sent: parameters encoded, ``f`` set (unless the answer
+        is *raw* bytes), and a GET too long for a URL turned into a POST of the same read."""
         url, query = split_query(url)
         query.update(encode(params))
         form = encode(data, "data")
@@ -452,7 +434,11 @@ class ArchieClient:
         if idempotent is not None and not isinstance(idempotent, bool):
             raise InvalidParameterError(f"idempotent must be True, False or None: {idempotent!r}")
         secrets = secret_values(query, form)
-        fmt = enforce_format(query, form if method == "POST" and not files else None)
+        fmt = (
+            "raw"
+            if raw
+            else enforce_format(query, form if method == "POST" and not files else None)
+        )
         if method == "GET" and too_long_for_get(url, query, self._max_url_length):
             method, form, query, idempotent = "POST", query, {}, True
         safe = idempotent if idempotent is not None else is_safe(method, url)

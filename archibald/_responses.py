@@ -269,11 +269,14 @@ def classify(
     secrets: Sequence[str],
     decode: Callable[[bytes], Any] = decode_json,
 ) -> Success | TokenRejected | Transient | Failure:
-    """Decide what one response of a service means (*fmt* is the ``f`` asked for;
-    *decode* reads a JSON body)."""
+    """Decide what one response of a service means (*fmt* is the ``f`` asked for, or
+    ``raw`` for a file such as an attachment; *decode* reads a JSON body)."""
     status = response.status_code
     content_type = response.headers.get("content-type", "").lower()
-    binary = fmt == "pbf" and ("protobuf" in content_type or "octet-stream" in content_type)
+    if fmt == "raw":  # a file; only an answer that may be JSON may be an error envelope
+        binary = "json" not in content_type and "text/plain" not in content_type
+    else:
+        binary = fmt == "pbf" and ("protobuf" in content_type or "octet-stream" in content_type)
     body: Any = None
     parsed = False
     if not binary:
@@ -290,8 +293,8 @@ def classify(
         if is_transient(status) or is_transient(envelope.code):
             return Transient(error, retry_after(response))
         return Failure(error)
-    if parsed or (fmt == "pbf" and status < 400):
-        return Success(body if parsed and fmt != "pbf" else response.content)
+    if parsed or (fmt in ("pbf", "raw") and status < 400):
+        return Success(body if parsed and fmt not in ("pbf", "raw") else response.content)
     if "json" in content_type:  # a torn JSON body: worth another try
         torn = ServiceError(
             status,

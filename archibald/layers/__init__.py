@@ -22,15 +22,19 @@ The modules, in the order data flows through them:
 - `_plan`: the exactly-once planner (the id snapshot, batches, completing each batch).
 - `_streams`: `PageStream` and `FeatureStream`, fronts over a fetcher per mode (fetching
   ahead inside ``async with``, window by window without it).
+- `_attachments`: the files features carry (listed, downloaded, uploaded, deleted).
 - `_model`: what they hand out (`LayerInfo`, `Page`, `QueryResult`).
 """
 
+from ._attachments import AttachmentEditResult, AttachmentInfo
 from ._handles import FeatureLayer, FeatureService, MapLayer, MapService
 from ._model import LayerInfo, Page, QueryResult
 from ._partitions import Partition
 from ._streams import FeatureStream, PageStream
 
 __all__ = [
+    "AttachmentEditResult",
+    "AttachmentInfo",
     "FeatureLayer",
     "FeatureService",
     "FeatureStream",

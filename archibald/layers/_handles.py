@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import array
 import functools
+import os
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar, overload
 
 import anyio
 
 from .._urls import check_service_path, split_layer_url
 from .._validate import is_whole
 from ..exceptions import IncompleteResultError, InvalidParameterError, LayerCapabilityError
+from ._attachments import AttachmentEditResult, AttachmentInfo, Attachments, Content
 from ._model import AnswerShape, LayerInfo, QueryResult
 from ._options import CrawlOptions, check_where
 from ._partitions import Partition, cut_ranges, id_statistics, plan_ranges, size_rule
@@ -393,6 +396,127 @@ class FeatureLayer(_Layer):
     """
 
     _kind = "FeatureServer"
+
+    def _attachments(self) -> Attachments:
+        return Attachments(self._client, self._path, self._url, self.info)
+
+    @overload
+    async def attachments(self, object_id: int) -> list[AttachmentInfo]: ...
+
+    @overload
+    async def attachments(
+        self, *, object_ids: Iterable[int]
+    ) -> dict[int, list[AttachmentInfo]]: ...
+
+    async def attachments(
+        self, object_id: int | None = None, *, object_ids: Iterable[int] | None = None
+    ) -> list[AttachmentInfo] | dict[int, list[AttachmentInfo]]:
+        """The attachments of the feature *object_id*, or of each of *object_ids* (a
+        mapping of every object id given to its attachments, empty for none).
+
+        Many features are listed in few requests (``queryAttachments``) when the layer
+        advertises it, else one request per feature.
+
+        Raises:
+            LayerCapabilityError: The layer has no attachments (``hasAttachments``).
+            NotFoundError: (Listing one feature at a time) a feature does not exist.
+        """
+        if (object_id is None) == (object_ids is None):
+            raise InvalidParameterError("give object_id or object_ids=, not both")
+        if object_ids is not None:
+            return await self._attachments().of(object_ids)
+        assert object_id is not None  # as checked above
+        return (await self._attachments().of([object_id]))[object_id]
+
+    @overload
+    async def download_attachment(
+        self, object_id: int, attachment_id: int, dest: None = None
+    ) -> bytes: ...
+
+    @overload
+    async def download_attachment(
+        self, object_id: int, attachment_id: int, dest: str | os.PathLike[str]
+    ) -> Path: ...
+
+    async def download_attachment(
+        self, object_id: int, attachment_id: int, dest: str | os.PathLike[str] | None = None
+    ) -> bytes | Path:
+        """Download attachment *attachment_id* of feature *object_id*: its bytes, or,
+        with *dest* (a file path), written there (the path is returned).
+
+        The file is written beside *dest* and renamed once complete, so a failed
+        download leaves no half file. The download is held in memory until then.
+
+        Raises:
+            LayerCapabilityError: The layer has no attachments.
+            NotFoundError: No such attachment (as the server reports it).
+        """
+        return await self._attachments().download(object_id, attachment_id, dest)
+
+    async def add_attachment(
+        self,
+        object_id: int,
+        content: Content,
+        *,
+        name: str | None = None,
+        content_type: str | None = None,
+        keywords: str | None = None,
+    ) -> AttachmentEditResult:
+        """Upload a file as a new attachment of feature *object_id* (``addAttachment``).
+
+        Args:
+            object_id: The feature.
+            content: The file's bytes, or its path (a ``str`` or `pathlib.Path`).
+            name: The attachment's file name; by default the file's own (needed for
+                bytes).
+            content_type: Its media type; by default guessed from *name*.
+            keywords: Keywords to store with it.
+
+        Returns:
+            The result, with the new attachment's id.
+
+        Raises:
+            LayerCapabilityError: The layer has no attachments.
+            ServiceError: The server did not add it (the message says why; too big a
+                file, a missing feature, no Create or Update capability...).
+        """
+        return await self._attachments().add(
+            object_id, content, name=name, content_type=content_type, keywords=keywords
+        )
+
+    async def update_attachment(
+        self,
+        object_id: int,
+        attachment_id: int,
+        content: Content,
+        *,
+        name: str | None = None,
+        content_type: str | None = None,
+    ) -> AttachmentEditResult:
+        """Replace the file of attachment *attachment_id* of feature *object_id*
+        (``updateAttachment``); the arguments are those of `add_attachment`.
+
+        Raises:
+            LayerCapabilityError: The layer has no attachments.
+            ServiceError: The server did not update it (the message says why).
+        """
+        return await self._attachments().update(
+            object_id, attachment_id, content, name=name, content_type=content_type
+        )
+
+    async def delete_attachments(
+        self, object_id: int, attachment_ids: Iterable[int]
+    ) -> list[AttachmentEditResult]:
+        """Delete attachments of feature *object_id* (``deleteAttachments``).
+
+        Returns:
+            One result per attachment id, in order; a failed one has ``success`` False
+            and the server's error code and description.
+
+        Raises:
+            LayerCapabilityError: The layer has no attachments.
+        """
+        return await self._attachments().delete(object_id, attachment_ids)
 
 
 class MapLayer(_Layer):

@@ -41,6 +41,9 @@ class LayerInfo:
         supports_pagination: Whether ``resultOffset`` paging is advertised.
         supports_statistics: Whether ``outStatistics`` is advertised.
         supports_order_by: Whether ``orderByFields`` is advertised.
+        has_attachments: Whether its features may have attachments (``hasAttachments``).
+        supports_query_attachments: Whether ``queryAttachments`` is advertised (it lists
+            the attachments of many features in one request).
         spatial_reference: The layer's spatial reference, if any.
         extent: The layer's extent, if any.
         raw: The whole metadata document.
@@ -55,6 +58,8 @@ class LayerInfo:
     supports_pagination: bool
     supports_statistics: bool
     supports_order_by: bool = False
+    has_attachments: bool = False
+    supports_query_attachments: bool = False
     spatial_reference: Mapping[str, Any] | None
     extent: Mapping[str, Any] | None
     raw: Mapping[str, Any] = attrs.field(repr=False)
@@ -91,6 +96,8 @@ class LayerInfo:
                 advanced.get("supportsStatistics", metadata.get("supportsStatistics", False))
             ),
             supports_order_by=bool(advanced.get("supportsOrderBy", False)),
+            has_attachments=metadata.get("hasAttachments") is True,
+            supports_query_attachments=advanced.get("supportsQueryAttachments") is True,
             spatial_reference=metadata.get("spatialReference")
             or (extent or {}).get("spatialReference"),
             extent=extent,

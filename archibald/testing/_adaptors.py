@@ -16,7 +16,7 @@ import anyio
 import httpx
 import sniffio
 
-from ._wire import Request, Responder, Response, parse_params
+from ._wire import Request, Responder, Response, parse_body
 
 __all__ = ["ArcGISTransport", "asgi_app", "serve"]
 
@@ -39,13 +39,18 @@ class ArcGISTransport(httpx.AsyncBaseTransport):
         body = await request.aread()
         url = request.url
         origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
+        params, files, malformed = parse_body(
+            url.query, body, request.headers.get("content-type", "")
+        )
         emulated = Request(
             method=request.method,
             path=url.path,
-            params=parse_params(url.query, body, request.headers.get("content-type", "")),
+            params=params,
             headers={k.lower(): v for k, v in request.headers.items()},
             origin=origin,
             url=str(url),
+            files=files,
+            malformed=malformed,
         )
         answer = await self.fake.respond(emulated)
         if answer.drop:
@@ -78,15 +83,18 @@ def asgi_app(fake: Responder) -> Callable[[Scope, Receive, Send], Awaitable[None
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         host = headers.get("host") or "{}:{}".format(*scope["server"])
         query = scope["query_string"].decode("latin-1")
+        params, files, malformed = parse_body(
+            scope["query_string"], b"".join(chunks), headers.get("content-type", "")
+        )
         emulated = Request(
             method=scope["method"],
             path=scope["path"],
-            params=parse_params(
-                scope["query_string"], b"".join(chunks), headers.get("content-type", "")
-            ),
+            params=params,
             headers=headers,
             origin=f"{scope['scheme']}://{host}",
             url=f"{scope['scheme']}://{host}{scope['path']}" + (f"?{query}" if query else ""),
+            files=files,
+            malformed=malformed,
         )
         answer = await fake.respond(emulated)
         await _send(send, answer)

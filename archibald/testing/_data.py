@@ -17,6 +17,7 @@ from typing import Any, Literal
 import attrs
 
 from .._validate import is_number
+from ._attachments import AttachmentStore
 from ._edits import copy_row, edit_rows
 from ._generated import GeometryKind, LazyRows
 from ._where import compile_where
@@ -73,6 +74,13 @@ class FakeLayer:
         capabilities: The advertised capabilities, such as ``"Query"`` or
             ``"Create,Delete,Query,Update,Editing"``.
         spatial_reference: The layer's spatial reference.
+        has_attachments: Whether its features may have attachments (``hasAttachments``);
+            without it, every attachment operation is refused.
+        supports_query_attachments: Whether ``queryAttachments`` works (10.5+ servers),
+            when the layer has attachments.
+        max_upload_bytes: The largest attachment upload accepted, in bytes; None (the
+            default) for no limit (ArcGIS Server's default is 2 GB).
+        attachments: The features' attachments (see `AttachmentStore`).
         url: The layer's path below the site root, set when it is added.
         id_list_limit: The most ids a ``returnIdsOnly`` query may match; None (the
             default) for no limit. Counts, statistics and features are not limited.
@@ -100,6 +108,10 @@ class FakeLayer:
     subtypes: list[dict[str, Any]] = attrs.Factory(list)
     spatial_reference: dict[str, Any] = attrs.Factory(lambda: dict(WGS84))
     url: str = ""
+    has_attachments: bool = False
+    supports_query_attachments: bool = True
+    max_upload_bytes: int | None = None
+    attachments: AttachmentStore = attrs.field(factory=AttachmentStore, repr=False)
     id_list_limit: int | None = attrs.field(
         default=None,
         validator=attrs.validators.optional(
@@ -314,6 +326,7 @@ class FakeLayer:
         )
         if rows is not None:
             self._rows = rows
+            self.attachments.keep_only(rows)  # a deleted feature's attachments go with it
             self._changed()
         return results
 

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import httpx
 
 from . import _adaptors
+from ._attachments import answer_attachments, is_attachment_path
 from ._data import GEOMETRY_TYPES, FakeLayer, FakeService
 from ._edits import read_edits
 from ._faults import Faults, fault_answer
@@ -160,6 +161,7 @@ class FakeArcGIS:
         seed: int | None = None,
         lazy: bool = False,
         first_oid: int = 1,
+        has_attachments: bool = False,
     ) -> FakeLayer:
         """Add a FeatureServer layer, generated (*count*) or from your *features*.
 
@@ -182,8 +184,10 @@ class FakeArcGIS:
                 differ from those made without *lazy*; the layer cannot be edited (see
                 `FakeLayer`).
             first_oid: The object id of the first generated feature.
+            has_attachments: Whether its features may have attachments (see
+                `FakeLayer` for the other attachment settings).
         """
-        return self._add_layer(
+        layer = self._add_layer(
             service,
             kind="FeatureServer",
             layer_id=layer_id,
@@ -200,6 +204,8 @@ class FakeArcGIS:
             lazy=lazy,
             first_oid=first_oid,
         )
+        layer.has_attachments = has_attachments
+        return layer
 
     def add_map_layer(  # noqa: PLR0913  (public: one keyword per layer setting)
         self,
@@ -359,7 +365,7 @@ class FakeArcGIS:
             self._counters.faults_injected += 1
             return fault
         fmt = request.params.get("f", "html").lower()
-        if fmt not in (*_JSON_FORMATS, "geojson", "pbf"):
+        if fmt not in (*_JSON_FORMATS, "geojson", "pbf") and endpoint != "attachments":
             return html_page(request.path)
         try:
             return await handler(request)
@@ -391,9 +397,7 @@ class FakeArcGIS:
                 return self._route_services(rest[2:])
         return "unknown", self._unknown
 
-    def _route_services(  # noqa: PLR0911  (one return per route)
-        self, parts: list[str]
-    ) -> tuple[str, _Handler]:
+    def _route_services(self, parts: list[str]) -> tuple[str, _Handler]:
         for index, part in enumerate(parts):
             if part in ("FeatureServer", "MapServer"):
                 key = "/".join(parts[: index + 1])
@@ -409,14 +413,22 @@ class FakeArcGIS:
                 layer = service.layers.get(int(tail[0])) if is_id else None
                 if layer is None:
                     return "layer", self._unknown
-                if len(tail) == 1:
-                    return "layer", functools.partial(self._layer_info, service, layer)
-                if tail[1:] == ["query"]:
-                    return "query", functools.partial(self._query, service, layer)
-                if tail[1:] == ["applyEdits"] and service.kind == "FeatureServer":
-                    return "applyEdits", functools.partial(self._apply_edits, service, layer)
-                return "unknown", self._unknown
+                return self._route_layer(service, layer, tail[1:])
         return "catalog", functools.partial(self._catalog, "/".join(parts))
+
+    def _route_layer(
+        self, service: FakeService, layer: FakeLayer, rest: list[str]
+    ) -> tuple[str, _Handler]:
+        """The endpoint that *rest* (the path below a layer) names, and its handler."""
+        if not rest:
+            return "layer", functools.partial(self._layer_info, service, layer)
+        if rest == ["query"]:
+            return "query", functools.partial(self._query, service, layer)
+        if rest == ["applyEdits"] and service.kind == "FeatureServer":
+            return "applyEdits", functools.partial(self._apply_edits, service, layer)
+        if service.kind == "FeatureServer" and is_attachment_path(rest):
+            return "attachments", functools.partial(self._attachments, service, layer, rest)
+        return "unknown", self._unknown
 
     def _error(self, refusal: Refusal) -> Response:
         """*refusal* as an ArcGIS error body, counting the token errors."""
@@ -477,6 +489,12 @@ class FakeArcGIS:
             rng=self._rng,
         )
         return json_response(results)
+
+    async def _attachments(
+        self, service: FakeService, layer: FakeLayer, parts: list[str], request: Request
+    ) -> Response:
+        self._tokens.authorize(request, service)
+        return answer_attachments(layer, parts, request, rng=self._rng)
 
     async def _unknown(self, request: Request) -> Response:
         raise Refusal(400, "Invalid URL", ["Invalid URL"])

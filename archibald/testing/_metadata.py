@@ -138,8 +138,9 @@ def layer_metadata(layer: FakeLayer) -> dict[str, Any]:
             "supportsStatistics": layer.supports_statistics,
             "supportsReturningQueryExtent": False,
             "supportsDistinct": False,
+            "supportsQueryAttachments": layer.has_attachments and layer.supports_query_attachments,
         },
-        "hasAttachments": False,
+        "hasAttachments": layer.has_attachments,
         **_subtypes(layer),
         "spatialReference": layer.spatial_reference,
     }

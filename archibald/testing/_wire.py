@@ -13,6 +13,8 @@ from urllib.parse import parse_qsl
 
 import attrs
 
+from ._multipart import MalformedMultipart, UploadedFile, parse_multipart
+
 __all__ = [
     "ENDPOINTS",
     "ErrorStyle",
@@ -23,6 +25,7 @@ __all__ = [
     "html_page",
     "int_list_param",
     "int_param",
+    "parse_body",
     "is_true",
     "json_list_param",
     "json_response",
@@ -38,7 +41,17 @@ ErrorStyle = Literal["body", "http"]
 
 # The endpoints as FakeStatistics counts them and faults name them ("unknown" aside).
 ENDPOINTS = frozenset(
-    {"generateToken", "oauth2/token", "info", "catalog", "service", "layer", "query", "applyEdits"}
+    {
+        "generateToken",
+        "oauth2/token",
+        "info",
+        "catalog",
+        "service",
+        "layer",
+        "query",
+        "applyEdits",
+        "attachments",
+    }
 )
 _FORM = "application/x-www-form-urlencoded"
 
@@ -53,6 +66,8 @@ class Request:
     headers: dict[str, str]  # lower-case names
     origin: str  # scheme://host[:port]
     url: str = ""  # as sent, for the URL-length fault
+    files: dict[str, UploadedFile] = attrs.Factory(dict)  # the file parts of a multipart form
+    malformed: bool = False  # a multipart body that could not be read
 
 
 @attrs.define(eq=False)
@@ -88,12 +103,28 @@ class Refusal(Exception):
 
 def parse_params(query: bytes | str, body: bytes, content_type: str) -> dict[str, str]:
     """Merge query-string and form-body parameters (the form wins)."""
+    return parse_body(query, body, content_type)[0]
+
+
+def parse_body(
+    query: bytes | str, body: bytes, content_type: str
+) -> tuple[dict[str, str], dict[str, UploadedFile], bool]:
+    """The parameters of the query string and the form (the form wins), the files of a
+    multipart form, and whether a multipart body was malformed."""
     if isinstance(query, bytes):
         query = query.decode("latin-1")
     params = dict(parse_qsl(query, keep_blank_values=True))
-    if body and content_type.split(";")[0].strip().lower() == _FORM:
+    files: dict[str, UploadedFile] = {}
+    kind = content_type.split(";")[0].strip().lower()
+    if body and kind == _FORM:
         params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-    return params
+    elif body and kind == "multipart/form-data":
+        try:
+            fields, files = parse_multipart(body, content_type)
+        except MalformedMultipart:
+            return params, {}, True
+        params.update(fields)
+    return params, files, False
 
 
 # -- reading parameters ----------------------------------------------------------------
