@@ -383,10 +383,17 @@ async def test_apply_edits_reports_each_item(fake: FakeArcGIS) -> None:
 
 
 async def test_apply_edits_rolls_back_on_failure(fake: FakeArcGIS) -> None:
-    """rollbackOnFailure (the default): one failure, nothing applied."""
+    """rollbackOnFailure (the default): one failure refuses the whole request as real
+    servers do (a top-level error 400 naming the cause, no per-item results), nothing
+    applied."""
     layer = fake.layer("Parcels")
     _, result = await call(fake, f"{LAYER}/applyEdits", method="POST", deletes="1,424242")
-    assert [False, False] == [r["success"] for r in result["deleteResults"]]
+    expected = {
+        "code": 400,
+        "message": "Unable to complete operation.",
+        "details": ["Object is missing.", "Operation rolled back."],
+    }
+    assert {"error": expected} == result
     assert 10_001 == len(layer)
 
 
@@ -499,7 +506,9 @@ async def test_bad_edits_fail_alone_and_change_nothing(
     """Each malformed edit is a failed item with code 1000; the layer is untouched."""
     layer = fake.layer("Parcels")
     before = layer.features[:3]
-    _, body = await call(fake, f"{LAYER}/applyEdits", method="POST", **{field: value})
+    _, body = await call(
+        fake, f"{LAYER}/applyEdits", method="POST", rollbackOnFailure="false", **{field: value}
+    )
     (item,) = body[
         {"adds": "addResults", "updates": "updateResults", "deletes": "deleteResults"}[field]
     ]

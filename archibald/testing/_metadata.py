@@ -140,6 +140,10 @@ def layer_metadata(layer: FakeLayer) -> dict[str, Any]:
             "supportsDistinct": False,
         },
         "hasAttachments": False,
+        "supportsRollbackOnFailureParameter": True,
+        "advancedEditingCapabilities": {
+            "supportsAsyncApplyEdits": layer.supports_async_apply_edits,
+        },
         **_subtypes(layer),
         "spatialReference": layer.spatial_reference,
     }
