@@ -23,14 +23,21 @@ The modules, in the order data flows through them:
 - `_streams`: `PageStream` and `FeatureStream`, fronts over a fetcher per mode (fetching
   ahead inside ``async with``, window by window without it).
 - `_model`: what they hand out (`LayerInfo`, `Page`, `QueryResult`).
+
+Editing (`FeatureLayer.apply_edits` and its conveniences): `_edit_batches` prepares the
+edits (GeoJSON converted, each encoded once) and cuts them into batches, `_edits` sends
+them and reads the answers, `_edit_results` holds what the caller gets.
 """
 
+from ._edit_results import EditResult, EditResults
 from ._handles import FeatureLayer, FeatureService, MapLayer, MapService
 from ._model import LayerInfo, Page, QueryResult
 from ._partitions import Partition
 from ._streams import FeatureStream, PageStream
 
 __all__ = [
+    "EditResult",
+    "EditResults",
     "FeatureLayer",
     "FeatureService",
     "FeatureStream",

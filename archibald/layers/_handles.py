@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import array
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar
 
 import anyio
@@ -12,6 +12,8 @@ import anyio
 from .._urls import check_service_path, split_layer_url
 from .._validate import is_whole
 from ..exceptions import IncompleteResultError, InvalidParameterError, LayerCapabilityError
+from ._edit_results import EditResults
+from ._edits import EditOptions, Editor, check_capabilities, plan_upsert
 from ._model import AnswerShape, LayerInfo, QueryResult
 from ._options import CrawlOptions, check_where
 from ._partitions import Partition, cut_ranges, id_statistics, plan_ranges, size_rule
@@ -393,6 +395,128 @@ class FeatureLayer(_Layer):
     """
 
     _kind = "FeatureServer"
+
+    async def apply_edits(
+        self,
+        adds: Iterable[Mapping[str, Any]] = (),
+        updates: Iterable[Mapping[str, Any]] = (),
+        deletes: Iterable[int | str] = (),
+        *,
+        rollback_on_failure: bool = True,
+        use_global_ids: bool = False,
+        batch_size: int = 1000,
+        max_batch_bytes: int = 1_800_000,
+        spatial_reference: Mapping[str, Any] | None = None,
+        background: bool = False,
+    ) -> EditResults:
+        """Add, update and delete features (applyEdits), in batches; one result per edit.
+
+        Features are Esri JSON (``{"attributes", "geometry"}``) or GeoJSON Features
+        (``properties`` become attributes; geometries are converted, polygon rings wound
+        as Esri wants them). See the Editing guide for what each failure means.
+
+        Args:
+            adds: Features to add.
+            updates: Features to update, each with its object id (an Esri attribute,
+                or a GeoJSON property or ``id``).
+            deletes: Object ids to delete (global ids with *use_global_ids*).
+            rollback_on_failure: Ask the server to undo a batch in which an edit
+                fails. Batches are then sent one after another, stopping at the first
+                that fails (earlier batches stay applied; the rest are ``not_sent``);
+                without it, batches go concurrently, up to the client's limit.
+            use_global_ids: Identify features by global id instead of object id.
+            batch_size: The most edits per request.
+            max_batch_bytes: The largest request body; a bigger batch is cut (a server
+                answering HTTP 413 gets its batch cut in two as well).
+            spatial_reference: The spatial reference of the geometries, such as
+                ``{"wkid": 2193}``, when it is not the layer's (GeoJSON: WGS84 unless
+                given).
+            background: Use the server's asynchronous applyEdits (polled until done)
+                if the layer advertises ``supportsAsyncApplyEdits``.
+
+        Raises:
+            EditOutcomeUnknownError: Some edits were sent and no answer came back;
+                they were not sent again (the error holds them, and every result).
+            LayerCapabilityError: The layer does not offer Create, Update or Delete
+                as asked; nothing was sent.
+            InvalidParameterError: An edit cannot be sent (not a feature, a geometry
+                that cannot be converted, an update without its object id).
+            ArcGISError: The server refused a request (permission, parameters).
+        """
+        options = EditOptions(
+            rollback_on_failure=rollback_on_failure,
+            use_global_ids=use_global_ids,
+            batch_size=batch_size,
+            max_batch_bytes=max_batch_bytes,
+            background=background,
+            spatial_reference=spatial_reference,
+        )
+        info = await self.info()
+        editor = Editor(self._client, self._path, self._url, info, options)
+        return await editor.apply(list(adds), list(updates), list(deletes))
+
+    async def add_features(
+        self, features: Iterable[Mapping[str, Any]], **options: Any
+    ) -> EditResults:
+        """Add *features*; the keywords are those of `apply_edits`."""
+        return await self.apply_edits(adds=features, **options)
+
+    async def update_features(
+        self, features: Iterable[Mapping[str, Any]], **options: Any
+    ) -> EditResults:
+        """Update *features* (each with its object id); keywords as `apply_edits`."""
+        return await self.apply_edits(updates=features, **options)
+
+    async def delete_features(
+        self,
+        *,
+        where: str | None = None,
+        object_ids: Iterable[int] | None = None,
+        **options: Any,
+    ) -> EditResults:
+        """Delete the features matching *where*, or those of *object_ids*.
+
+        With *where*, the matching ids are listed first (a query), then deleted by id
+        in batches, so that each feature gets its own result; a feature added after
+        the listing is not deleted. The keywords are those of `apply_edits`.
+        """
+        if (where is None) == (object_ids is None):
+            raise InvalidParameterError("give where= or object_ids=, not both and not neither")
+        if where is not None:
+            check_capabilities(await self.info(), self._url, deletes=[where])
+            object_ids = await self.object_ids(where)
+        return await self.apply_edits(deletes=list(object_ids or ()), **options)
+
+    async def upsert(
+        self,
+        features: Sequence[Mapping[str, Any]],
+        key: str,
+        **options: Any,
+    ) -> EditResults:
+        """Update the features whose *key* value exists on the layer, add the others.
+
+        The layer is queried for the keys first (``KEY IN (...)``, in chunks); then
+        one `apply_edits` pass sends the adds and the updates (which get the object id
+        found). Each result's ``index`` is the feature's position in *features*. The
+        keywords are those of `apply_edits`.
+
+        Raises:
+            InvalidParameterError: *key* is not a field, a feature has no value for it,
+                two features share a value, or the layer has two rows with one value
+                (checked before anything is sent).
+        """
+        info = await self.info()
+        check_capabilities(info, self._url, adds=features, updates=features)
+
+        async def lookup(where: str, fields: list[str]) -> list[Mapping[str, Any]]:
+            found = await self.query(where, out_fields=fields, return_geometry=False)
+            return [feature.get("attributes") or {} for feature in found.features]
+
+        plan = await plan_upsert(
+            features, key, info, self._url, lookup, options.get("spatial_reference")
+        )
+        results = await self.apply_edits(adds=plan.adds, updates=plan.updates, **options)
+        return plan.renumber(results)
 
 
 class MapLayer(_Layer):

@@ -310,6 +310,7 @@ class FakeLayer:
                 "FakeArcGIS cannot edit a lazily generated layer; add the layer without "
                 "lazy=True (or with features=) to edit it."
             )
+        next_oid = self.next_object_id()
         results, rows = edit_rows(
             self,
             self._rows,
@@ -318,9 +319,9 @@ class FakeLayer:
             deletes,
             rollback_on_failure=rollback_on_failure,
             rng=rng,
-            next_oid=self.next_object_id(),
+            next_oid=next_oid,
         )
-        self._last_oid = max(self._last_oid, max(rows, default=0))
+        self._last_oid = max(next_oid - 1, max(rows, default=0))
         self._rows = rows
         self._changed()
         return results

@@ -245,7 +245,7 @@ def _attribute_problem(
             return 1000, f"Invalid value for field {name}: {value!r}"
         length = field.get("length")
         text = isinstance(value, str) and field["type"] in _TEXT_TYPES
-        if text and _is_whole(length) and len(value) > length:
+        if text and isinstance(length, int) and len(value) > length:
             return 1000, f"The value of field {name} is longer than its length ({length})."
     for name, field in fields.items():
         if field.get("nullable", True) or field["type"] in _MADE_BY_SERVER:

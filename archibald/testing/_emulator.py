@@ -429,6 +429,8 @@ class FakeArcGIS:
                     return "service", functools.partial(self._service_info, service)
                 if tail == ["layers"]:
                     return "service", functools.partial(self._all_layers, service)
+                if tail[0] == "jobs" and len(tail) == 3 and service.kind == "FeatureServer":
+                    return "jobs", functools.partial(self._job, service, tail[1], tail[2])
                 is_id = tail[0].isascii() and tail[0].isdecimal()
                 layer = service.layers.get(int(tail[0])) if is_id else None
                 if layer is None:
@@ -437,8 +439,6 @@ class FakeArcGIS:
                     return "layer", functools.partial(self._layer_info, service, layer)
                 if tail[1:] == ["query"]:
                     return "query", functools.partial(self._query, service, layer)
-                if tail[0] == "jobs" and len(tail) == 3 and service.kind == "FeatureServer":
-                    return "jobs", functools.partial(self._job, service, tail[1], tail[2])
                 if tail[1:] == ["applyEdits"] and service.kind == "FeatureServer":
                     return "applyEdits", functools.partial(self._apply_edits, service, layer)
                 return "unknown", self._unknown
