@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from random import Random
 from typing import Any
 
 import httpx
@@ -15,6 +16,8 @@ from archibald import (
     FeatureLayer,
     InvalidParameterError,
     LayerCapabilityError,
+    NetworkError,
+    ServiceError,
     UserTokenAuth,
 )
 from archibald.testing import FakeArcGIS
@@ -271,3 +274,73 @@ async def test_long_text_and_missing_required_values_fail(fake: FakeArcGIS) -> N
     assert [(False, 1000), (False, 1001), (True, None)] == [
         (r.success, r.error_code) for r in results.adds
     ]
+
+
+async def test_an_edit_that_never_connected_is_refused_not_unknown(fake: FakeArcGIS) -> None:
+    """A connection that was never made: the client tries again (the server never saw
+    the edit), then raises NetworkError; nothing is reported as unknown."""
+    inner = fake.transport()
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("applyEdits"):
+            raise httpx.ConnectError("connection refused", request=request)
+        return await inner.handle_async_request(request)
+
+    async with client_for(fake, httpx.MockTransport(handle)) as client:
+        with pytest.raises(NetworkError, match="could not connect"):
+            await FeatureLayer(client, "Parcels", 0).add_features([point("A")])
+    assert 10 == len(fake.layer("Parcels"))
+
+
+async def test_too_many_requests_is_a_refusal(fake: FakeArcGIS) -> None:
+    """HTTP 429 means the server turned the request away: raised, not unknown."""
+    fake.faults.fail_next("applyEdits", status=429, retry_after=1.0)
+    async with client_for(fake) as client:
+        with pytest.raises(ServiceError) as caught:
+            await FeatureLayer(client, "Parcels", 0).add_features([point("A")])
+    assert not isinstance(caught.value, EditOutcomeUnknownError)
+    assert 429 == caught.value.code
+
+
+async def test_a_torn_answer_is_unknown(fake: FakeArcGIS) -> None:
+    """An answer cut short after the server worked: unknown, sent once."""
+    fake.faults.malformed_next("applyEdits")
+    async with client_for(fake) as client:
+        with pytest.raises(EditOutcomeUnknownError) as caught:
+            await FeatureLayer(client, "Parcels", 0).apply_edits(deletes=[1, 2])
+    assert [1, 2] == caught.value.deletes
+    assert 1 == fake.statistics().requests.get("applyEdits", 0)
+
+
+async def test_updates_from_geojson_take_the_feature_id(fake: FakeArcGIS) -> None:
+    """A GeoJSON Feature's id is the object id of an update that names none."""
+    update = {"type": "Feature", "id": 4, "properties": {"NAME": "Four"}, "geometry": None}
+    async with client_for(fake) as client:
+        results = await FeatureLayer(client, "Parcels", 0).update_features([update])
+    assert [(4, True)] == [(r.object_id, r.success) for r in results.updates]
+    assert "Four" == fake.layer("Parcels").row(4)["attributes"]["NAME"]
+
+
+async def test_an_update_without_an_object_id_is_refused_before_sending(
+    fake: FakeArcGIS,
+) -> None:
+    """An update that names no feature is an error naming its position; nothing is sent."""
+    async with client_for(fake) as client:
+        with pytest.raises(InvalidParameterError, match="update 1 names no OBJECTID"):
+            await FeatureLayer(client, "Parcels", 0).update_features(
+                [{"attributes": {"OBJECTID": 1}}, {"attributes": {"NAME": "x"}}]
+            )
+    assert 0 == fake.statistics().requests.get("applyEdits", 0)
+
+
+async def test_upsert_quotes_keys_with_quotes(fake: FakeArcGIS) -> None:
+    """A key with a quote in it is matched (doubled in the where clause), not broken."""
+    fake.layer("Parcels").apply_edits(
+        [{"attributes": {"NAME": "O'Brien"}}], [], [], rollback_on_failure=True, rng=Random(0)
+    )
+    async with client_for(fake) as client:
+        results = await FeatureLayer(client, "Parcels", 0).upsert(
+            [{"attributes": {"NAME": "O'Brien", "POPULATION": 3}}], key="name"
+        )
+    assert [(0, 11)] == [(r.index, r.object_id) for r in results.updates]
+    assert () == results.adds

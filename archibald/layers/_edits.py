@@ -187,10 +187,13 @@ class Editor:
             status_url = body.get("statusUrl")
             if self._background and isinstance(status_url, str):
                 body = await self._wait_for_job(status_url)
+        except _JobFailed as exc:
+            raise exc.error from None
         except ArchieError as exc:
             if isinstance(exc, ArcGISError) and _rolled_back(exc):
                 return whole_batch(batch, "rolled_back", _cause(exc), exc.code)
-            if may_have_applied(exc) or (submitted and not isinstance(exc, ArcGISError)):
+            # A job that was accepted and then could not be followed may have run.
+            if may_have_applied(exc) or submitted:
                 return whole_batch(batch, "unknown", str(exc))
             if isinstance(exc, ServiceError) and exc.code == 413:  # body too large
                 if len(batch.items) > 1:
@@ -211,15 +214,31 @@ class Editor:
                 result_url = status.get("resultUrl")
                 if not isinstance(result_url, str):
                     raise ServiceError(None, "a finished job named no resultUrl", url=status_url)
-                return await self._client.get_json(url=result_url)
+                try:
+                    return await self._client.get_json(url=result_url)
+                except ArcGISError as exc:  # the job's answer: a refusal, or a rollback
+                    if _rolled_back(exc):
+                        raise
+                    raise _JobFailed(exc) from exc
             if state in _FAILED:
                 messages = status.get("messages") or status.get("error") or ""
-                raise ServiceError(
-                    None,
-                    f"the background applyEdits job ended {state!r} {messages}".strip(),
-                    url=status_url,
+                raise _JobFailed(
+                    ServiceError(
+                        None,
+                        f"the background applyEdits job ended {state!r} {messages}".strip(),
+                        url=status_url,
+                    )
                 )
             delay = min(delay * 2, _LAST_POLL)
+
+
+class _JobFailed(Exception):
+    """A background job that said it failed, or whose result is an error (other than a
+    rollback): its error is raised to the caller."""
+
+    def __init__(self, error: ArcGISError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def check_capabilities(
