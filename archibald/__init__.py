@@ -32,6 +32,7 @@ from .exceptions import ArchieError as ArchieError
 from .exceptions import AuthNotActiveError as AuthNotActiveError
 from .exceptions import AuthorizationError as AuthorizationError
 from .exceptions import ConfigurationError as ConfigurationError
+from .exceptions import EditOutcomeUnknownError as EditOutcomeUnknownError
 from .exceptions import IncompleteResultError as IncompleteResultError
 from .exceptions import InvalidCredentialsError as InvalidCredentialsError
 from .exceptions import InvalidParameterError as InvalidParameterError
@@ -46,6 +47,8 @@ from .exceptions import TokenMissingError as TokenMissingError
 from .exceptions import TokenRefreshError as TokenRefreshError
 from .layers import AttachmentEditResult as AttachmentEditResult
 from .layers import AttachmentInfo as AttachmentInfo
+from .layers import EditResult as EditResult
+from .layers import EditResults as EditResults
 from .layers import FeatureLayer as FeatureLayer
 from .layers import FeatureService as FeatureService
 from .layers import FeatureStream as FeatureStream
@@ -73,6 +76,9 @@ __all__ = [
     "AuthNotActiveError",
     "AuthorizationError",
     "ConfigurationError",
+    "EditOutcomeUnknownError",
+    "EditResult",
+    "EditResults",
     "FeatureLayer",
     "FeatureService",
     "FeatureStream",

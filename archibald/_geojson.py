@@ -1,4 +1,5 @@
-"""Esri JSON geometries and features as GeoJSON (RFC 7946).
+"""Esri JSON geometries and features as GeoJSON (RFC 7946), and GeoJSON geometries as
+Esri JSON (for edits).
 
 Esri polygons are a flat list of rings: outer rings run clockwise, holes counter-clockwise,
 and nothing says which hole belongs to which outer ring. GeoJSON wants each polygon's
@@ -34,6 +35,7 @@ __all__ = [
     "GeometryError",
     "esri_feature_to_geojson",
     "esri_geometry_to_geojson",
+    "geojson_geometry_to_esri",
 ]
 
 logger = logging.getLogger("archibald")
@@ -288,3 +290,84 @@ def _polygons(raw_rings: object, keep: int) -> list[list[Ring]]:
             hole.reverse()
             polygons.append([hole])
     return polygons
+
+
+# -- GeoJSON to Esri JSON (edits) -------------------------------------------------------
+
+
+def geojson_geometry_to_esri(
+    geometry: Mapping[str, Any] | None, spatial_reference: Mapping[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """Convert one GeoJSON geometry to an Esri JSON geometry (None stays None).
+
+    Polygon rings are wound as Esri wants them whatever their winding in the input:
+    every polygon's exterior clockwise, its holes counter-clockwise (the same signed
+    area that reads Esri rings). Rings are closed if they are not. *spatial_reference*
+    (``{"wkid": 4326}``), if given, is set on the geometry, so that a server whose layer
+    has another one projects it.
+
+    Raises:
+        GeometryError: Not a GeoJSON geometry of a kind Esri has (a
+            GeometryCollection has none), or a coordinate that is not a finite number.
+    """
+    if geometry is None:
+        return None
+    if not isinstance(geometry, Mapping):
+        raise GeometryError(f"not a GeoJSON geometry: a {type(geometry).__name__}")
+    kind = geometry.get("type")
+    try:
+        esri = _to_esri(kind, geometry.get("coordinates"))
+    except (TypeError, IndexError) as exc:
+        raise GeometryError(f"not a valid GeoJSON {kind} ({type(exc).__name__})") from exc
+    if spatial_reference is not None:
+        esri["spatialReference"] = dict(spatial_reference)
+    return esri
+
+
+def _to_esri(kind: object, coordinates: Any) -> dict[str, Any]:
+    if kind == "Point":
+        position = _positions([coordinates], 3)[0]
+        point: dict[str, Any] = {"x": position[0], "y": position[1]}
+        if len(position) > 2:
+            point["z"] = position[2]
+        return point
+    if kind == "MultiPoint":
+        return _with_z({"points": _checked(coordinates)})
+    if kind == "LineString":
+        return _with_z({"paths": [_checked(coordinates)]})
+    if kind == "MultiLineString":
+        return _with_z({"paths": [_checked(line) for line in _list(coordinates)]})
+    if kind == "Polygon":
+        return _with_z({"rings": _esri_rings(_list(coordinates))})
+    if kind == "MultiPolygon":
+        rings = [r for polygon in _list(coordinates) for r in _esri_rings(_list(polygon))]
+        return _with_z({"rings": rings})
+    raise GeometryError(f"GeoJSON {kind!r} has no Esri equivalent")
+
+
+def _checked(raw: object) -> list[Position]:
+    return _positions(raw, 3)  # x, y and z: GeoJSON has no M
+
+
+def _with_z(esri: dict[str, Any]) -> dict[str, Any]:
+    """*esri* marked ``hasZ`` when a position has a third value."""
+    parts = [esri["points"]] if "points" in esri else esri.get("paths") or esri.get("rings")
+    if any(len(p) > 2 for part in parts or () for p in part):
+        esri["hasZ"] = True
+    return esri
+
+
+def _esri_rings(rings: Sequence[Any]) -> list[Ring]:
+    """A GeoJSON polygon's rings (exterior first) wound as Esri wants them."""
+    wound = []
+    for index, raw in enumerate(rings):
+        ring = _checked(raw)
+        if ring and ring[0] != ring[-1]:
+            ring.append(ring[0])
+        if len(ring) < 4:
+            raise GeometryError("a polygon ring needs at least three distinct positions")
+        clockwise = _signed_area(ring) < 0
+        if clockwise != (index == 0):  # exterior clockwise, holes counter-clockwise
+            ring.reverse()
+        wound.append(ring)
+    return wound

@@ -29,6 +29,7 @@ from .exceptions import (
     ArcGISError,
     ArchieError,
     AuthorizationError,
+    NetworkError,
     NotFoundError,
     ServiceError,
     TokenExpiredError,
@@ -45,6 +46,7 @@ __all__ = [
     "classify",
     "decode_json",
     "is_transient",
+    "may_have_applied",
     "read_envelope",
     "rejection_hint",
     "retry_after",
@@ -366,3 +368,35 @@ def retry_after(response: httpx.Response) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, moment.timestamp() - time.time())
+
+
+# -- whether a write that failed may have been applied ---------------------------------
+
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def may_have_applied(error: BaseException) -> bool:
+    """Whether a write (applyEdits) that failed with *error* may have been applied.
+
+    Not applied: the request never left (no connection), ArcGIS itself answered with an
+    error envelope (it refused, and with rollback nothing was kept), or a server or
+    proxy turned the request away before passing it on (429, 503 with ``Retry-After``,
+    and any 4xx such as 413). Perhaps applied: the connection broke or timed out after
+    the request was sent, a gateway gave up waiting (502, 504) or any other 5xx without
+    an envelope, and an answer cut short: the server may have done the work.
+    """
+    if isinstance(error, NetworkError):
+        return not isinstance(error.__cause__, _NEVER_SENT)
+    if not isinstance(error, ServiceError) or error.raw_response is None:
+        return False
+    response = error.raw_response
+    status = response.status_code
+    try:
+        body = decode_json(response.content)
+    except (ValueError, RecursionError):
+        body = None
+    if isinstance(body, dict) and read_envelope(body) is not None:
+        return False
+    if status == 429 or (status == 503 and retry_after(response) is not None):
+        return False
+    return not 400 <= status < 500

@@ -18,7 +18,8 @@
         ├── InvalidServiceURL       a URL is not an ArcGIS REST services URL
         ├── InvalidParameterError   a query parameter is invalid
         ├── LayerCapabilityError    the layer does not offer that operation
-        └── IncompleteResultError   some of the requested rows could not be fetched
+        ├── IncompleteResultError   some of the requested rows could not be fetched
+        └── EditOutcomeUnknownError edits were sent, and whether they were applied is unknown
 
 Messages say what failed, where (a URL with any token removed) and what to try.
 No message ever contains a password, a client secret, an API key or a token.
@@ -41,6 +42,7 @@ __all__ = [
     "AuthNotActiveError",
     "AuthorizationError",
     "ConfigurationError",
+    "EditOutcomeUnknownError",
     "IncompleteResultError",
     "InvalidCredentialsError",
     "InvalidParameterError",
@@ -248,3 +250,35 @@ class IncompleteResultError(ArchieClientError):
 
 def _rebuild_incomplete(message: str, missing: list[int] | None) -> IncompleteResultError:
     return IncompleteResultError(message, missing=missing)
+
+
+class EditOutcomeUnknownError(ArchieClientError):
+    """Edits were sent, and whether the server applied them is unknown.
+
+    The connection broke or timed out after the request left, or a gateway gave up
+    waiting for the server: the server may have applied the edits, or not. They are
+    not sent again (that could add features twice); check the layer (for example by
+    querying a key of the features) and send again what is missing.
+
+    Attributes:
+        adds: The features to add whose outcome is unknown, as given.
+        updates: The features to update whose outcome is unknown, as given.
+        deletes: The object ids (or global ids) to delete whose outcome is unknown.
+        results: Every edit's result (an `archibald.EditResults`), those of the
+            unknown batches with the status ``"unknown"``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        adds: Sequence[Any] = (),
+        updates: Sequence[Any] = (),
+        deletes: Sequence[Any] = (),
+        results: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.adds = list(adds)
+        self.updates = list(updates)
+        self.deletes = list(deletes)
+        self.results = results

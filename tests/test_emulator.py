@@ -383,10 +383,17 @@ async def test_apply_edits_reports_each_item(fake: FakeArcGIS) -> None:
 
 
 async def test_apply_edits_rolls_back_on_failure(fake: FakeArcGIS) -> None:
-    """rollbackOnFailure (the default): one failure, nothing applied."""
+    """rollbackOnFailure (the default): one failure refuses the whole request as real
+    servers do (a top-level error 400 naming the cause, no per-item results), nothing
+    applied."""
     layer = fake.layer("Parcels")
     _, result = await call(fake, f"{LAYER}/applyEdits", method="POST", deletes="1,424242")
-    assert [False, False] == [r["success"] for r in result["deleteResults"]]
+    expected = {
+        "code": 400,
+        "message": "Unable to complete operation.",
+        "details": ["Object is missing.", "Operation rolled back."],
+    }
+    assert {"error": expected} == result
     assert 10_001 == len(layer)
 
 
@@ -499,7 +506,9 @@ async def test_bad_edits_fail_alone_and_change_nothing(
     """Each malformed edit is a failed item with code 1000; the layer is untouched."""
     layer = fake.layer("Parcels")
     before = layer.features[:3]
-    _, body = await call(fake, f"{LAYER}/applyEdits", method="POST", **{field: value})
+    _, body = await call(
+        fake, f"{LAYER}/applyEdits", method="POST", rollbackOnFailure="false", **{field: value}
+    )
     (item,) = body[
         {"adds": "addResults", "updates": "updateResults", "deletes": "deleteResults"}[field]
     ]
@@ -667,3 +676,51 @@ def test_scripted_faults_check_their_arguments(fake: FakeArcGIS) -> None:
         fake.faults.fail_next("querry")
     with pytest.raises(ValueError, match="at least 1"):
         fake.faults.drop_next("query", times=0)
+
+
+async def test_a_body_over_the_limit_gets_413_from_the_web_server(fake: FakeArcGIS) -> None:
+    """With max_body_bytes, a bigger POST is answered 413 as an HTML page, unapplied."""
+    fake.max_body_bytes = 100
+    async with fake.client() as http:
+        response = await http.post(
+            f"{fake.origin}{LAYER}/applyEdits", data={"f": "json", "deletes": "1," * 60 + "2"}
+        )
+    assert (413, "text/html") == (response.status_code, response.headers["content-type"])
+    assert 10_001 == len(fake.layer("Parcels"))
+
+
+async def test_a_background_apply_edits_job_runs_then_answers(fake: FakeArcGIS) -> None:
+    """async=true answers a status URL: Executing, then Completed with the result."""
+    fake.layer("Parcels").supports_async_apply_edits = True
+    _, meta = await call(fake, LAYER)
+    assert meta["advancedEditingCapabilities"]["supportsAsyncApplyEdits"] is True
+    _, started = await call(
+        fake, f"{LAYER}/applyEdits", method="POST", deletes="1", **{"async": "true"}
+    )
+    status_path = started["statusUrl"].removeprefix(fake.origin)
+    assert status_path.startswith("/arcgis/rest/services/Parcels/FeatureServer/jobs/")
+    _, running = await call(fake, status_path)
+    assert "Executing" == running["status"]
+    await anyio.sleep(fake.async_edit_seconds)
+    _, done = await call(fake, status_path)
+    assert "Completed" == done["status"]
+    _, result = await call(fake, done["resultUrl"].removeprefix(fake.origin))
+    assert [
+        {"objectId": 1, "globalId": result["deleteResults"][0]["globalId"], "success": True}
+    ] == result["deleteResults"]
+
+
+async def test_a_user_who_cannot_edit_gets_403(fake: FakeArcGIS) -> None:
+    """add_user(can_edit=False): queries work, applyEdits answers error 403."""
+    fake.add_user("viewer", "pw", can_edit=False)
+    _, body = await call(
+        fake, "/sharing/rest/generateToken", method="POST", username="viewer", password="pw"
+    )
+    token = body["token"]
+    _, counted = await call(
+        fake, f"{LAYER}/query", where="1=1", returnCountOnly="true", token=token
+    )
+    assert 10_001 == counted["count"]
+    _, refused = await call(fake, f"{LAYER}/applyEdits", method="POST", deletes="1", token=token)
+    assert 403 == refused["error"]["code"]
+    assert 10_001 == len(fake.layer("Parcels"))

@@ -14,6 +14,7 @@ from archibald._geojson import (
     GeometryError,
     esri_feature_to_geojson,
     esri_geometry_to_geojson,
+    geojson_geometry_to_esri,
 )
 from archibald.testing import FakeArcGIS
 
@@ -347,3 +348,39 @@ def test_a_geometry_found_broken_by_the_property_tests_is_a_geometry_error(
     """Booleans, a z that is no number anywhere in a ring, an inverted envelope: refused."""
     with pytest.raises(GeometryError):
         esri_geometry_to_geojson(geometry, has_z=True)
+
+
+@pytest.mark.parametrize(
+    ("geojson", "esri"),
+    [
+        ({"type": "Point", "coordinates": [1, 2]}, {"x": 1, "y": 2}),
+        ({"type": "MultiPoint", "coordinates": [[1, 2, 3]]}, {"points": [[1, 2, 3]], "hasZ": True}),
+        ({"type": "LineString", "coordinates": [[0, 0], [1, 1]]}, {"paths": [[[0, 0], [1, 1]]]}),
+        (
+            {"type": "MultiPolygon", "coordinates": [[[[0, 0], [0, 1], [1, 1], [0, 0]]]]},
+            {"rings": [[[0, 0], [0, 1], [1, 1], [0, 0]]]},
+        ),
+        (
+            {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1]]]},
+            {"rings": [[[0, 0], [1, 1], [1, 0], [0, 0]]]},
+        ),
+    ],
+)
+def test_geojson_geometries_become_esri(geojson: dict[str, Any], esri: dict[str, Any]) -> None:
+    """GeoJSON to Esri: points keep z, rings are closed and wound exterior clockwise."""
+    assert esri == geojson_geometry_to_esri(geojson)
+
+
+@pytest.mark.parametrize(
+    "geojson",
+    [
+        {"type": "GeometryCollection", "geometries": []},
+        {"type": "Point", "coordinates": ["a", 2]},
+        {"type": "Polygon", "coordinates": [[[0, 0], [1, 1]]]},
+        {"type": "LineString", "coordinates": 5},
+    ],
+)
+def test_geojson_without_an_esri_equivalent_is_refused(geojson: dict[str, Any]) -> None:
+    """What Esri JSON cannot hold, or is not geometry, raises GeometryError."""
+    with pytest.raises(GeometryError):
+        geojson_geometry_to_esri(geojson)

@@ -17,16 +17,22 @@ How a crawl stays complete and exact (`FeatureLayer.pages`):
 
 The modules, in the order data flows through them:
 
-- `_handles`: `FeatureLayer`, `MapLayer` and their services; the public calls.
+- `_handles`: `FeatureLayer`, `MapLayer` and their services; the public calls, over
+  `_reading`'s `LayerBase` (what every layer reads: metadata, counts, crawls).
 - `_options`: `CrawlOptions`, the crawl's arguments checked once.
 - `_plan`: the exactly-once planner (the id snapshot, batches, completing each batch).
 - `_streams`: `PageStream` and `FeatureStream`, fronts over a fetcher per mode (fetching
   ahead inside ``async with``, window by window without it).
 - `_attachments`: the files features carry (listed, downloaded, uploaded, deleted).
 - `_model`: what they hand out (`LayerInfo`, `Page`, `QueryResult`).
+
+Editing (`FeatureLayer.apply_edits` and its conveniences): `_edit_batches` prepares the
+edits (GeoJSON converted, each encoded once) and cuts them into batches, `_edits` sends
+them and reads the answers, `_edit_results` holds what the caller gets.
 """
 
 from ._attachments import AttachmentEditResult, AttachmentInfo
+from ._edit_results import EditResult, EditResults
 from ._handles import FeatureLayer, FeatureService, MapLayer, MapService
 from ._model import LayerInfo, Page, QueryResult
 from ._partitions import Partition
@@ -35,6 +41,8 @@ from ._streams import FeatureStream, PageStream
 __all__ = [
     "AttachmentEditResult",
     "AttachmentInfo",
+    "EditResult",
+    "EditResults",
     "FeatureLayer",
     "FeatureService",
     "FeatureStream",

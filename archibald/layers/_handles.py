@@ -1,394 +1,27 @@
-"""Handles on services and layers: metadata, counting, and the ways to crawl."""
+"""Handles on services and layers: `FeatureLayer` (reading, editing, attachments),
+`MapLayer`, and their services."""
 
 from __future__ import annotations
 
-import array
-import functools
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-import anyio
-
-from .._urls import check_service_path, split_layer_url
-from .._validate import is_whole
-from ..exceptions import IncompleteResultError, InvalidParameterError, LayerCapabilityError
+from .._urls import check_service_path
+from ..exceptions import InvalidParameterError
 from ._attachments import AttachmentEditResult, AttachmentInfo, Attachments, Content
-from ._model import AnswerShape, LayerInfo, QueryResult
-from ._options import CrawlOptions, check_where
-from ._partitions import Partition, cut_ranges, id_statistics, plan_ranges, size_rule
-from ._plan import list_ids
-from ._streams import FeatureStream, PageStream
+from ._edit_results import EditResults
+from ._edits import EditOptions, Editor, check_capabilities, plan_upsert
 
 if TYPE_CHECKING:
-    import geopandas as gpd
-    import pandas as pd
-    import pyarrow as pa
-
     from .._client import ArchieClient
-    from ..arrow import RecordBatchStream
+from ._reading import LayerBase, with_kind
 
 __all__ = ["FeatureLayer", "FeatureService", "MapLayer", "MapService"]
 
-_WGS84 = 4326
 
-
-class _Layer:
-    """What feature layers and map layers share: metadata, counting, crawling."""
-
-    _kind: str = ""
-
-    def __init__(self, client: ArchieClient, service_path: str, layer_id: int) -> None:
-        if not is_whole(layer_id, 0):
-            raise InvalidParameterError(f"layer_id must be a whole number >= 0, got {layer_id!r}")
-        path = _with_kind(check_service_path(service_path), self._kind)
-        self._client = client
-        self._path = f"{path}/{layer_id}"
-        self._url = client.url_for(self._path)
-        self._layer_id = layer_id
-        self._info: LayerInfo | None = None
-        self._info_lock = anyio.Lock()
-
-    @classmethod
-    def from_url(cls, client: ArchieClient, url: str) -> Self:
-        """The layer at *url* (``<services root>/<service>/<kind>/<id>``), on *client*."""
-        service_path, layer_id = split_layer_url(url, client.base_url, cls._kind)
-        return cls(client, service_path, layer_id)
-
-    @property
-    def url(self) -> str:
-        """The layer's URL."""
-        return self._url
-
-    @property
-    def layer_id(self) -> int:
-        """The layer id."""
-        return self._layer_id
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._url!r})"
-
-    async def info(self) -> LayerInfo:
-        """The layer's metadata, fetched on first use and cached."""
-        async with self._info_lock:
-            if self._info is None:
-                metadata = await self._client.get_json(self._path)
-                self._info = LayerInfo.from_metadata(metadata, self._url)
-        return self._info
-
-    async def _queryable(self) -> LayerInfo:
-        info = await self.info()
-        if info.capabilities and "Query" not in info.capabilities:
-            raise LayerCapabilityError(
-                f"{self._url} does not offer Query (its capabilities: "
-                f"{', '.join(sorted(info.capabilities))})"
-            )
-        return info
-
-    async def _query(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        """Send one query (a POST, so long filters and id lists fit)."""
-        if params.get("returnIdsOnly") is True:  # ids read as an array, a piece at a time
-            return await self._client._post_id_list(f"{self._path}/query", params)
-        return await self._client.post_json(f"{self._path}/query", data=params)
-
-    async def count(self, where: str = "1=1") -> int:
-        """How many features match *where*."""
-        where = check_where(where)
-        await self._queryable()
-        body = await self._client.get_json(
-            f"{self._path}/query", params={"where": where, "returnCountOnly": True}
-        )
-        count = body.get("count")
-        if not isinstance(count, int):
-            raise IncompleteResultError(f"{self._url} answered a count without a count")
-        return count
-
-    async def object_ids(self, where: str = "1=1") -> list[int]:
-        """The object ids of the features that match *where*, ascending."""
-        where = check_where(where)
-        await self._queryable()
-        ids: array.array[int] = await list_ids(self._query, self._url, where)
-        return list(ids)
-
-    async def partitions(
-        self, where: str = "1=1", *, count: int | None = None, size: int | None = None
-    ) -> list[Partition]:
-        """Ranges of object ids that together hold every feature matching *where*, for
-        crawls spread over tasks, processes or machines (``pages(partition=...)``).
-
-        They are planned from the server's statistics (the count, smallest and largest
-        object id of a range; a range holding too many features is cut in two at its
-        middle id), so no id is listed, however big the layer. A layer that does not
-        advertise statistics lists its ids instead (checked against its count) and cuts
-        the list. The ranges are contiguous, from the smallest id to the largest.
-
-        Args:
-            where: The filter (SQL, as the server understands it).
-            count: Make at least this many partitions (if there are that many features),
-                none holding more than its share of the features.
-            size: The most features in a partition. Without *count* or *size*,
-                partitions hold up to 100,000 features.
-
-        Raises:
-            LayerCapabilityError: The layer does not offer Query.
-        """
-        where = check_where(where)
-        limit = size_rule(count, size)
-        info = await self._queryable()
-        oid = info.object_id_field
-        if info.supports_statistics:
-            statistics = functools.partial(id_statistics, self._query, self._url, oid)
-            id_ranges = await plan_ranges(statistics, where, oid, limit)
-        else:
-            ids = await list_ids(self._query, self._url, where, count=self.count)
-            id_ranges = cut_ranges(ids, limit(len(ids)))
-        return [
-            Partition(url=self._url, where=where, id_field=oid, first_id=a, last_id=b, count=n)
-            for a, b, n in id_ranges
-        ]
-
-    def pages(
-        self,
-        where: str = "1=1",
-        *,
-        out_fields: str | Iterable[str] = "*",
-        return_geometry: bool = True,
-        out_sr: int | None = None,
-        page_size: int | None = None,
-        max_concurrency: int | None = None,
-        ordered: bool = True,
-        partition: Partition | None = None,
-    ) -> PageStream:
-        """Every feature matching *where*, exactly once, in pages: ``async for page in ...``.
-
-        Args:
-            where: The filter (SQL, as the server understands it).
-            out_fields: ``"*"``, or the fields to return (the object-id field is always
-                added).
-            return_geometry: Whether to return geometries.
-            out_sr: The spatial reference (wkid) of the returned geometries.
-            page_size: Features per request; by default, and at most, the layer's
-                ``maxRecordCount``.
-            max_concurrency: Requests in flight at once; by default the client's limit.
-            ordered: Pages in object-id order (default), or as they arrive within each
-                window of concurrent requests.
-            partition: Crawl only this range of object ids (from `partitions`, made by
-                this process or another); *where* is then the partition's.
-
-        The iteration raises:
-            IncompleteResultError: Some features could not be fetched; nothing is
-                silently left out, and the crawl stops there.
-            LayerCapabilityError: The layer does not offer Query.
-        """
-        options = CrawlOptions(
-            where=where,
-            out_fields=out_fields,
-            return_geometry=return_geometry,
-            out_sr=out_sr,
-            page_size=page_size,
-            max_concurrency=max_concurrency,
-            ordered=ordered,
-            partition=partition,
-        )
-        return PageStream(self, options)
-
-    def features(
-        self,
-        where: str = "1=1",
-        *,
-        out_fields: str | Iterable[str] = "*",
-        return_geometry: bool = True,
-        out_sr: int | None = None,
-        page_size: int | None = None,
-        max_concurrency: int | None = None,
-        ordered: bool = True,
-        format: Literal["esrijson", "geojson"] = "esrijson",
-        partition: Partition | None = None,
-    ) -> FeatureStream:
-        """Every feature matching *where*, exactly once, one at a time.
-
-        The arguments are those of `pages`, plus *format*: ``"esrijson"`` (default) or
-        ``"geojson"`` (GeoJSON Features; geometries are asked for in WGS84 unless you
-        pass *out_sr*).
-        """
-        if format not in ("esrijson", "geojson"):
-            raise InvalidParameterError(f"format must be 'esrijson' or 'geojson', got {format!r}")
-        if format == "geojson" and out_sr is None:
-            out_sr = _WGS84
-        pages = self.pages(
-            where,
-            out_fields=out_fields,
-            return_geometry=return_geometry,
-            out_sr=out_sr,
-            page_size=page_size,
-            max_concurrency=max_concurrency,
-            ordered=ordered,
-            partition=partition,
-        )
-        return FeatureStream(pages, geojson=format == "geojson")
-
-    def record_batches(
-        self,
-        where: str = "1=1",
-        *,
-        out_fields: str | Iterable[str] = "*",
-        return_geometry: bool = True,
-        out_sr: int | None = None,
-        page_size: int | None = None,
-        max_concurrency: int | None = None,
-        partition: Partition | None = None,
-    ) -> RecordBatchStream:
-        """Every feature matching *where*, exactly once, as Arrow record batches, one per
-        page: ``async for batch in ...`` (see `archibald.arrow.RecordBatchStream`).
-
-        Every batch has the one schema made from the layer's field list (see the type
-        table in the Arrow guide); geometries are a WKB column, ``geometry``, with
-        GeoParquet 1.1 metadata on the schema. A table has no geometry column. The
-        arguments are those of `pages`. Needs the ``arrow`` extra
-        (``pip install 'archibald[arrow]'``).
-
-        The iteration raises what `pages` raises, and:
-            ServiceError: A value does not fit its field's type (the message names the
-                field and the object id).
-        """
-        from ..arrow import RecordBatchStream  # the optional extra, imported when used
-
-        pages = self.pages(
-            where,
-            out_fields=out_fields,
-            return_geometry=return_geometry,
-            out_sr=out_sr,
-            page_size=page_size,
-            max_concurrency=max_concurrency,
-            partition=partition,
-        )
-        return RecordBatchStream(
-            pages,
-            self._queryable,
-            out_fields=out_fields,
-            return_geometry=return_geometry,
-            out_sr=out_sr,
-            url=self._url,
-        )
-
-    async def to_arrow(
-        self,
-        where: str = "1=1",
-        *,
-        out_fields: str | Iterable[str] = "*",
-        return_geometry: bool = True,
-        out_sr: int | None = None,
-        page_size: int | None = None,
-        max_concurrency: int | None = None,
-        partition: Partition | None = None,
-    ) -> pa.Table:
-        """Every feature matching *where*, collected in one `pyarrow.Table` (the batches
-        of `record_batches`, with the same arguments and schema)."""
-        batches = self.record_batches(
-            where,
-            out_fields=out_fields,
-            return_geometry=return_geometry,
-            out_sr=out_sr,
-            page_size=page_size,
-            max_concurrency=max_concurrency,
-            partition=partition,
-        )
-        return await batches.read_all()
-
-    async def to_dataframe(
-        self,
-        where: str = "1=1",
-        *,
-        out_fields: str | Iterable[str] = "*",
-        return_geometry: bool = False,
-        out_sr: int | None = None,
-        decode_domains: bool = False,
-        partition: Partition | None = None,
-    ) -> pd.DataFrame:
-        """Every feature matching *where*, in a pandas DataFrame with the column types of
-        `to_arrow` (attributes only unless *return_geometry*: then a WKB column).
-
-        With *decode_domains*, coded values are replaced by their names (the field's
-        coded-value domain, or the one its subtype gives it). Needs the ``geo`` extra
-        (``pip install 'archibald[geo]'``).
-        """
-        from .. import frames  # the optional extra, imported when used
-
-        table = await self.to_arrow(
-            where,
-            out_fields=out_fields,
-            return_geometry=return_geometry,
-            out_sr=out_sr,
-            partition=partition,
-        )
-        return frames.to_dataframe(table, await self.info(), decode=decode_domains)
-
-    async def to_geodataframe(
-        self,
-        where: str = "1=1",
-        *,
-        out_fields: str | Iterable[str] = "*",
-        out_sr: int | None = None,
-        decode_domains: bool = False,
-        partition: Partition | None = None,
-    ) -> gpd.GeoDataFrame:
-        """Every feature matching *where*, in a GeoPandas GeoDataFrame whose CRS is the
-        layer's (or *out_sr*); the arguments are those of `to_dataframe`.
-
-        Raises:
-            LayerCapabilityError: The layer is a table (use `to_dataframe`).
-        """
-        from .. import frames  # the optional extra, imported when used
-
-        info = await self._queryable()
-        if info.geometry_type is None:
-            raise LayerCapabilityError(f"{self._url} is a table: use to_dataframe()")
-        table = await self.to_arrow(
-            where, out_fields=out_fields, out_sr=out_sr, partition=partition
-        )
-        return frames.to_geodataframe(table, info, decode=decode_domains)
-
-    async def query(
-        self,
-        where: str = "1=1",
-        *,
-        out_fields: str | Iterable[str] = "*",
-        return_geometry: bool = True,
-        out_sr: int | None = None,
-        page_size: int | None = None,
-        max_concurrency: int | None = None,
-        partition: Partition | None = None,
-    ) -> QueryResult:
-        """Every feature matching *where*, collected in memory (use `pages` for big layers)."""
-        info = await self._queryable()
-        features: list[dict[str, Any]] = []
-        shape = AnswerShape((), info.geometry_type, info.spatial_reference, None, None)
-        pages = self.pages(
-            where,
-            out_fields=out_fields,
-            return_geometry=return_geometry,
-            out_sr=out_sr,
-            page_size=page_size,
-            max_concurrency=max_concurrency,
-            partition=partition,
-        )
-        async with pages:  # fetching ahead
-            async for page in pages:
-                features.extend(page.features)
-                shape = shape.merge(AnswerShape.of_page(page))
-        return QueryResult(
-            features=features,
-            fields=shape.fields or info.fields,
-            geometry_type=shape.geometry_type,
-            spatial_reference=shape.spatial_reference,
-            object_id_field=info.object_id_field,
-            has_z=shape.has_z,
-            has_m=shape.has_m,
-        )
-
-
-class FeatureLayer(_Layer):
+class FeatureLayer(LayerBase):
     """A layer of a FeatureServer: ``FeatureLayer(client, "Parcels", 0)``.
 
     ``service_path`` is the service below the client's base URL, with or without
@@ -518,14 +151,136 @@ class FeatureLayer(_Layer):
         """
         return await self._attachments().delete(object_id, attachment_ids)
 
+    async def apply_edits(
+        self,
+        adds: Iterable[Mapping[str, Any]] = (),
+        updates: Iterable[Mapping[str, Any]] = (),
+        deletes: Iterable[int | str] = (),
+        *,
+        rollback_on_failure: bool = True,
+        use_global_ids: bool = False,
+        batch_size: int = 1000,
+        max_batch_bytes: int = 1_800_000,
+        spatial_reference: Mapping[str, Any] | None = None,
+        background: bool = False,
+    ) -> EditResults:
+        """Add, update and delete features (applyEdits), in batches; one result per edit.
 
-class MapLayer(_Layer):
+        Features are Esri JSON (``{"attributes", "geometry"}``) or GeoJSON Features
+        (``properties`` become attributes; geometries are converted, polygon rings wound
+        as Esri wants them). See the Editing guide for what each failure means.
+
+        Args:
+            adds: Features to add.
+            updates: Features to update, each with its object id (an Esri attribute,
+                or a GeoJSON property or ``id``).
+            deletes: Object ids to delete (global ids with *use_global_ids*).
+            rollback_on_failure: Ask the server to undo a batch in which an edit
+                fails. Batches are then sent one after another, stopping at the first
+                that fails (earlier batches stay applied; the rest are ``not_sent``);
+                without it, batches go concurrently, up to the client's limit.
+            use_global_ids: Identify features by global id instead of object id.
+            batch_size: The most edits per request.
+            max_batch_bytes: The largest request body; a bigger batch is cut (a server
+                answering HTTP 413 gets its batch cut in two as well).
+            spatial_reference: The spatial reference of the geometries, such as
+                ``{"wkid": 2193}``, when it is not the layer's (GeoJSON: WGS84 unless
+                given).
+            background: Use the server's asynchronous applyEdits (polled until done)
+                if the layer advertises ``supportsAsyncApplyEdits``.
+
+        Raises:
+            EditOutcomeUnknownError: Some edits were sent and no answer came back;
+                they were not sent again (the error holds them, and every result).
+            LayerCapabilityError: The layer does not offer Create, Update or Delete
+                as asked; nothing was sent.
+            InvalidParameterError: An edit cannot be sent (not a feature, a geometry
+                that cannot be converted, an update without its object id).
+            ArcGISError: The server refused a request (permission, parameters).
+        """
+        options = EditOptions(
+            rollback_on_failure=rollback_on_failure,
+            use_global_ids=use_global_ids,
+            batch_size=batch_size,
+            max_batch_bytes=max_batch_bytes,
+            background=background,
+            spatial_reference=spatial_reference,
+        )
+        info = await self.info()
+        editor = Editor(self._client, self._path, self._url, info, options)
+        return await editor.apply(list(adds), list(updates), list(deletes))
+
+    async def add_features(
+        self, features: Iterable[Mapping[str, Any]], **options: Any
+    ) -> EditResults:
+        """Add *features*; the keywords are those of `apply_edits`."""
+        return await self.apply_edits(adds=features, **options)
+
+    async def update_features(
+        self, features: Iterable[Mapping[str, Any]], **options: Any
+    ) -> EditResults:
+        """Update *features* (each with its object id); keywords as `apply_edits`."""
+        return await self.apply_edits(updates=features, **options)
+
+    async def delete_features(
+        self,
+        *,
+        where: str | None = None,
+        object_ids: Iterable[int] | None = None,
+        **options: Any,
+    ) -> EditResults:
+        """Delete the features matching *where*, or those of *object_ids*.
+
+        With *where*, the matching ids are listed first (a query), then deleted by id
+        in batches, so that each feature gets its own result; a feature added after
+        the listing is not deleted. The keywords are those of `apply_edits`.
+        """
+        if (where is None) == (object_ids is None):
+            raise InvalidParameterError("give where= or object_ids=, not both and not neither")
+        if where is not None:
+            check_capabilities(await self.info(), self._url, deletes=[where])
+            object_ids = await self.object_ids(where)
+        return await self.apply_edits(deletes=list(object_ids or ()), **options)
+
+    async def upsert(
+        self,
+        features: Sequence[Mapping[str, Any]],
+        key: str,
+        **options: Any,
+    ) -> EditResults:
+        """Update the features whose *key* value exists on the layer, add the others.
+
+        The layer is queried for the keys first (``KEY IN (...)``, in chunks); then
+        one `apply_edits` pass sends the adds and the updates (which get the object id
+        found). Each result's ``index`` is the feature's position in *features*. The
+        keywords are those of `apply_edits`.
+
+        Raises:
+            InvalidParameterError: *key* is not a field, a feature has no value for it,
+                two features share a value, or the layer has two rows with one value
+                (checked before anything is sent).
+        """
+        info = await self.info()
+        check_capabilities(info, self._url, adds=features, updates=features)
+
+        async def lookup(where: str, fields: list[str]) -> list[Mapping[str, Any]]:
+            found = await self.query(where, out_fields=fields, return_geometry=False)
+            return [feature.get("attributes") or {} for feature in found.features]
+
+        plan = await plan_upsert(
+            features, key, info, self._url, lookup, options.get("spatial_reference")
+        )
+        results = await self.apply_edits(adds=plan.adds, updates=plan.updates, **options)
+        return plan.renumber(results)
+
+
+class MapLayer(LayerBase):
     """A layer of a MapServer: ``MapLayer(client, "Basemap", 3)``."""
 
     _kind = "MapServer"
 
 
-LayerT = TypeVar("LayerT", bound=_Layer)
+LayerT = TypeVar("LayerT", bound=LayerBase)
 
 
 class _Service(Generic[LayerT]):
@@ -533,7 +288,7 @@ class _Service(Generic[LayerT]):
 
     def __init__(self, client: ArchieClient, service_path: str) -> None:
         self._client = client
-        self._path = _with_kind(check_service_path(service_path), self._layer_class._kind)
+        self._path = with_kind(check_service_path(service_path), self._layer_class._kind)
         self._metadata: Mapping[str, Any] | None = None
 
     @property
@@ -574,8 +329,3 @@ class MapService(_Service[MapLayer]):
     """A MapServer: ``MapService(client, "Basemap")``."""
 
     _layer_class = MapLayer
-
-
-def _with_kind(path: str, kind: str) -> str:
-    """*path* ending in ``/<kind>`` (``FeatureServer``), added if it does not."""
-    return path if path == kind or path.endswith(f"/{kind}") else f"{path}/{kind}"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,7 +14,7 @@ from ..exceptions import InvalidParameterError
 from ._model import LayerInfo
 from ._partitions import Partition
 
-__all__ = ["CrawlOptions", "check_where", "fields_param"]
+__all__ = ["CrawlOptions", "check_where", "fields_param", "sql_literal"]
 
 
 def check_where(where: object) -> str:
@@ -23,6 +24,18 @@ def check_where(where: object) -> str:
             f"where must be an SQL string such as '1=1' or \"STATUS = 'open'\", got {where!r}"
         )
     return where.strip() or "1=1"
+
+
+def sql_literal(value: object) -> str:
+    """*value* as an SQL literal in a where clause: text in single quotes (a quote inside
+    doubled), a finite number as it is; anything else is refused."""
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return repr(value)
+    raise InvalidParameterError(
+        f"{value!r} cannot be matched in a where clause: give text or a finite number"
+    )
 
 
 def _whole_or_none(name: str) -> Any:

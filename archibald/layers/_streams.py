@@ -37,7 +37,7 @@ from ._options import CrawlOptions
 from ._plan import Crawl, IdSource, Strategy, snapshot
 
 if TYPE_CHECKING:
-    from ._handles import _Layer
+    from ._reading import LayerBase
 
 __all__ = ["FeatureStream", "PageStream"]
 
@@ -53,7 +53,7 @@ class PageStream:
     ``break``.
     """
 
-    def __init__(self, layer: _Layer, options: CrawlOptions) -> None:
+    def __init__(self, layer: LayerBase, options: CrawlOptions) -> None:
         self._layer = layer
         self._options = options
         self._concurrency = options.max_concurrency or layer._client.max_concurrent_requests

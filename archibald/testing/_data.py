@@ -84,6 +84,9 @@ class FakeLayer:
         url: The layer's path below the site root, set when it is added.
         id_list_limit: The most ids a ``returnIdsOnly`` query may match; None (the
             default) for no limit. Counts, statistics and features are not limited.
+        supports_async_apply_edits: Whether applyEdits takes ``async=true`` (advertised
+            as ``advancedEditingCapabilities.supportsAsyncApplyEdits``, as 10.9.1+
+            servers do): it then answers a ``statusUrl`` to poll.
         id_list_failure: What a ``returnIdsOnly`` query that matches more ids than
             *id_list_limit* gets, as a server overwhelmed by a huge id list answers:
             ``"error"`` (the default), HTTP 200 with error 500 ``Error performing query
@@ -104,6 +107,7 @@ class FakeLayer:
     supports_statistics: bool = True
     supports_order_by: bool = True
     capabilities: str = "Query"
+    supports_async_apply_edits: bool = False
     subtype_field: str | None = None
     subtypes: list[dict[str, Any]] = attrs.Factory(list)
     spatial_reference: dict[str, Any] = attrs.Factory(lambda: dict(WGS84))
@@ -124,6 +128,8 @@ class FakeLayer:
     _rows: dict[int, dict[str, Any]] = attrs.field(factory=dict, repr=False)
     _lazy: LazyRows | None = attrs.field(default=None, repr=False, init=False)
     _version: int = attrs.field(default=0, repr=False)
+    # The highest object id ever given: a deleted feature's id is never given again.
+    _last_oid: int = attrs.field(default=0, repr=False)
     _matches: dict[tuple[Any, ...], Sequence[int]] = attrs.field(factory=dict, repr=False)
     _fragments: dict[tuple[Any, ...], dict[int, bytes]] = attrs.field(factory=dict, repr=False)
     # (version, bounds): a server keeps its layer's extent, it does not scan every feature
@@ -293,7 +299,7 @@ class FakeLayer:
     def next_object_id(self) -> int:
         if self._lazy is not None:
             return self._lazy.ids.stop
-        return (max(self._rows) + 1) if self._rows else 1
+        return max(self._last_oid, max(self._rows, default=0)) + 1
 
     def apply_edits(
         self,
@@ -308,13 +314,15 @@ class FakeLayer:
 
         Each feature is checked: attributes against the fields and their types, geometry
         against the layer's geometry type. A bad item fails alone (code 1000), or, with
-        *rollback_on_failure*, nothing is applied. A lazy layer refuses every edit.
+        *rollback_on_failure*, the whole request is refused (a `Refusal`, as servers
+        answer) and nothing is applied. A lazy layer refuses every edit.
         """
         if self._lazy is not None:
             raise operation_refused(
                 "FakeArcGIS cannot edit a lazily generated layer; add the layer without "
                 "lazy=True (or with features=) to edit it."
             )
+        next_oid = self.next_object_id()
         results, rows = edit_rows(
             self,
             self._rows,
@@ -323,11 +331,12 @@ class FakeLayer:
             deletes,
             rollback_on_failure=rollback_on_failure,
             rng=rng,
+            next_oid=next_oid,
         )
-        if rows is not None:
-            self._rows = rows
-            self.attachments.keep_only(rows)  # a deleted feature's attachments go with it
-            self._changed()
+        self._last_oid = max(next_oid - 1, max(rows, default=0))
+        self._rows = rows
+        self.attachments.keep_only(rows)  # a deleted feature's attachments go with it
+        self._changed()
         return results
 
     def fragments(self, key: tuple[Any, ...]) -> dict[int, bytes]:

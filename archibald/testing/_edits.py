@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from ._wire import Request, int_list_param, json_list_param, operation_refused
+from ._wire import Refusal, Request, int_list_param, json_list_param, operation_refused
 
 __all__ = ["EditRequest", "LayerSchema", "copy_row", "edit_rows", "new_global_id", "read_edits"]
 
@@ -31,6 +31,8 @@ _INTEGER_TYPES = {
     "esriFieldTypeDate",
 }
 _NUMBER_TYPES = {"esriFieldTypeDouble", "esriFieldTypeSingle"}
+# Fields the server fills in itself: never "null" in an edit that leaves them out.
+_MADE_BY_SERVER = {"esriFieldTypeOID", _GLOBAL_ID}
 _TEXT_TYPES = {"esriFieldTypeString", "esriFieldTypeGUID", _GLOBAL_ID}
 # ArcGIS 11.3's date and time types travel as ISO 8601 text, both ways; a timestamp with
 # offset must carry its offset.
@@ -58,6 +60,7 @@ class EditRequest:
     updates: list[Any]
     deletes: list[Any]  # object ids (or, as JSON, anything: each is checked)
     rollback_on_failure: bool
+    background: bool  # ``async=true``: answer a status URL, as 10.9.1+ servers may
 
 
 def read_edits(request: Request, capabilities: str) -> EditRequest:
@@ -82,7 +85,14 @@ def read_edits(request: Request, capabilities: str) -> EditRequest:
         if items and capability not in allowed:
             raise operation_refused(f"This operation is not supported: {name}.")
     rollback = params.get("rollbackOnFailure", "true").lower() != "false"
-    return EditRequest(adds=adds, updates=updates, deletes=deletes, rollback_on_failure=rollback)
+    background = params.get("async", "false").strip().lower() == "true"
+    return EditRequest(
+        adds=adds,
+        updates=updates,
+        deletes=deletes,
+        rollback_on_failure=rollback,
+        background=background,
+    )
 
 
 # -- applying edits ----------------------------------------------------------------------
@@ -110,16 +120,21 @@ def edit_rows(
     *,
     rollback_on_failure: bool,
     rng: random.Random,
-) -> tuple[dict[str, Results], Rows | None]:
+    next_oid: int,
+) -> tuple[dict[str, Results], Rows]:
     """Apply edits to a copy of *rows*: the per-item results, and the edited rows in
-    object-id order, or None when *rollback_on_failure* undid them all.
+    object-id order. Added features get ids from *next_oid* on (a server never hands out
+    the id of a deleted feature again).
 
-    A bad item fails alone (code 1000); with *rollback_on_failure*, one failure fails
-    every item (code 1025) and nothing is applied. Global ids come from *rng*.
+    A bad item fails alone (code 1000, or 1001 for a missing value a field needs);
+    with *rollback_on_failure*, one failure refuses the whole request as real servers
+    do: a top-level error 400 "Unable to complete operation." whose details give the
+    cause and "Operation rolled back.", no per-item results, nothing applied. Global
+    ids come from *rng*.
     """
     staged = {oid: copy_row(row) for oid, row in rows.items()}
     global_id = next((f["name"] for f in schema.fields if f["type"] == _GLOBAL_ID), None)
-    add_results = _add(schema, staged, adds, global_id, rng)
+    add_results = _add(schema, staged, adds, global_id, rng, next_oid)
     update_results = _update(schema, staged, updates, global_id)
     delete_results = _delete(staged, deletes, global_id)
     results = {
@@ -127,14 +142,10 @@ def edit_rows(
         "updateResults": update_results,
         "deleteResults": delete_results,
     }
-    failed = any(not r["success"] for rs in results.values() for r in rs)
-    if failed and rollback_on_failure:
-        for items in results.values():
-            for item in items:
-                if item["success"]:
-                    item["success"] = False
-                    item["error"] = {"code": 1025, "description": "Operation rolled back."}
-        return results, None
+    failures = [r for rs in results.values() for r in rs if not r["success"]]
+    if failures and rollback_on_failure:
+        cause = failures[0]["error"]["description"]
+        raise Refusal(400, "Unable to complete operation.", [cause, "Operation rolled back."])
     return results, dict(sorted(staged.items()))
 
 
@@ -144,13 +155,13 @@ def _add(
     adds: Sequence[Any],
     global_id: str | None,
     rng: random.Random,
+    next_oid: int,
 ) -> Results:
     results = []
-    next_oid = (max(staged) + 1) if staged else 1
     for feature in adds:
         problem = _problem(schema, feature, updating=False)
         if problem:
-            results.append(_failure(None, 1000, problem))
+            results.append(_failure(None, *problem))
             continue
         attributes = dict(feature.get("attributes") or {})
         attributes[schema.object_id_field] = next_oid
@@ -175,7 +186,7 @@ def _update(
         problem = _problem(schema, feature, updating=True)
         oid = _object_id(feature, schema.object_id_field)
         if problem:
-            results.append(_failure(oid, 1000, problem))
+            results.append(_failure(oid, *problem))
             continue
         if oid not in staged:
             results.append(_failure(oid, 1019, "Object is missing."))
@@ -199,27 +210,48 @@ def _delete(staged: Rows, deletes: Sequence[Any], global_id: str | None) -> Resu
     return results
 
 
-def _problem(schema: LayerSchema, feature: Any, *, updating: bool) -> str | None:
-    """What is wrong with an edited feature, or None."""
+def _problem(schema: LayerSchema, feature: Any, *, updating: bool) -> tuple[int, str] | None:
+    """What is wrong with an edited feature (an error code and description), or None."""
     if not isinstance(feature, Mapping):
-        return f"A feature must be an object, got {type(feature).__name__}."
+        return 1000, f"A feature must be an object, got {type(feature).__name__}."
     attributes = feature.get("attributes", {})
     if not isinstance(attributes, Mapping):
-        return "'attributes' must be an object."
+        return 1000, "'attributes' must be an object."
     if updating and not _is_whole(attributes.get(schema.object_id_field)):
-        return f"An update needs an integer {schema.object_id_field}."
-    types = {f["name"]: f["type"] for f in schema.fields}
-    for name, value in attributes.items():
-        if name not in types:
-            return f"Attribute column not found: {name}"
-        if value is not None and not _fits(types[name], value):
-            return f"Invalid value for field {name}: {value!r}"
+        return 1000, f"An update needs an integer {schema.object_id_field}."
+    problem = _attribute_problem(schema, attributes, updating=updating)
+    if problem:
+        return problem
     geometry = feature.get("geometry")
     if geometry is not None:
         if schema.geometry_type is None:
-            return "This table has no geometry."
+            return 1000, "This table has no geometry."
         if not _geometry_fits(schema.geometry_type, geometry):
-            return f"Invalid geometry for {schema.geometry_type}."
+            return 1000, f"Invalid geometry for {schema.geometry_type}."
+    return None
+
+
+def _attribute_problem(
+    schema: LayerSchema, attributes: Mapping[str, Any], *, updating: bool
+) -> tuple[int, str] | None:
+    """What is wrong with a feature's attributes: unknown fields, values of the wrong
+    type, text longer than its field's ``length``, nulls where a field is not nullable."""
+    fields = {f["name"]: f for f in schema.fields}
+    for name, value in attributes.items():
+        field = fields.get(name)
+        if field is None:
+            return 1000, f"Attribute column not found: {name}"
+        if value is not None and not _fits(field["type"], value):
+            return 1000, f"Invalid value for field {name}: {value!r}"
+        length = field.get("length")
+        text = isinstance(value, str) and field["type"] in _TEXT_TYPES
+        if text and isinstance(length, int) and len(value) > length:
+            return 1000, f"The value of field {name} is longer than its length ({length})."
+    for name, field in fields.items():
+        if field.get("nullable", True) or field["type"] in _MADE_BY_SERVER:
+            continue
+        if attributes.get(name) is None and (name in attributes or not updating):
+            return 1001, f"Field {name} cannot be null."
     return None
 
 

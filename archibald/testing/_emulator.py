@@ -25,11 +25,12 @@ from ._data import GEOMETRY_TYPES, FakeLayer, FakeService
 from ._edits import read_edits
 from ._faults import Faults, fault_answer
 from ._generated import GENERATED_FIELDS, GeometryKind, generate_features
+from ._jobs import EditJobs
 from ._metadata import all_layers, catalog, layer_metadata, portal_info, server_info, service_info
 from ._query import answer_query
 from ._statistics import Counters, FakeStatistics
 from ._tokens import ServerKind, Tokens
-from ._wire import ErrorStyle, Refusal, Request, Response, html_page, json_response
+from ._wire import ErrorStyle, Refusal, Request, Response, html_page, json_response, proxy_page
 
 # Request and Response are also imported from here by the benchmarks (bench/).
 __all__ = ["FakeArcGIS", "FakeStatistics", "Faults", "Request", "Response"]
@@ -37,6 +38,7 @@ __all__ = ["FakeArcGIS", "FakeStatistics", "Faults", "Request", "Response"]
 _JSON_FORMATS = ("json", "pjson")
 _Handler = Callable[[Request], Awaitable[Response]]
 logger = logging.getLogger("archibald.testing")
+_FORBIDDEN = "You do not have permissions to access this resource or perform this operation."
 
 
 class FakeArcGIS:
@@ -74,6 +76,14 @@ class FakeArcGIS:
             ``"standalone"``: no portal; the services take the server's own tokens
             (from ``/<site>/tokens/generateToken``).
         seed: Seeds token values and generated data, so runs are repeatable.
+
+    Attributes:
+        max_body_bytes: The largest request body accepted (None: no limit). A bigger
+            POST gets HTTP 413 "Request Entity Too Large" as an HTML page, with no ArcGIS
+            envelope, as the web server in front of ArcGIS (IIS, nginx) answers: what
+            ArcGIS itself says is not documented.
+        async_edit_seconds: How long an ``async=true`` applyEdits job runs before its
+            status says ``Completed`` (on anyio's clock).
     """
 
     def __init__(
@@ -107,6 +117,10 @@ class FakeArcGIS:
         self._counters = Counters()
         # The token rules read this emulator's settings at each request.
         self._tokens = Tokens(self, rng=self._rng, counters=self._counters)
+        self._read_only_users: set[str] = set()
+        self._jobs = EditJobs(self._rng)
+        self.max_body_bytes: int | None = None
+        self.async_edit_seconds: float = 2.0
 
     # -- URLs --------------------------------------------------------------------------
 
@@ -132,9 +146,17 @@ class FakeArcGIS:
 
     # -- set-up ------------------------------------------------------------------------
 
-    def add_user(self, username: str, password: str) -> None:
-        """Let *username* sign in with *password* through generateToken."""
+    def add_user(self, username: str, password: str, *, can_edit: bool = True) -> None:
+        """Let *username* sign in with *password* through generateToken.
+
+        A user who cannot edit (*can_edit* False, as an ArcGIS Online viewer) reads
+        every service it may read, and gets error 403 from applyEdits.
+        """
         self._tokens.add_user(username, password)
+        if can_edit:
+            self._read_only_users.discard(username)
+        else:
+            self._read_only_users.add(username)
 
     def add_app(self, client_id: str, client_secret: str) -> None:
         """Let an app sign in through oauth2/token (client_credentials)."""
@@ -364,6 +386,8 @@ class FakeArcGIS:
         if fault is not None:
             self._counters.faults_injected += 1
             return fault
+        if self._too_big(request):
+            return proxy_page(413, "Request Entity Too Large")
         fmt = request.params.get("f", "html").lower()
         if fmt not in (*_JSON_FORMATS, "geojson", "pbf") and endpoint != "attachments":
             return html_page(request.path)
@@ -409,6 +433,8 @@ class FakeArcGIS:
                     return "service", functools.partial(self._service_info, service)
                 if tail == ["layers"]:
                     return "service", functools.partial(self._all_layers, service)
+                if tail[0] == "jobs" and len(tail) == 3 and service.kind == "FeatureServer":
+                    return "jobs", functools.partial(self._job, service, tail[1], tail[2])
                 is_id = tail[0].isascii() and tail[0].isdecimal()
                 layer = service.layers.get(int(tail[0])) if is_id else None
                 if layer is None:
@@ -480,15 +506,40 @@ class FakeArcGIS:
         self, service: FakeService, layer: FakeLayer, request: Request
     ) -> Response:
         self._tokens.authorize(request, service)
+        if self._tokens.user(request) in self._read_only_users:
+            raise Refusal(403, _FORBIDDEN, [], "GWM_0003")
         edits = read_edits(request, layer.capabilities)
-        results = layer.apply_edits(
-            edits.adds,
-            edits.updates,
-            edits.deletes,
-            rollback_on_failure=edits.rollback_on_failure,
-            rng=self._rng,
-        )
-        return json_response(results)
+        try:
+            body: dict[str, Any] = layer.apply_edits(
+                edits.adds,
+                edits.updates,
+                edits.deletes,
+                rollback_on_failure=edits.rollback_on_failure,
+                rng=self._rng,
+            )
+        except Refusal as refusal:
+            if not (edits.background and layer.supports_async_apply_edits):
+                raise
+            body = {"error": {"code": refusal.code, "message": refusal.message,
+                              "details": refusal.details}}  # fmt: skip
+        if edits.background and layer.supports_async_apply_edits:
+            service_url = layer.url.rsplit("/", 1)[0]
+            return json_response(
+                self._jobs.start(request, service_url, body, self.async_edit_seconds)
+            )
+        return json_response(body)
+
+    async def _job(
+        self, service: FakeService, job_id: str, what: str, request: Request
+    ) -> Response:
+        self._tokens.authorize(request, service)
+        return json_response(self._jobs.answer(request, job_id, what))
+
+    def _too_big(self, request: Request) -> bool:
+        if self.max_body_bytes is None or request.method != "POST":
+            return False
+        size = request.headers.get("content-length", "")
+        return size.isdecimal() and int(size) > self.max_body_bytes
 
     async def _attachments(
         self, service: FakeService, layer: FakeLayer, parts: list[str], request: Request

@@ -141,6 +141,10 @@ def layer_metadata(layer: FakeLayer) -> dict[str, Any]:
             "supportsQueryAttachments": layer.has_attachments and layer.supports_query_attachments,
         },
         "hasAttachments": layer.has_attachments,
+        "supportsRollbackOnFailureParameter": True,
+        "advancedEditingCapabilities": {
+            "supportsAsyncApplyEdits": layer.supports_async_apply_edits,
+        },
         **_subtypes(layer),
         "spatialReference": layer.spatial_reference,
     }

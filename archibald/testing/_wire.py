@@ -51,6 +51,7 @@ ENDPOINTS = frozenset(
         "query",
         "applyEdits",
         "attachments",
+        "jobs",
     }
 )
 _FORM = "application/x-www-form-urlencoded"
