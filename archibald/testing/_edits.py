@@ -110,16 +110,18 @@ def edit_rows(
     *,
     rollback_on_failure: bool,
     rng: random.Random,
+    next_oid: int | None = None,
 ) -> tuple[dict[str, Results], Rows | None]:
     """Apply edits to a copy of *rows*: the per-item results, and the edited rows in
     object-id order, or None when *rollback_on_failure* undid them all.
 
     A bad item fails alone (code 1000); with *rollback_on_failure*, one failure fails
-    every item (code 1025) and nothing is applied. Global ids come from *rng*.
+    every item (code 1025) and nothing is applied. Global ids come from *rng*; new
+    object ids from *next_oid* (default: one above the highest row).
     """
     staged = {oid: copy_row(row) for oid, row in rows.items()}
     global_id = next((f["name"] for f in schema.fields if f["type"] == _GLOBAL_ID), None)
-    add_results = _add(schema, staged, adds, global_id, rng)
+    add_results = _add(schema, staged, adds, global_id, rng, next_oid)
     update_results = _update(schema, staged, updates, global_id)
     delete_results = _delete(staged, deletes, global_id)
     results = {
@@ -144,9 +146,11 @@ def _add(
     adds: Sequence[Any],
     global_id: str | None,
     rng: random.Random,
+    next_oid: int | None,
 ) -> Results:
     results = []
-    next_oid = (max(staged) + 1) if staged else 1
+    if next_oid is None:
+        next_oid = (max(staged) + 1) if staged else 1
     for feature in adds:
         problem = _problem(schema, feature, updating=False)
         if problem:

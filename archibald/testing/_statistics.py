@@ -16,7 +16,8 @@ class FakeStatistics:
 
     Attributes:
         requests: Requests per endpoint (``generateToken``, ``oauth2/token``, ``info``,
-            ``catalog``, ``service``, ``layer``, ``query``, ``applyEdits``, ``unknown``).
+            ``catalog``, ``service``, ``layer``, ``query``, ``applyEdits``, ``extractChanges``,
+            ``unknown``).
         tokens_issued: Tokens handed out by generateToken and oauth2/token.
         rejected_498: Requests answered 498 (invalid or expired token).
         rejected_499: Requests answered 499 (token required).

@@ -194,6 +194,12 @@ class Tokens:
         ):
             raise Refusal(403, _FORBIDDEN, [], "GWM_0003")
 
+    def editor(self, request: Request) -> str | None:
+        """Who edits through *request*: its valid token's user (or app), else None."""
+        token = _presented(request)
+        record = self._valid(token, request) if token is not None else None
+        return record.subject if record is not None else None
+
     def signed_in(self, request: Request) -> bool:
         """Whether *request* carries a token; refused if that token is not valid here."""
         token = _presented(request)

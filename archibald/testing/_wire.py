@@ -38,7 +38,17 @@ ErrorStyle = Literal["body", "http"]
 
 # The endpoints as FakeStatistics counts them and faults name them ("unknown" aside).
 ENDPOINTS = frozenset(
-    {"generateToken", "oauth2/token", "info", "catalog", "service", "layer", "query", "applyEdits"}
+    {
+        "generateToken",
+        "oauth2/token",
+        "info",
+        "catalog",
+        "service",
+        "layer",
+        "query",
+        "applyEdits",
+        "extractChanges",
+    }
 )
 _FORM = "application/x-www-form-urlencoded"
 
