@@ -83,7 +83,7 @@ class EditingControls:
         """
         target = self._find_layer(layer)
         try:
-            results = self.apply_tracked_edits(
+            results = self._apply_tracked_edits(
                 target,
                 list(adds),
                 list(updates),
@@ -146,13 +146,13 @@ class EditingControls:
 
     # -- what the emulator uses ---------------------------------------------------------
 
-    def start_tracking(self, layer: FakeLayer) -> None:
+    def _start_tracking(self, layer: FakeLayer) -> None:
         """Start a new layer's change log and edit dates now."""
         gen, now = self._next_gen(), self.now_ms()
         layer.tracking.changes = ChangeLog(min_server_gen=gen, server_gen=gen)
         layer.tracking.data_last_edit_date = layer.tracking.schema_last_edit_date = now
 
-    def track_editors(self, layer: FakeLayer) -> None:
+    def _track_editors(self, layer: FakeLayer) -> None:
         """Give *layer* the editor-tracking fields, stamping its features as created now."""
         names = {role: spec["name"] for role, spec in EDITOR_FIELDS.items()}
         existing = {f["name"] for f in layer.fields}
@@ -169,7 +169,7 @@ class EditingControls:
                 attributes.setdefault(names[role], value)
         layer.changed()
 
-    def refuse_untracked(self, service: FakeService) -> None:
+    def _refuse_untracked(self, service: FakeService) -> None:
         """Refuse extractChanges on a service without ``ChangeTracking``."""
         if not tracks_changes(list(service.layers.values())):
             raise Refusal(
@@ -178,7 +178,7 @@ class EditingControls:
                 ["The service does not have the ChangeTracking capability."],
             )
 
-    def apply_tracked_edits(
+    def _apply_tracked_edits(
         self,
         layer: FakeLayer,
         adds: Sequence[Any],

@@ -231,7 +231,7 @@ class FakeArcGIS(EditingControls):
             first_oid=first_oid,
         )
         if editor_tracking:
-            self.track_editors(layer)
+            self._track_editors(layer)
         return layer
 
     def add_map_layer(  # noqa: PLR0913  (public: one keyword per layer setting)
@@ -317,7 +317,7 @@ class FakeArcGIS(EditingControls):
                 )
             assert features is not None  # exactly one of count and features, as checked above
             layer.load(features)
-        self.start_tracking(layer)
+        self._start_tracking(layer)
         service.layers[layer_id] = layer
         return layer
 
@@ -525,7 +525,7 @@ class FakeArcGIS(EditingControls):
     ) -> Response:
         self._tokens.authorize(request, service)
         edits = read_edits(request, layer.capabilities)
-        results = self.apply_tracked_edits(
+        results = self._apply_tracked_edits(
             layer,
             edits.adds,
             edits.updates,
@@ -538,7 +538,7 @@ class FakeArcGIS(EditingControls):
 
     async def _extract_changes(self, service: FakeService, request: Request) -> Response:
         self._tokens.authorize(request, service)
-        self.refuse_untracked(service)
+        self._refuse_untracked(service)
         return json_response(extract_changes(service.layers, request, extracted_feature))
 
     async def _unknown(self, request: Request) -> Response:
