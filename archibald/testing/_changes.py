@@ -45,7 +45,8 @@ __all__ = [
 
 ChangeKind = Literal["add", "update", "delete"]
 
-# The editor name an edit without a token records (ArcGIS Server's name for anonymous).
+# The editor an edit without a token records: the name ArcGIS Server is known to use for
+# anonymous editors (Esri's REST docs do not say; a choice of FakeArcGIS).
 ANONYMOUS_EDITOR = "esri_anonymous"
 
 # The editor-tracking fields of a hosted layer, in editFieldsInfo's terms.
