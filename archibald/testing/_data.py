@@ -18,6 +18,7 @@ import attrs
 
 from .._validate import is_number
 from ._attachments import AttachmentStore
+from ._changes import ChangeLog, LayerTracking
 from ._edits import copy_row, edit_rows
 from ._generated import GeometryKind, LazyRows
 from ._where import compile_where
@@ -95,6 +96,8 @@ class FakeLayer:
             of it answers when it gives up waiting; ``"truncate"``, the lowest
             *id_list_limit* ids with ``"exceededTransferLimit": true``. Each counts in
             `FakeStatistics.faults_injected`.
+        tracking: Its change log, editor-tracking fields and edit dates (change the
+            layer through `FakeArcGIS.edit` and `FakeArcGIS.add_field` to keep it true).
     """
 
     id: int
@@ -125,11 +128,14 @@ class FakeLayer:
     id_list_failure: Literal["error", "timeout", "truncate"] = attrs.field(
         default="error", validator=attrs.validators.in_(("error", "timeout", "truncate"))
     )
+    tracking: LayerTracking = attrs.field(
+        factory=lambda: LayerTracking(changes=ChangeLog(min_server_gen=0, server_gen=0)),
+        repr=False,
+    )
     _rows: dict[int, dict[str, Any]] = attrs.field(factory=dict, repr=False)
     _lazy: LazyRows | None = attrs.field(default=None, repr=False, init=False)
     _version: int = attrs.field(default=0, repr=False)
     # The highest object id ever given: a deleted feature's id is never given again.
-    _last_oid: int = attrs.field(default=0, repr=False)
     _matches: dict[tuple[Any, ...], Sequence[int]] = attrs.field(factory=dict, repr=False)
     _fragments: dict[tuple[Any, ...], dict[int, bytes]] = attrs.field(factory=dict, repr=False)
     # (version, bounds): a server keeps its layer's extent, it does not scan every feature
@@ -297,9 +303,11 @@ class FakeLayer:
         return self._rows[oid]
 
     def next_object_id(self) -> int:
+        """The id the next added feature gets: never one given before, even if deleted."""
         if self._lazy is not None:
             return self._lazy.ids.stop
-        return max(self._last_oid, max(self._rows, default=0)) + 1
+        highest = max(self._rows, default=0)
+        return max(highest, self.tracking.high_water_oid) + 1
 
     def apply_edits(
         self,
@@ -333,7 +341,7 @@ class FakeLayer:
             rng=rng,
             next_oid=next_oid,
         )
-        self._last_oid = max(next_oid - 1, max(rows, default=0))
+        self.tracking.high_water_oid = max(max(rows, default=0), self.next_object_id() - 1)
         self._rows = rows
         self.attachments.keep_only(rows)  # a deleted feature's attachments go with it
         self._changed()
@@ -355,6 +363,10 @@ class FakeLayer:
         elif self._lazy is not None and len(cache) >= _LAZY_PAGES_KEPT * self.max_record_count:
             cache.clear()
         return cache
+
+    def changed(self) -> None:
+        """Forget cached matches and encodings (after a change of fields or rows)."""
+        self._changed()
 
     def _changed(self) -> None:
         self._version += 1

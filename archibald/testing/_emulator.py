@@ -10,6 +10,7 @@ hour passes at once.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import logging
 import random
@@ -17,20 +18,32 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal
 
+import anyio
 import httpx
 
 from . import _adaptors
 from ._attachments import answer_attachments, is_attachment_path
+from ._changes import ANONYMOUS_EDITOR, extract_changes
+from ._control import EditingControls
 from ._data import GEOMETRY_TYPES, FakeLayer, FakeService
 from ._edits import read_edits
 from ._faults import Faults, fault_answer
 from ._generated import GENERATED_FIELDS, GeometryKind, generate_features
 from ._jobs import EditJobs
 from ._metadata import all_layers, catalog, layer_metadata, portal_info, server_info, service_info
-from ._query import answer_query
+from ._query import answer_query, extracted_feature
 from ._statistics import Counters, FakeStatistics
 from ._tokens import ServerKind, Tokens
-from ._wire import ErrorStyle, Refusal, Request, Response, html_page, json_response, proxy_page
+from ._wire import (
+    ErrorStyle,
+    Refusal,
+    Request,
+    Response,
+    html_page,
+    is_true,
+    json_response,
+    proxy_page,
+)
 
 # Request and Response are also imported from here by the benchmarks (bench/).
 __all__ = ["FakeArcGIS", "FakeStatistics", "Faults", "Request", "Response"]
@@ -41,7 +54,10 @@ logger = logging.getLogger("archibald.testing")
 _FORBIDDEN = "You do not have permissions to access this resource or perform this operation."
 
 
-class FakeArcGIS:
+_EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+
+
+class FakeArcGIS(EditingControls):
     """An in-memory ArcGIS Online/Enterprise emulator for tests, demos and benchmarks.
 
     It emulates a portal (``/sharing/rest``: generateToken, oauth2/token, info) and an
@@ -76,6 +92,8 @@ class FakeArcGIS:
             ``"standalone"``: no portal; the services take the server's own tokens
             (from ``/<site>/tokens/generateToken``).
         seed: Seeds token values and generated data, so runs are repeatable.
+        epoch: The wall-clock time at virtual time 0 (see `now_ms`): edit dates and
+            change-tracking generations count from it, in epoch milliseconds.
 
     Attributes:
         max_body_bytes: The largest request body accepted (None: no limit). A bigger
@@ -84,6 +102,9 @@ class FakeArcGIS:
             ArcGIS itself says is not documented.
         async_edit_seconds: How long an ``async=true`` applyEdits job runs before its
             status says ``Completed`` (on anyio's clock).
+        clock_skew_ms: Added to the wall clock for edit dates (editor tracking and
+            ``editingInfo``), not for change-tracking generations: a server whose
+            clock is behind (negative) or ahead. 0 by default.
     """
 
     def __init__(
@@ -95,7 +116,10 @@ class FakeArcGIS:
         max_token_minutes: float = 20160,
         server: ServerKind = "hosted",
         seed: int = 0,
+        epoch: datetime.datetime = _EPOCH,
     ) -> None:
+        if epoch.tzinfo is None:
+            raise ValueError("epoch must be timezone-aware, e.g. datetime(2026, 1, 1, tzinfo=UTC)")
         if error_style not in ("body", "http"):
             raise ValueError(f"error_style must be 'body' or 'http', got {error_style!r}")
         self.origin = origin.rstrip("/")
@@ -121,6 +145,9 @@ class FakeArcGIS:
         self._jobs = EditJobs(self._rng)
         self.max_body_bytes: int | None = None
         self.async_edit_seconds: float = 2.0
+        self._epoch_ms = round(epoch.timestamp() * 1000)
+        self.clock_skew_ms = 0
+        self._last_gen = 0
 
     # -- URLs --------------------------------------------------------------------------
 
@@ -184,6 +211,8 @@ class FakeArcGIS:
         lazy: bool = False,
         first_oid: int = 1,
         has_attachments: bool = False,
+        change_tracking: bool = False,
+        editor_tracking: bool = False,
     ) -> FakeLayer:
         """Add a FeatureServer layer, generated (*count*) or from your *features*.
 
@@ -208,7 +237,15 @@ class FakeArcGIS:
             first_oid: The object id of the first generated feature.
             has_attachments: Whether its features may have attachments (see
                 `FakeLayer` for the other attachment settings).
+            change_tracking: Add ``ChangeTracking`` to the layer's capabilities; the
+                service has it (``extractChanges``, ``changeTrackingInfo``) when all
+                its layers do, as on real servers.
+            editor_tracking: Add the fields ``created_user``, ``created_date``,
+                ``last_edited_user`` and ``last_edited_date`` (``editFieldsInfo``),
+                stamped by every add and update; the features given now are stamped
+                as created now by ``esri_anonymous`` unless they carry values.
         """
+        capabilities = "Create,Delete,Query,Update,Editing" if editable else "Query"
         layer = self._add_layer(
             service,
             kind="FeatureServer",
@@ -221,12 +258,14 @@ class FakeArcGIS:
             object_id_field=object_id_field,
             max_record_count=max_record_count,
             secured=secured,
-            capabilities="Create,Delete,Query,Update,Editing" if editable else "Query",
+            capabilities=capabilities + (",ChangeTracking" if change_tracking else ""),
             seed=seed,
             lazy=lazy,
             first_oid=first_oid,
         )
         layer.has_attachments = has_attachments
+        if editor_tracking:
+            self._track_editors(layer)
         return layer
 
     def add_map_layer(  # noqa: PLR0913  (public: one keyword per layer setting)
@@ -312,6 +351,7 @@ class FakeArcGIS:
                 )
             assert features is not None  # exactly one of count and features, as checked above
             layer.load(features)
+        self._start_tracking(layer)
         service.layers[layer_id] = layer
         return layer
 
@@ -352,6 +392,26 @@ class FakeArcGIS:
         (``pip install 'archibald[server]'``). Runs under Trio and asyncio.
         """
         return _adaptors.serve(self)
+
+    # -- the wall clock ----------------------------------------------------------------
+
+    def now_ms(self) -> int:
+        """The emulator's wall clock in epoch milliseconds, skew included: *epoch* plus
+        anyio's clock (virtual time under Trio's MockClock or `AutojumpEventLoop`, so
+        days pass at once) plus `clock_skew_ms`. Outside an event loop, *epoch*."""
+        return self._true_ms() + self.clock_skew_ms
+
+    def _true_ms(self) -> int:
+        try:
+            elapsed = anyio.current_time()
+        except anyio.NoEventLoopError:
+            elapsed = 0.0
+        return self._epoch_ms + int(elapsed * 1000)
+
+    def _next_gen(self) -> int:
+        """A new change-tracking generation: the true wall clock in ms, always increasing."""
+        self._last_gen = max(self._true_ms(), self._last_gen + 1)
+        return self._last_gen
 
     # -- switches and counters ---------------------------------------------------------
 
@@ -424,23 +484,27 @@ class FakeArcGIS:
     def _route_services(self, parts: list[str]) -> tuple[str, _Handler]:
         for index, part in enumerate(parts):
             if part in ("FeatureServer", "MapServer"):
-                key = "/".join(parts[: index + 1])
-                service = self.services.get(key)
-                tail = parts[index + 1 :]
+                service = self.services.get("/".join(parts[: index + 1]))
                 if service is None:
                     return "service", self._unknown
-                if not tail:
-                    return "service", functools.partial(self._service_info, service)
-                if tail == ["layers"]:
-                    return "service", functools.partial(self._all_layers, service)
-                if tail[0] == "jobs" and len(tail) == 3 and service.kind == "FeatureServer":
-                    return "jobs", functools.partial(self._job, service, tail[1], tail[2])
-                is_id = tail[0].isascii() and tail[0].isdecimal()
-                layer = service.layers.get(int(tail[0])) if is_id else None
-                if layer is None:
-                    return "layer", self._unknown
-                return self._route_layer(service, layer, tail[1:])
+                return self._route_service(service, parts[index + 1 :])
         return "catalog", functools.partial(self._catalog, "/".join(parts))
+
+    def _route_service(self, service: FakeService, tail: list[str]) -> tuple[str, _Handler]:
+        """The endpoint that *tail* (the path below a service) names, and its handler."""
+        if not tail:
+            return "service", functools.partial(self._service_info, service)
+        if tail == ["layers"]:
+            return "service", functools.partial(self._all_layers, service)
+        if tail == ["extractChanges"] and service.kind == "FeatureServer":
+            return "extractChanges", functools.partial(self._extract_changes, service)
+        if tail[0] == "jobs" and len(tail) == 3 and service.kind == "FeatureServer":
+            return "jobs", functools.partial(self._job, service, tail[1], tail[2])
+        is_id = tail[0].isascii() and tail[0].isdecimal()
+        layer = service.layers.get(int(tail[0])) if is_id else None
+        if layer is None:
+            return "layer", self._unknown
+        return self._route_layer(service, layer, tail[1:])
 
     def _route_layer(
         self, service: FakeService, layer: FakeLayer, rest: list[str]
@@ -486,7 +550,8 @@ class FakeArcGIS:
 
     async def _service_info(self, service: FakeService, request: Request) -> Response:
         self._tokens.authorize(request, service)
-        return json_response(service_info(service))
+        updates = is_true(request.params.get("returnUpdates"))
+        return json_response(service_info(service, return_updates=updates))
 
     async def _all_layers(self, service: FakeService, request: Request) -> Response:
         self._tokens.authorize(request, service)
@@ -506,16 +571,18 @@ class FakeArcGIS:
         self, service: FakeService, layer: FakeLayer, request: Request
     ) -> Response:
         self._tokens.authorize(request, service)
-        if self._tokens.user(request) in self._read_only_users:
+        if self._tokens.editor(request) in self._read_only_users:
             raise Refusal(403, _FORBIDDEN, [], "GWM_0003")
         edits = read_edits(request, layer.capabilities)
         try:
-            body: dict[str, Any] = layer.apply_edits(
+            body: dict[str, Any] = self._apply_tracked_edits(
+                layer,
                 edits.adds,
                 edits.updates,
                 edits.deletes,
                 rollback_on_failure=edits.rollback_on_failure,
-                rng=self._rng,
+                user=self._tokens.editor(request) or ANONYMOUS_EDITOR,
+                at_ms=None,
             )
         except Refusal as refusal:
             if not (edits.background and layer.supports_async_apply_edits):
@@ -546,6 +613,11 @@ class FakeArcGIS:
     ) -> Response:
         self._tokens.authorize(request, service)
         return answer_attachments(layer, parts, request, rng=self._rng)
+
+    async def _extract_changes(self, service: FakeService, request: Request) -> Response:
+        self._tokens.authorize(request, service)
+        self._refuse_untracked(service)
+        return json_response(extract_changes(service.layers, request, extracted_feature))
 
     async def _unknown(self, request: Request) -> Response:
         raise Refusal(400, "Invalid URL", ["Invalid URL"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ._changes import change_tracking_info, extract_changes_capabilities, tracks_changes
 from ._data import FakeLayer, FakeService
 from ._tokens import ServerKind
 from ._wire import Refusal, Request
@@ -77,8 +78,9 @@ def catalog(services: Iterable[FakeService], folder: str, *, signed_in: bool) ->
     return {"currentVersion": CURRENT_VERSION, "folders": sorted(folders), "services": listed}
 
 
-def service_info(service: FakeService) -> dict[str, Any]:
-    """A FeatureServer's or MapServer's metadata."""
+def service_info(service: FakeService, *, return_updates: bool = False) -> dict[str, Any]:
+    """A FeatureServer's or MapServer's metadata; with *return_updates*, a service with
+    ``ChangeTracking`` adds its ``changeTrackingInfo``."""
     layers = list(service.layers.values())
     extents = [layer.extent() for layer in layers if layer.geometry_type]
     body: dict[str, Any] = {
@@ -99,6 +101,10 @@ def service_info(service: FakeService) -> dict[str, Any]:
     }
     if extents:
         body["fullExtent"] = body["initialExtent"] = extents[0]
+    if service.kind == "FeatureServer" and tracks_changes(layers):
+        body["extractChangesCapabilities"] = extract_changes_capabilities()
+        if return_updates:
+            body["changeTrackingInfo"] = change_tracking_info(layers)
     if service.kind == "MapServer":
         body["mapName"] = service.name.rsplit("/", 1)[-1]
     return body
@@ -145,6 +151,8 @@ def layer_metadata(layer: FakeLayer) -> dict[str, Any]:
         "advancedEditingCapabilities": {
             "supportsAsyncApplyEdits": layer.supports_async_apply_edits,
         },
+        "editFieldsInfo": layer.tracking.edit_fields_info(),
+        "editingInfo": layer.tracking.editing_info(),
         **_subtypes(layer),
         "spatialReference": layer.spatial_reference,
     }

@@ -34,7 +34,7 @@ from ._wire import (
     with_features,
 )
 
-__all__ = ["answer_query", "statistics"]
+__all__ = ["answer_query", "extracted_feature", "statistics"]
 
 # Query parameters FakeArcGIS does not implement: refused, rather than silently ignored.
 _UNSUPPORTED_QUERY_PARAMETERS = (
@@ -238,6 +238,13 @@ def _feature(layer: FakeLayer, oid: int, shape: _Shape) -> dict[str, Any]:
             to_wgs84 = shape.out_sr.get("wkid") == 4326
             feature["geometry"] = (wgs84 if to_wgs84 else web_mercator)(row["geometry"])
     return feature
+
+
+def extracted_feature(layer: FakeLayer, oid: int, geometry: bool) -> dict[str, Any]:
+    """One feature as extractChanges returns it: every field, and its geometry if asked."""
+    fields = tuple(f["name"] for f in layer.fields)
+    shape = _Shape(out_fields=fields, geometry=geometry, out_sr=None, geojson=False)
+    return _feature(layer, oid, shape)
 
 
 def _out_fields(layer: FakeLayer, value: str | None) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ class FakeStatistics:
     Attributes:
         requests: Requests per endpoint (``generateToken``, ``oauth2/token``, ``info``,
             ``catalog``, ``service``, ``layer``, ``query``, ``applyEdits``, ``attachments``,
+            ``extractChanges``,
             ``unknown``).
         tokens_issued: Tokens handed out by generateToken and oauth2/token.
         rejected_498: Requests answered 498 (invalid or expired token).

@@ -194,10 +194,11 @@ class Tokens:
         ):
             raise Refusal(403, _FORBIDDEN, [], "GWM_0003")
 
-    def user(self, request: Request) -> str | None:
-        """Who signed *request* in (the token's user or app), or None without a token."""
+    def editor(self, request: Request) -> str | None:
+        """Who edits through *request*: its valid token's user (or app), else None."""
         token = _presented(request)
-        return None if token is None else self._accepted(token, request).subject
+        record = self._valid(token, request) if token is not None else None
+        return record.subject if record is not None else None
 
     def signed_in(self, request: Request) -> bool:
         """Whether *request* carries a token; refused if that token is not valid here."""

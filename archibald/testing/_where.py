@@ -12,7 +12,7 @@ Grammar (keywords are case-insensitive)::
     between    := ["NOT"] "BETWEEN" value "AND" value
     like       := ["NOT"] "LIKE" value          ("%" any run, "_" any one character)
     is-null    := "IS" ["NOT"] "NULL"
-    value      := number | 'string' | DATE 'YYYY-MM-DD[ HH:MM:SS]' | TIMESTAMP '...'
+    value      := number | 'string' | DATE 'YYYY-MM-DD[ HH:MM:SS[.fff]]' | TIMESTAMP '...'
                 | field | UPPER(value) | LOWER(value) | "(" expr ")"
 
 Comparisons follow SQL's three-valued logic: anything compared with NULL is unknown, and
@@ -106,7 +106,7 @@ def _like_pattern(pattern: str) -> re.Pattern[str]:
 
 
 def _date_literal(text: str) -> int:
-    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"):
+    for fmt in ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"):
         try:
             moment = dt.datetime.strptime(text, fmt).replace(tzinfo=dt.UTC)
         except ValueError:

@@ -52,6 +52,7 @@ ENDPOINTS = frozenset(
         "applyEdits",
         "attachments",
         "jobs",
+        "extractChanges",
     }
 )
 _FORM = "application/x-www-form-urlencoded"
