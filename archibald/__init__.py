@@ -59,6 +59,8 @@ from .layers import Page as Page
 from .layers import PageStream as PageStream
 from .layers import Partition as Partition
 from .layers import QueryResult as QueryResult
+from .sync import LayerMirror as LayerMirror
+from .sync import SyncReport as SyncReport
 
 __all__ = [
     "APIKey",
@@ -91,6 +93,7 @@ __all__ = [
     "LayerCapabilityError",
     "LifecycleError",
     "LayerInfo",
+    "LayerMirror",
     "MapLayer",
     "MapService",
     "NetworkError",
@@ -104,6 +107,7 @@ __all__ = [
     "RetryPolicy",
     "ServiceError",
     "SignIn",
+    "SyncReport",
     "TokenExpiredError",
     "TokenMissingError",
     "TokenPlacement",

@@ -1,4 +1,4 @@
-"""The ``archibald`` command line: dump, load, info, demo and serve-fake, on Trio.
+"""The ``archibald`` command line: dump, sync, load, info, demo and serve-fake, on Trio.
 
 Each command parses its options with click, then runs one async function under
 ``trio.run``. Errors that archibald knows (bad URL, refused credentials, missing layer,
@@ -31,6 +31,7 @@ from ._cli_common import (
 from ._cli_dump import dump, write_pages
 from ._cli_load import load
 from ._cli_output import Failure, Writer
+from ._cli_sync import sync
 from ._client import ArchieClient
 from .auth import UserTokenAuth
 from .config import TokenPolicy
@@ -53,6 +54,7 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 main.add_command(dump)
+main.add_command(sync)
 main.add_command(load)
 
 

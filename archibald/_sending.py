@@ -37,6 +37,7 @@ Params = Mapping[str, Any]
 READ_OPERATIONS = frozenset(
     {
         "query",
+        "extractChanges",
         "queryRelatedRecords",
         "queryAttachments",
         "queryDomains",

@@ -23,6 +23,7 @@ from ..exceptions import IncompleteResultError, InvalidParameterError
 __all__ = [
     "IdRange",
     "after_clause",
+    "and_clause",
     "Partition",
     "Statistics",
     "id_statistics",
@@ -118,16 +119,19 @@ class Partition:
         return cls(**{name: data[name] for name in names})
 
 
+def and_clause(where: str, clause: str) -> str:
+    """``(where) AND clause``; just *clause* when *where* matches everything."""
+    return clause if where.strip() in ("", "1=1") else f"({where}) AND {clause}"
+
+
 def range_clause(where: str, id_field: str, first: int, last: int) -> str:
     """``(where) AND OID >= first AND OID <= last``; just the range for ``1=1``."""
-    in_range = f"{id_field} >= {first} AND {id_field} <= {last}"
-    return in_range if where.strip() in ("", "1=1") else f"({where}) AND {in_range}"
+    return and_clause(where, f"{id_field} >= {first} AND {id_field} <= {last}")
 
 
 def after_clause(where: str, id_field: str, last: int) -> str:
     """``(where) AND OID > last``: what is left of a crawl that delivered up to *last*."""
-    after = f"{id_field} > {last}"
-    return after if where.strip() in ("", "1=1") else f"({where}) AND {after}"
+    return and_clause(where, f"{id_field} > {last}")
 
 
 async def id_statistics(

@@ -60,6 +60,11 @@ class LayerBase:
         return self._url
 
     @property
+    def client(self) -> ArchieClient:
+        """The client the layer sends its requests with."""
+        return self._client
+
+    @property
     def layer_id(self) -> int:
         """The layer id."""
         return self._layer_id
@@ -67,10 +72,11 @@ class LayerBase:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._url!r})"
 
-    async def info(self) -> LayerInfo:
-        """The layer's metadata, fetched on first use and cached."""
+    async def info(self, *, refresh: bool = False) -> LayerInfo:
+        """The layer's metadata, fetched on first use and cached; *refresh* fetches it
+        again (a long-lived program that must see a changed schema)."""
         async with self._info_lock:
-            if self._info is None:
+            if self._info is None or refresh:
                 metadata = await self._client.get_json(self._path)
                 self._info = LayerInfo.from_metadata(metadata, self._url)
         return self._info
