@@ -36,7 +36,7 @@ def parse_duration(text: str) -> float:
         raise ValueError(f"{text!r} is not a duration such as 30s, 15m, 1h30m or 1d")
     seconds = sum(float(n) * _UNITS[u] for n, u in parts)
     if seconds <= 0:
-        raise ValueError(f"{text!r} is not a duration longer than zero")
+        raise ValueError(f"{text!r} is not a duration longer than zero, such as 30s, 15m or 1h")
     return seconds
 
 

@@ -5,7 +5,9 @@ and what it leaves behind when stopped."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import itertools
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +21,23 @@ from archibald import (
     FeatureLayer,
     LayerMirror,
     NoAuth,
+    SyncReport,
+    UserTokenAuth,
 )
 from archibald._geopackage import GeoPackage
 from archibald.testing import FakeArcGIS, FakeLayer
 
+from .test_properties import BACKENDS, run_on
+
 pytestmark = pytest.mark.anyio
+
 
 COUNT = 300
 
 
-def make_fake(*, tracking: bool = True, editors: bool = True, count: int = COUNT) -> FakeArcGIS:
+def make_fake(
+    *, tracking: bool = True, editors: bool = True, count: int = COUNT, secured: bool = False
+) -> FakeArcGIS:
     fake = FakeArcGIS()
     fake.add_feature_layer(
         "Parcels",
@@ -37,6 +46,7 @@ def make_fake(*, tracking: bool = True, editors: bool = True, count: int = COUNT
         max_record_count=100,
         change_tracking=tracking,
         editor_tracking=editors,
+        secured=secured,
     )
     return fake
 
@@ -98,7 +108,9 @@ async def test_each_strategy_applies_adds_updates_and_deletes(
     assert server_of(fake) == copy_of(path)
 
 
-async def test_a_sync_with_nothing_changed_reports_zeros_and_reads_little(tmp_path: Path) -> None:
+async def test_a_sync_with_nothing_changed_reports_zeros_and_reads_little(
+    tmp_path: Path,
+) -> None:
     """No edits since the last sync: zeros by every strategy, and far fewer queries than
     a full copy (the edit-date window re-reads only the last edits, compared)."""
     fake = make_fake(count=3000)
@@ -209,3 +221,59 @@ async def test_a_sync_cancelled_midway_leaves_the_last_copy(tmp_path: Path) -> N
         assert len(copy_of(path)) == COUNT
         await mirror.sync(layer)
     assert server_of(fake) == copy_of(path)
+
+
+def _a_week_of_hourly_syncs() -> Callable[[], Awaitable[tuple[list[SyncReport], Any, Any, int]]]:
+    fake = make_fake(count=200, secured=True)
+    fake.max_token_minutes = 60
+    fake.add_user("crawler", "hunter2")
+    reports: list[SyncReport] = []
+    edits: list[int] = []
+
+    async def edit_now_and_then() -> None:
+        for n in itertools.count():
+            await anyio.sleep(5400)  # every hour and a half
+            rows = layer_of(fake).features
+            oid = rows[n % 50]["attributes"]["OBJECTID"]
+            edits.append(n)
+            fake.edit(
+                layer_of(fake),
+                adds=[{"attributes": {"NAME": f"new {n}"}, "geometry": rows[0]["geometry"]}],
+                updates=[{"attributes": {"OBJECTID": oid, "NAME": f"changed {n}"}}],
+                deletes=[rows[-1]["attributes"]["OBJECTID"]] if n % 3 == 0 else [],
+            )
+
+    async def main() -> tuple[list[SyncReport], Any, Any, int]:
+        auth = UserTokenAuth(
+            "crawler", "hunter2", fake.portal_url, expiration=60, http_client=fake.client()
+        )
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "copy.gpkg"
+            client = ArchieClient(fake.services_url, auth, transport=fake.transport())
+            async with auth, client:
+                layer = FeatureLayer(client, "Parcels", 0)
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(edit_now_and_then)
+                    with anyio.move_on_after(7 * 86400):
+                        await LayerMirror(path).sync_every(layer, 3600, on_report=reports.append)
+                    tg.cancel_scope.cancel()
+                reports.append(await LayerMirror(path).sync(layer))
+                assert server_of(fake) == copy_of(path)
+                return reports, auth.statistics(), client.statistics(), len(edits)
+
+    return main
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_hour_for_a_week_with_one_hour_tokens(backend: str) -> None:
+    """sync_every over a simulated week: every hourly sync ran, by extractChanges, tokens
+    were renewed in the background, and no request waited for one."""
+    reports, tokens, client, edits = run_on(backend, _a_week_of_hourly_syncs())
+    assert len(reports) == 7 * 24 + 1
+    assert {r.strategy for r in reports[1:]} == {"extractChanges"}
+    assert edits >= 7 * 24 * 60 // 90 - 1
+    assert sum(r.added for r in reports[1:]) == edits
+    assert sum(r.updated for r in reports[1:]) == edits
+    assert sum(r.deleted for r in reports[1:]) == len(range(0, edits, 3))
+    assert tokens.fetches >= 7 * 24  # one-hour tokens, renewed ahead of expiry
+    assert (client.token_waits, client.token_rejections) == (0, 0)
