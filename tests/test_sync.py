@@ -277,3 +277,20 @@ def test_every_hour_for_a_week_with_one_hour_tokens(backend: str) -> None:
     assert sum(r.deleted for r in reports[1:]) == len(range(0, edits, 3))
     assert tokens.fetches >= 7 * 24  # one-hour tokens, renewed ahead of expiry
     assert (client.token_waits, client.token_rejections) == (0, 0)
+
+
+async def test_extract_changes_answered_as_a_job_is_followed(tmp_path: Path) -> None:
+    """A server that answers extractChanges with a status URL: polled, then read."""
+    fake = make_fake()
+    fake.extract_changes_as_job = True
+    path = tmp_path / "copy.gpkg"
+    mirror = LayerMirror(path)
+    async with open_layer(fake) as layer:
+        await mirror.sync(layer)
+        some_edits(fake)
+        report = await mirror.sync(layer)
+    assert (report.strategy, report.added, report.updated, report.deleted) == (
+        "extractChanges", 2, 3, 4,
+    )  # fmt: skip
+    assert fake.statistics().requests["jobs"] >= 2  # a status, then the result
+    assert server_of(fake) == copy_of(path)

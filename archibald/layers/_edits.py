@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
+from .._jobs import JobFailed, wait_for_job
 from .._responses import may_have_applied
 from .._validate import is_whole
 from ..exceptions import (
@@ -41,10 +42,6 @@ if TYPE_CHECKING:
 
 __all__ = ["EditOptions", "Editor", "plan_upsert"]
 
-_DONE = frozenset({"completed", "esrijobsucceeded", "succeeded", "success"})
-_FAILED = frozenset({"failed", "esrijobfailed", "cancelled", "esrijobcancelled", "timeout"})
-_FIRST_POLL = 0.5  # seconds before the first status poll; doubled up to _LAST_POLL
-_LAST_POLL = 30.0
 _UPSERT_CHUNK = 200  # keys per lookup query
 
 
@@ -205,31 +202,16 @@ class Editor:
 
     async def _wait_for_job(self, status_url: str) -> dict[str, Any]:
         """Poll a background applyEdits job until it ends; its result's body."""
-        delay = _FIRST_POLL
-        while True:
-            await anyio.sleep(delay)
-            status = await self._client.get_json(url=status_url)
-            state = str(status.get("status", "")).lower()
-            if state in _DONE:
-                result_url = status.get("resultUrl")
-                if not isinstance(result_url, str):
-                    raise ServiceError(None, "a finished job named no resultUrl", url=status_url)
-                try:
-                    return await self._client.get_json(url=result_url)
-                except ArcGISError as exc:  # the job's answer: a refusal, or a rollback
-                    if _rolled_back(exc):
-                        raise
-                    raise _JobFailed(exc) from exc
-            if state in _FAILED:
-                messages = status.get("messages") or status.get("error") or ""
-                raise _JobFailed(
-                    ServiceError(
-                        None,
-                        f"the background applyEdits job ended {state!r} {messages}".strip(),
-                        url=status_url,
-                    )
-                )
-            delay = min(delay * 2, _LAST_POLL)
+        try:
+            result_url = await wait_for_job(self._client, status_url, "background applyEdits")
+        except JobFailed as exc:
+            raise _JobFailed(exc) from exc
+        try:
+            return await self._client.get_json(url=result_url)
+        except ArcGISError as exc:  # the job's answer: a refusal, or a rollback
+            if _rolled_back(exc):
+                raise
+            raise _JobFailed(exc) from exc
 
 
 class _JobFailed(Exception):

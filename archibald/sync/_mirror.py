@@ -40,6 +40,7 @@ __all__ = ["LayerMirror", "SyncReport"]
 _RECORD_KEY = "layer"
 _VERSION = 1
 _KEPT_SYNCS = 100  # the newest syncs listed in the record
+_WGS84 = 4326
 
 
 @attrs.frozen(kw_only=True)
@@ -247,12 +248,15 @@ def _schema(info: LayerInfo) -> dict[str, Any]:
     """What a copy's table is made from: fields, object-id field, geometry, CRS."""
     sr = info.spatial_reference or {}
     wkid = sr.get("latestWkid") or sr.get("wkid")
+    if not isinstance(wkid, int):  # a layer described by WKT alone: copied in WGS84
+        wkid = _WGS84
     return {
         "fields": [dict(f) for f in info.fields],
         "object_id_field": info.object_id_field,
         "geometry_type": info.geometry_type,
-        "wkid": wkid if isinstance(wkid, int) and info.geometry_type else None,
-        "has_z": bool(info.raw.get("hasZ")) and info.geometry_type is not None,
+        "wkid": wkid if info.geometry_type else None,
+        # The crawl asks for 2D geometries (no returnZ): z values are not copied.
+        "has_z": False,
     }
 
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import attrs
 
 from .._geopackage import GeoPackage
+from .._jobs import wait_for_job
 from .._validate import is_whole
 from ..exceptions import ArcGISError, ServiceError
 from ..layers import FeatureLayer, LayerInfo, MapLayer
@@ -263,6 +264,10 @@ async def _by_extract_changes(
                 "dataFormat": "json",
             },
         )
+        status_url = body.get("statusUrl")
+        if isinstance(status_url, str):  # answered as a job, as ArcGIS Online may
+            result_url = await wait_for_job(layer.client, status_url, "extractChanges")
+            body = await layer.client.get_json(url=result_url)
         changed, deleted, new_gen = _read_changes(
             body, layer.layer_id, target.schema["object_id_field"], service_url
         )

@@ -100,8 +100,11 @@ class FakeArcGIS(EditingControls):
             POST gets HTTP 413 "Request Entity Too Large" as an HTML page, with no ArcGIS
             envelope, as the web server in front of ArcGIS (IIS, nginx) answers: what
             ArcGIS itself says is not documented.
-        async_edit_seconds: How long an ``async=true`` applyEdits job runs before its
-            status says ``Completed`` (on anyio's clock).
+        async_edit_seconds: How long an ``async=true`` applyEdits job (or an
+            extractChanges job) runs before its status says ``Completed`` (on anyio's
+            clock).
+        extract_changes_as_job: Answer every extractChanges with a job to poll
+            (``statusUrl``), as ArcGIS Online may, not only those asking ``async=true``.
         clock_skew_ms: Added to the wall clock for edit dates (editor tracking and
             ``editingInfo``), not for change-tracking generations: a server whose
             clock is behind (negative) or ahead. 0 by default.
@@ -145,6 +148,7 @@ class FakeArcGIS(EditingControls):
         self._jobs = EditJobs(self._rng)
         self.max_body_bytes: int | None = None
         self.async_edit_seconds: float = 2.0
+        self.extract_changes_as_job = False
         self._epoch_ms = round(epoch.timestamp() * 1000)
         self.clock_skew_ms = 0
         self._last_gen = 0
@@ -617,7 +621,13 @@ class FakeArcGIS(EditingControls):
     async def _extract_changes(self, service: FakeService, request: Request) -> Response:
         self._tokens.authorize(request, service)
         self._refuse_untracked(service)
-        return json_response(extract_changes(service.layers, request, extracted_feature))
+        body = extract_changes(service.layers, request, extracted_feature)
+        if self.extract_changes_as_job or is_true(request.params.get("async", "")):
+            service_url = f"/{self.site}/rest/services/{service.name}/{service.kind}"
+            return json_response(
+                self._jobs.start(request, service_url, body, self.async_edit_seconds)
+            )
+        return json_response(body)
 
     async def _unknown(self, request: Request) -> Response:
         raise Refusal(400, "Invalid URL", ["Invalid URL"])
