@@ -482,10 +482,17 @@ class GeoPackage:
             self._forget_count(table)
         return deleted
 
-    def object_ids(self, table: str) -> array.array[int]:
-        """The table's object ids, ascending."""
+    def object_ids(
+        self, table: str, first: int | None = None, last: int | None = None
+    ) -> array.array[int]:
+        """The table's object ids (from *first* to *last*, if given), ascending."""
         oid = schema.quote(self._table(table).oid)
-        rows = self._execute(f"SELECT {oid} FROM {schema.quote(table)} ORDER BY {oid}")
+        low = -(2**63) if first is None else first
+        high = 2**63 - 1 if last is None else last
+        rows = self._execute(
+            f"SELECT {oid} FROM {schema.quote(table)} WHERE {oid} BETWEEN ? AND ? ORDER BY {oid}",
+            (low, high),
+        )
         return array.array("q", (value for (value,) in rows))
 
     def features(

@@ -294,3 +294,28 @@ async def test_extract_changes_answered_as_a_job_is_followed(tmp_path: Path) -> 
     )  # fmt: skip
     assert fake.statistics().requests["jobs"] >= 2  # a status, then the result
     assert server_of(fake) == copy_of(path)
+
+
+async def test_deletions_are_found_range_by_range(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By edit date, only the id ranges whose counts differ are listed to find deletions."""
+    monkeypatch.setattr("archibald.sync._strategies._RANGE_SIZE", 500)
+    fake = make_fake(count=3000, tracking=False)
+    path = tmp_path / "copy.gpkg"
+    mirror = LayerMirror(path)
+    async with open_layer(fake) as layer:
+        await mirror.sync(layer)
+        fake.edit(layer_of(fake), deletes=[10, 2900])  # in two of the six ranges
+        listed: list[str] = []
+        real_object_ids = layer.object_ids
+
+        async def object_ids(where: str = "1=1") -> list[int]:
+            listed.append(where)
+            return await real_object_ids(where)
+
+        monkeypatch.setattr(layer, "object_ids", object_ids)
+        report = await mirror.sync(layer)
+    assert (report.strategy, report.deleted) == ("editDate", 2)
+    assert len(listed) == 2
+    assert server_of(fake) == copy_of(path)

@@ -22,7 +22,7 @@ from .._validate import is_whole
 from ..exceptions import ArcGISError, ServiceError
 from ..layers import FeatureLayer, LayerInfo, MapLayer
 from ..layers._model import attribute
-from ..layers._partitions import and_clause
+from ..layers._partitions import and_clause, range_clause
 
 __all__ = [
     "STRATEGIES",
@@ -41,6 +41,7 @@ Strategy = Literal["extractChanges", "editDate", "full"]
 STRATEGIES: tuple[Strategy, ...] = ("extractChanges", "editDate", "full")
 
 _IDS_PER_QUERY = 500  # object ids named in one ``OID IN (...)`` clause
+_RANGE_SIZE = 100_000  # features in an id range whose count is compared with the copy's
 # Edit dates are compared in the zone the layer declares for them; when it is not UTC,
 # the window is widened by the largest offset from UTC, so that no edit is missed.
 _LARGEST_UTC_OFFSET_MS = 14 * 3600 * 1000
@@ -333,17 +334,39 @@ async def _by_edit_date(
     if isinstance(zone, Mapping) and str(zone.get("timeZone", "UTC")).upper() not in ("UTC", ""):
         since -= _LARGEST_UTC_OFFSET_MS
     await _crawl(layer, and_clause(where, f"{field} >= {_timestamp(since)}"), target)
-    local = set(target.gpkg.object_ids(target.table))
-    server = set(await layer.object_ids(where))
-    target.delete(local - server)
-    missing = server - local  # matched the filter without a new edit date
-    await _fetch(layer, where, target, missing)
+    await _reconcile(layer, where, target)
     return Mirrored(
         strategy="editDate",
         server_gen=tracking.server_gen,
         watermark=_newest(watermark, target.newest_edit),
         edit_date_field=field,
     )
+
+
+async def _reconcile(layer: Layer, where: str, target: Target) -> None:
+    """Remove what the server deleted, range by range of object ids.
+
+    Deletions leave no edit date. Once the edited features are copied, the copy holds
+    every feature the server has (each was there at the last sync or was edited since),
+    so an id range that holds as many features on the server (its statistics) as in the
+    copy is whole; only the other ranges are listed and compared, so a layer of millions
+    is never listed in one request. The ranges cover the smallest id to the largest: the
+    copy's ids outside them are gone from the server.
+    """
+    gpkg, table, field = target.gpkg, target.table, target.schema["object_id_field"]
+    parts = await layer.partitions(where, size=_RANGE_SIZE)
+    first = parts[0].first_id if parts else 1
+    last = parts[-1].last_id if parts else 0
+    target.delete([oid for oid in gpkg.object_ids(table) if not first <= oid <= last])
+    for part in parts:
+        local = set(gpkg.object_ids(table, part.first_id, part.last_id))
+        if len(local) == part.count:
+            continue
+        in_range = range_clause(where, field, part.first_id, part.last_id)
+        server = set(await layer.object_ids(in_range))
+        target.delete(local - server)
+        # A feature that matched the filter without a new edit date, to be complete.
+        await _fetch(layer, where, target, server - local)
 
 
 # -- reading features ------------------------------------------------------------------------
