@@ -344,3 +344,37 @@ async def test_upsert_quotes_keys_with_quotes(fake: FakeArcGIS) -> None:
         )
     assert [(0, 11)] == [(r.index, r.object_id) for r in results.updates]
     assert () == results.adds
+
+
+class _RefuseSecondApplyEdits(httpx.AsyncBaseTransport):
+    """The emulator, but the second applyEdits request is refused with an ArcGIS error."""
+
+    def __init__(self, fake: FakeArcGIS) -> None:
+        self.inner, self.seen = fake.transport(), 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/applyEdits"):
+            self.seen += 1
+            if self.seen == 2:
+                error = {"code": 500, "message": "Unable to complete operation.", "details": []}
+                return httpx.Response(200, json={"error": error})
+        return await self.inner.handle_async_request(request)
+
+
+@pytest.mark.parametrize("rollback", [True, False])
+async def test_a_batch_refused_after_others_applied_is_reported_not_raised(
+    fake: FakeArcGIS, rollback: bool
+) -> None:
+    """Batches applied before a refused one: the results say which were applied (the
+    refused batch failed, with its error), rather than an exception that hides them."""
+    adds = [point(name) for name in "ABCDEF"]
+    async with client_for(fake, _RefuseSecondApplyEdits(fake)) as client:
+        layer = FeatureLayer(client, "Parcels", 0)
+        results = await layer.apply_edits(adds=adds, batch_size=2, rollback_on_failure=rollback)
+    statuses = [r.status for r in results.adds]
+    applied = sum(1 for r in results.adds if r.success)
+    assert 10 + applied == len(fake.layer("Parcels"))
+    assert statuses.count("failed") == 2
+    assert "Unable to complete operation" in (results.failures[0].error_description or "")
+    if rollback:
+        assert ["applied", "applied", "failed", "failed", "not_sent", "not_sent"] == statuses

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pyogrio
 import pytest
 
@@ -318,4 +319,41 @@ async def test_deletions_are_found_range_by_range(
         report = await mirror.sync(layer)
     assert (report.strategy, report.deleted) == ("editDate", 2)
     assert len(listed) == 2
+
+
+class _EditsBeforePage3(httpx.AsyncBaseTransport):
+    """The emulator's transport; before the first sync reads its third page, feature 5
+    (already read) is edited, and twenty minutes later feature 250 (not yet read)."""
+
+    def __init__(self, fake: FakeArcGIS) -> None:
+        self.fake, self.inner, self.armed = fake, fake.transport(), True
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.armed and b"OBJECTID+%3E%3D+201" in request.content:
+            self.armed = False
+            rows = {r["attributes"]["OBJECTID"]: r for r in layer_of(self.fake).features}
+            for oid in (5, 250):
+                change = {"attributes": {"OBJECTID": rows[oid]["attributes"]["OBJECTID"]}}
+                change["attributes"]["NAME"] = f"edited during the crawl {oid}"
+                self.fake.edit(layer_of(self.fake), updates=[change])
+                await anyio.sleep(1200)
+        return await self.inner.handle_async_request(request)
+
+
+async def test_an_edit_made_during_a_long_crawl_is_found_by_the_next_sync(
+    tmp_path: Path,
+) -> None:
+    """A feature edited after its page was read, twenty minutes before a later page's
+    feature was: the next sync by edit date still brings the first edit."""
+    fake = make_fake(tracking=False)
+    path = tmp_path / "copy.gpkg"
+    mirror = LayerMirror(path)
+    client = ArchieClient(
+        fake.services_url, NoAuth(), transport=_EditsBeforePage3(fake), timeout=3600
+    )
+    async with client:
+        layer = FeatureLayer(client, "Parcels", 0)
+        await mirror.sync(layer)
+        report = await mirror.sync(layer)
+    assert (report.strategy, report.updated) == ("editDate", 1)
     assert server_of(fake) == copy_of(path)

@@ -5,7 +5,8 @@ Which failure means what (the rule itself is `archibald._responses.may_have_appl
 
 - ArcGIS answered an error whose details say the operation was rolled back (or per-item
   codes 1003, 1012, 2000): the batch's edits are ``rolled_back``, not an exception.
-- ArcGIS answered any other error (permission, invalid parameters): raised, typed.
+- ArcGIS answered any other error (permission, invalid parameters): raised, typed;
+  but once some edits of the call were applied, that batch's edits are ``failed``.
 - A web server refused the body's size (HTTP 413): nothing was applied, so the batch
   is cut in two and each half sent (down to one edit, which then ``failed``).
 - The connection broke after sending, the client's timeout passed, a gateway gave up
@@ -132,7 +133,12 @@ class Editor:
         rollback, the server undoes a failed batch, but not the batches before it."""
         found: list[EditResult] = []
         for position, batch in enumerate(batches):
-            results = await self._send(batch)
+            try:
+                results = await self._send(batch)
+            except ArchieError as exc:
+                if not _settled(found):
+                    raise
+                results = whole_batch(batch, "failed", str(exc), _code(exc))
             found += results
             trouble = next((r for r in results if not r.success), None)
             if trouble is not None:
@@ -157,17 +163,14 @@ class Editor:
                     found.extend(await self._send(batch))
                 except ArchieError as exc:
                     errors.append(exc)
-                    found.extend(whole_batch(batch, "failed", str(exc)))
+                    found.extend(whole_batch(batch, "failed", str(exc), _code(exc)))
 
         async with anyio.create_task_group() as tg:
             for batch in batches:
                 tg.start_soon(run, batch)
-        if errors:
-            applied = sum(1 for r in found if r.success)
-            if applied:
-                errors[0].add_note(f"{applied:,} edits of other batches were applied")
+        if errors and not _settled(found):
             raise errors[0]
-        return found
+        return found  # a refused batch's edits are failed: the results say what was applied
 
     async def _send(self, batch: Batch) -> list[EditResult]:
         """Send one batch; its results (a request-level refusal is raised)."""
@@ -242,6 +245,17 @@ def check_capabilities(
                 f"{url} does not offer {capability} (its capabilities: "
                 f"{', '.join(sorted(info.capabilities)) or 'none'}); nothing was sent"
             )
+
+
+def _settled(results: Iterable[EditResult]) -> bool:
+    """Whether some of *results* were applied, or may have been: then a refused batch is
+    reported among them rather than raised, which would hide them."""
+    return any(r.success or r.status == "unknown" for r in results)
+
+
+def _code(error: ArchieError) -> int | None:
+    code = getattr(error, "code", None)
+    return code if is_whole(code) else None
 
 
 def _rolled_back(error: ArcGISError) -> bool:

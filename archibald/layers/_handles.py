@@ -196,7 +196,8 @@ class FeatureLayer(LayerBase):
                 as asked; nothing was sent.
             InvalidParameterError: An edit cannot be sent (not a feature, a geometry
                 that cannot be converted, an update without its object id).
-            ArcGISError: The server refused a request (permission, parameters).
+            ArcGISError: The server refused a request (permission, parameters) before
+                any edit was applied; after, the refused batch's edits are ``failed``.
         """
         options = EditOptions(
             rollback_on_failure=rollback_on_failure,

@@ -97,9 +97,22 @@ class Target:
     newest_edit: int | None = None
     write_to: str | None = None
     compare_with: str | None = None
+    edits_until: int = 0
 
     def __attrs_post_init__(self) -> None:
         self.write_to = self.compare_with = self.table
+        # No edit-date watermark goes past the server's last edit before this sync began
+        # (else the wall clock then): an edit made during a long crawl, to a feature
+        # already read, is dated before the newest date the crawl saw later on.
+        editing = self.info.raw.get("editingInfo")
+        last = editing.get("lastEditDate") if isinstance(editing, Mapping) else None
+        now = round(datetime.datetime.now(datetime.UTC).timestamp() * 1000)
+        self.edits_until = last if is_whole(last) else now
+
+    def watermark(self, previous: Any = None) -> int | None:
+        """The newest edit date seen (or *previous*), no later than `edits_until`."""
+        newest = _newest(previous, self.newest_edit)
+        return None if newest is None else min(newest, self.edits_until)
 
     def write(self, features: Sequence[Mapping[str, Any]]) -> None:
         """Write *features*, counting those new to the copy and those that changed."""
@@ -232,7 +245,7 @@ async def full_copy(
     return Mirrored(
         strategy="full",
         server_gen=tracking.server_gen,
-        watermark=target.newest_edit,
+        watermark=target.watermark(),
         edit_date_field=edit_date_field(target.info),
     )
 
@@ -279,7 +292,7 @@ async def _by_extract_changes(
     return Mirrored(
         strategy="extractChanges",
         server_gen=new_gen,
-        watermark=_newest(record.get("watermark"), target.newest_edit),
+        watermark=target.watermark(record.get("watermark")),
         edit_date_field=edit_date_field(target.info),
     )
 
@@ -338,7 +351,7 @@ async def _by_edit_date(
     return Mirrored(
         strategy="editDate",
         server_gen=tracking.server_gen,
-        watermark=_newest(watermark, target.newest_edit),
+        watermark=target.watermark(watermark),
         edit_date_field=field,
     )
 
