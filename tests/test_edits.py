@@ -378,3 +378,25 @@ async def test_a_batch_refused_after_others_applied_is_reported_not_raised(
     assert "Unable to complete operation" in (results.failures[0].error_description or "")
     if rollback:
         assert ["applied", "applied", "failed", "failed", "not_sent", "not_sent"] == statuses
+
+
+async def test_upsert_follows_a_server_that_ignores_case(
+    fake: FakeArcGIS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key found by a case-insensitive server ('abc' finds 'ABC') is updated, not added."""
+    name_of_3 = fake.layer("Parcels").row(3)["attributes"]["NAME"]
+
+    async def query(where: str, **_: Any) -> Any:  # as SQL Server's default collation does
+        assert name_of_3.lower() in where
+        row = {"attributes": {"NAME": name_of_3, "OBJECTID": 3}}
+        return type("Found", (), {"features": [row]})()
+
+    async with client_for(fake) as client:
+        layer = FeatureLayer(client, "Parcels", 0)
+        monkeypatch.setattr(layer, "query", query)
+        feature = {"attributes": {"NAME": name_of_3.lower(), "POPULATION": 7}}
+        results = await layer.upsert([feature], key="NAME")
+        with pytest.raises(InvalidParameterError, match="both match the row"):
+            await layer.upsert([feature, {"attributes": {"NAME": name_of_3}}], key="NAME")
+    assert [(0, 3)] == [(r.index, r.object_id) for r in results.updates]
+    assert 7 == fake.layer("Parcels").row(3)["attributes"]["POPULATION"]

@@ -299,6 +299,38 @@ class UpsertPlan:
         )
 
 
+async def _existing_rows(
+    values: Sequence[Any], key: str, oid: str, url: str, lookup: Lookup
+) -> dict[Any, int]:
+    """The object id of each row whose *key* is one of *values*, by its key value."""
+    existing: dict[Any, int] = {}
+    for start in range(0, len(values), _UPSERT_CHUNK):
+        chunk = values[start : start + _UPSERT_CHUNK]
+        where = f"{key} IN ({', '.join(sql_literal(v) for v in chunk)})"
+        for row in await lookup(where, [key, oid]):
+            value, object_id = attribute(row, key), attribute(row, oid)
+            if value in existing and existing[value] != object_id:
+                raise InvalidParameterError(
+                    f"{url} has more than one row with {key} = {value!r}: the key must be "
+                    "unique on the layer; nothing was sent"
+                )
+            existing[value] = object_id
+    return existing
+
+
+def _matching_key(value: Any, existing: Mapping[Any, int]) -> Any:
+    """The key of *existing* that *value* names: itself, else, for text, the one key the
+    server returned that differs only in case (a server that compares text without
+    regard to case, as SQL Server does by default, found it by *value*)."""
+    if value in existing:
+        return value
+    if isinstance(value, str):
+        folded = [k for k in existing if isinstance(k, str) and k.casefold() == value.casefold()]
+        if len(folded) == 1:
+            return folded[0]
+    return None
+
+
 async def plan_upsert(
     features: Sequence[Any],
     key: str,
@@ -339,27 +371,25 @@ async def plan_upsert(
             )
         positions[value] = index
         esri.append(converted)
-    existing: dict[Any, int] = {}
-    values = list(positions)
-    for start in range(0, len(values), _UPSERT_CHUNK):
-        chunk = values[start : start + _UPSERT_CHUNK]
-        where = f"{key} IN ({', '.join(sql_literal(v) for v in chunk)})"
-        for row in await lookup(where, [key, oid]):
-            value, object_id = attribute(row, key), attribute(row, oid)
-            if value in existing and existing[value] != object_id:
-                raise InvalidParameterError(
-                    f"{url} has more than one row with {key} = {value!r}: the key must be "
-                    "unique on the layer; nothing was sent"
-                )
-            existing[value] = object_id
+    existing = await _existing_rows(list(positions), key, oid, url, lookup)
     plan = UpsertPlan(adds=[], add_positions=[], updates=[], update_positions=[])
+    claimed: dict[Any, int] = {}  # object id -> the feature that updates it
     for value, index in positions.items():
         feature = esri[index]
-        if value in existing:
+        match = _matching_key(value, existing)
+        if match is not None:
+            object_id = existing[match]
+            if object_id in claimed:
+                raise InvalidParameterError(
+                    f"features {claimed[object_id]} and {index} both match the row with "
+                    f"{key} = {match!r} (the server compares text without regard to case); "
+                    "nothing was sent"
+                )
+            claimed[object_id] = index
             feature["attributes"] = {
                 k: v for k, v in feature["attributes"].items() if k.lower() != oid.lower()
             }
-            feature["attributes"][oid] = existing[value]
+            feature["attributes"][oid] = object_id
             plan.updates.append(feature)
             plan.update_positions.append(index)
         else:
