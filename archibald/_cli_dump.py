@@ -76,7 +76,7 @@ def dump(ctx: click.Context, /, layer_url: str, output: str | None, where: str, 
             raise Failure("--resume works with geojson, ndjson and esrijson", EXIT_USAGE)
         _dump_resumable(layer_url, sign_in, output, options, concurrency)
         return
-    # GDAL wants a GeoPackage's name to end in .gpkg, the temporary one too
+    # a GeoPackage's temporary name ends in .gpkg too, so GIS tools recognise a partial one
     suffix = ".tmp.gpkg" if fmt == "gpkg" else ".tmp"
     output_to = Output(output, binary=fmt in BINARY_FORMATS, suffix=suffix)
     try:

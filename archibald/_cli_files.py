@@ -1,5 +1,5 @@
-"""The dump's table formats: GeoParquet (with the ``arrow`` extra) and CSV, and which
-format a file name asks for.
+"""The dump's table formats: GeoParquet (with the ``arrow`` extra), GeoPackage and CSV,
+and which format a file name asks for.
 
 They take whole pages (`write_page`), as the JSON `Writer` does, and read the layer's
 field list first (`prepare`), so that their columns are the layer's, not guessed from the
@@ -13,10 +13,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import IO, Any
 
-import orjson
-
 from ._cli_output import EXIT_USAGE, Failure
 from ._geojson import GeoJSONConverter
+from ._geopackage import GeoPackage
+from ._gpkg_schema import table_name_for
 from .layers import FeatureLayer, LayerInfo, MapLayer, Page
 from .layers._model import attribute
 from .layers._options import fields_param
@@ -113,63 +113,56 @@ class GeoParquetWriter(_ArrowWriter):
         self._out.flush()
 
 
-class GeoPackageWriter(_ArrowWriter):
-    """GeoPackage, through GDAL (pyogrio): a layer named after the ArcGIS layer, with the
-    columns of `archibald.arrow`, its CRS and GDAL's spatial index; each page is appended
-    as it arrives (bounded memory)."""
+class GeoPackageWriter:
+    """GeoPackage, written with the standard library as `archibald sync` writes it
+    (`archibald._geopackage`): a table named after the layer with the fields asked for,
+    the object id as its primary key (GDAL's feature id), the output's CRS and a spatial
+    index; each page is committed as it arrives (bounded memory, no GDAL needed)."""
 
     def __init__(self, path: Path, out_fields: str, out_sr: int | None) -> None:
-        try:
-            import pyarrow
-            import pyogrio
-        except ImportError:
-            raise Failure(
-                "--format gpkg needs pyogrio and pyarrow: pip install 'archibald[geo]'",
-                EXIT_USAGE,
-            ) from None
-        super().__init__(out_fields, out_sr)
-        self._pyarrow, self._pyogrio = pyarrow, pyogrio
         self._path = path
-        self._options: dict[str, Any] = {}
+        self._settings = (out_fields, out_sr)
+        self._gpkg: GeoPackage | None = None
+        self._table = ""
+        self.count = 0
+        self.started = False
+        self.closed = False
+
+    @property
+    def unconvertible(self) -> int:
+        """Geometries written as null because they could not be converted."""
+        return 0 if self._gpkg is None else self._gpkg.unconvertible_geometries
 
     async def prepare(self, layer: FeatureLayer | MapLayer) -> None:
-        from .arrow import GEOMETRY_COLUMN
-
-        info, schema = await self._schema(layer)
-        geo = orjson.loads((schema.metadata or {}).get(b"geo", b"{}"))
-        column = (geo.get("columns") or {}).get(GEOMETRY_COLUMN)
-        self._options = {
-            "layer": _gpkg_layer_name(info.name),
-            "driver": "GPKG",
-            # GDAL takes a column named FID for its own row id: keep the layer's FID field
-            # (shapefile-born services have one) as an ordinary column
-            "layer_options": {"FID": "archibald_fid"},
-        }
-        if column is not None:
-            self._options["geometry_name"] = GEOMETRY_COLUMN
-            kinds = column.get("geometry_types") or []
-            self._options["geometry_type"] = kinds[0] if len(kinds) == 1 else "Unknown"
-            crs = column.get("crs", "OGC:CRS84")
-            self._options["crs"] = orjson.dumps(crs).decode() if isinstance(crs, dict) else crs
-        # the table's columns, before any feature (an empty layer is still a layer)
-        self._pyogrio.write_arrow(schema.empty_table(), str(self._path), **self._options)
+        out_fields, out_sr = self._settings
+        info = await layer.info()
+        names = fields_param(out_fields, info, layer.url)
+        chosen = {n.lower() for n in names.split(",")}
+        fields = [f for f in info.fields if names == "*" or f["name"].lower() in chosen]
+        sr = info.spatial_reference or {}
+        wkid = out_sr or sr.get("latestWkid") or sr.get("wkid")
+        self._gpkg = GeoPackage.open(self._path)
+        self._table = table_name_for(info.name, self._gpkg.tables())
+        self._gpkg.create_feature_table(
+            self._table,
+            fields=fields,
+            object_id_field=info.object_id_field,
+            geometry_type=info.geometry_type,
+            wkid=wkid if isinstance(wkid, int) else None,
+        )
         self.started = True
 
     def write_page(self, page: Page) -> None:
-        batch = self._pyarrow.Table.from_batches([self._batch(page)])
-        self._pyogrio.write_arrow(batch, str(self._path), append=True, **self._options)
+        assert self._gpkg is not None, "prepare() first"
+        with self._gpkg.transaction():
+            self._gpkg.upsert(self._table, page.features)
         self.count += len(page)
 
     def close(self) -> None:
+        if self._gpkg is not None and not self.closed:
+            self._gpkg.update_extent(self._table)
+            self._gpkg.close()
         self.closed = True
-
-
-def _gpkg_layer_name(name: str) -> str:
-    """A GeoPackage table name: the layer's, unless SQLite or the format reserve it."""
-    name = name.strip() or "features"
-    if name.lower().startswith(("gpkg", "sqlite_", "rtree_")):
-        name = f"layer_{name}"
-    return name
 
 
 class CsvWriter:

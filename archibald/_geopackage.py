@@ -54,7 +54,6 @@ logger = logging.getLogger("archibald")
 META_TABLE = "archibald_sync"
 _APPLICATION_IDS = {0x47504B47, 0x47503130, 0x47503131}  # GPKG, GP10, GP11
 _HAS_DROP_COLUMN = sqlite3.sqlite_version_info >= (3, 35, 0)
-_RESERVED_PREFIXES = ("gpkg_", "rtree_", "sqlite_")
 _CHUNK = 500
 
 
@@ -339,10 +338,10 @@ class GeoPackage:
                 self._create_triggers(info)
 
     def _check_name(self, table: str) -> None:
-        if not table or table.lower().startswith(_RESERVED_PREFIXES):
+        if not table or table.lower().startswith(schema.RESERVED_PREFIXES):
             raise ConfigurationError(
                 f"cannot name a table {table!r}: names starting with "
-                f"{', '.join(_RESERVED_PREFIXES)} are reserved; choose another"
+                f"{', '.join(schema.RESERVED_PREFIXES)} are reserved; choose another"
             )
         if self._has_table(table):
             raise ConfigurationError(f"{str(self._path)!r} already has a table named {table!r}")

@@ -16,7 +16,27 @@ from typing import Any, NamedTuple
 from ._gpkg_geometry import decode
 from .layers._model import attribute
 
+# Table names GeoPackage and SQLite keep for themselves.
+RESERVED_PREFIXES = ("gpkg_", "rtree_", "sqlite_")
+
+
+def table_name_for(layer_name: str, taken: Sequence[str]) -> str:
+    """A table name for a layer: its own name, unless blank, reserved (``gpkg_...``, which
+    becomes ``layer_gpkg_...``) or taken (a number is added)."""
+    name = layer_name.strip() or "features"
+    if name.lower().startswith(RESERVED_PREFIXES):
+        name = f"layer_{name}"
+    lowered = {t.lower() for t in taken}
+    candidate, n = name, 1
+    while candidate.lower() in lowered:
+        n += 1
+        candidate = f"{name}_{n}"
+    return candidate
+
+
 __all__ = [
+    "RESERVED_PREFIXES",
+    "table_name_for",
     "CORE_DDL",
     "RTREE_URL",
     "Table",

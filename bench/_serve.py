@@ -4,8 +4,10 @@ The benchmarked client and the server run in separate processes, so that the cli
 CPU time is its own. The server prints its origin on the first line of standard output,
 then serves until it is terminated. Besides the emulator, it answers three control
 requests (POST): ``/_bench/revoke`` (every token is revoked at once), ``/_bench/reset``
-(counters back to zero) and ``/_bench/stats`` (the counters, and the wall-clock times at
-which tokens were issued since the last reset, as JSON).
+(counters back to zero), ``/_bench/stats`` (the counters, and the wall-clock times at
+which tokens were issued since the last reset, as JSON) and ``/_bench/edit?layer=NAME&
+fraction=F`` (edits a fraction F of a layer's features as a day of editing would: a third
+of them updated, a third deleted, as many added; seeded, so every run edits alike).
 
 With ``"warm": true`` it encodes every feature of its open layers in both formats the
 crawlers ask for before it prints its origin, so that no crawler pays for that.
@@ -23,6 +25,8 @@ Settings (a JSON object; every key may be left out):
 - ``id_list_limit``, ``id_list_failure``: applied to every layer: the most ids a
   ``returnIdsOnly`` query may match, and what it gets beyond that (``"error"``,
   ``"timeout"`` or ``"truncate"``; see `FakeLayer`);
+- ``tracked_layers``: layer name -> feature count, open to everyone, with change tracking
+  (``extractChanges``) and editor tracking (edit dates), for ``archibald sync``;
 - ``token_seconds``: the longest token lifetime (default 3600);
 - ``token_latency``, ``query_latency``: seconds each token request or query waits.
 """
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import sys
 import time
 from typing import Any
@@ -63,6 +68,8 @@ class BenchFake(FakeArcGIS):
         elif action == "reset":
             self.reset_statistics()
             self.token_times.clear()
+        elif action == "edit":
+            self.edit_some(request.params["layer"], float(request.params["fraction"]))
         elif action != "stats":
             return Response(404, b"unknown control request", {"content-type": "text/plain"})
         stats = self.statistics()
@@ -75,6 +82,21 @@ class BenchFake(FakeArcGIS):
         }
         return Response(200, json.dumps(body).encode(), {"content-type": "application/json"})
 
+    def edit_some(self, name: str, fraction: float) -> None:
+        """Update, delete and add a fraction of the layer's features (a third each)."""
+        layer = self.layer(name)
+        rng = random.Random(len(layer.object_ids))
+        ids = layer.object_ids
+        each = max(1, round(len(ids) * fraction / 3))
+        chosen = rng.sample(ids, min(len(ids), 2 * each))
+        template = layer.features[0]
+        self.edit(
+            layer,
+            updates=[{"attributes": {"OBJECTID": oid, "NAME": "edited"}} for oid in chosen[:each]],
+            deletes=chosen[each:],
+            adds=[{"attributes": {"NAME": "added"}, "geometry": template.get("geometry")}] * each,
+        )
+
 
 def build(settings: dict[str, Any]) -> BenchFake:
     """The emulator that *settings* describe (see the keys above)."""
@@ -85,6 +107,10 @@ def build(settings: dict[str, Any]) -> BenchFake:
         fake.add_feature_layer(name, count=count, max_record_count=page, secured=True)
     for name, count in settings.get("open_layers", {}).items():
         fake.add_feature_layer(name, count=count, max_record_count=page)
+    for name, count in settings.get("tracked_layers", {}).items():
+        fake.add_feature_layer(
+            name, count=count, max_record_count=page, change_tracking=True, editor_tracking=True
+        )
     for name, count in settings.get("lazy_layers", {}).items():
         fake.add_feature_layer(name, count=count, max_record_count=page, secured=True, lazy=True)
     for name, count in settings.get("open_lazy_layers", {}).items():

@@ -55,6 +55,7 @@ from _harness import (
 )
 from _large import bench_large
 from _plots import decimate, draw
+from _sync import bench_sync
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class Sizes:
     decoder_rounds: tuple[int, int]  # decodings of the page, of the id list
     large: tuple[int, int, int]  # the ranges crawl's layer, its id-list limit, the listed one
     formats: int  # features dumped to each output format
+    sync: int  # features of the layer kept current by archibald sync
 
 
 FULL = Sizes(
@@ -96,6 +98,7 @@ FULL = Sizes(
     decoder_rounds=(200, 30),
     large=(5_000_000, 1_000_000, 1_000_000),
     formats=1_000_000,
+    sync=200_000,
 )
 QUICK = Sizes(
     stall_seconds=2.0,
@@ -114,6 +117,7 @@ QUICK = Sizes(
     decoder_rounds=(20, 5),
     large=(20_000, 5_000, 5_000),
     formats=5_000,
+    sync=5_000,
 )
 WORKERS = 20  # concurrent workers in the stall benchmark
 TOKEN_LATENCY = 0.3  # seconds the token endpoint takes
@@ -429,6 +433,7 @@ BENCHMARKS = (
     "decoders",
     "large",
     "formats",
+    "sync",
 )
 
 
@@ -481,6 +486,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "decoders": lambda: bench_decoders(report, sizes.decoder_ids, *sizes.decoder_rounds),
         "large": lambda: bench_large(report, peers, *sizes.large, args.query_latency),
         "formats": lambda: bench_formats(report, sizes.formats, args.query_latency),
+        "sync": lambda: bench_sync(report, sizes.sync, args.query_latency),
     }
     measured = {name: steps[name]() for name in BENCHMARKS if name in chosen}
     report.line(f"Run time: {time.perf_counter() - started:.0f} s.")

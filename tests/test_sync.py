@@ -139,7 +139,7 @@ async def test_the_copy_opens_in_gdal_with_its_crs_and_an_index(tmp_path: Path) 
     path = tmp_path / "copy.gpkg"
     async with open_layer(fake) as layer:
         await LayerMirror(path).sync(layer)
-    info = pyogrio.read_info(path, layer="parcels")
+    info = pyogrio.read_info(path, layer="Parcels")
     assert (info["features"], info["crs"], info["geometry_type"]) == (
         COUNT, "EPSG:4326", "MultiPolygon",
     )  # fmt: skip

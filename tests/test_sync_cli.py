@@ -79,7 +79,7 @@ def assert_exact(fake: FakeArcGIS, dest: Path) -> None:
             for f in fake.layer("Slow").features
         }
     assert server == copy
-    assert pyogrio.read_info(dest, layer="slow")["features"] == len(server)
+    assert pyogrio.read_info(dest, layer="Slow")["features"] == len(server)
 
 
 async def test_a_sync_killed_at_random_points_ends_exact(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +18,8 @@ from typing import Any, Literal
 import anyio
 import attrs
 
-from .._geopackage import GeoPackage
+from .._geopackage import META_TABLE, GeoPackage
+from .._gpkg_schema import table_name_for
 from .._secrets import redact_url
 from .._validate import is_number
 from ..exceptions import ArchieError, ConfigurationError, InvalidParameterError
@@ -162,7 +162,11 @@ class LayerMirror:
         with GeoPackage.open(self._path) as gpkg, gpkg.transaction():
             record = _checked_record(gpkg.get_meta(_RECORD_KEY), layer.url, where)
             changes = _schema_changes(record["schema"], schema) if record else []
-            table = record["table"] if record else _table_name(info.name, gpkg.tables())
+            table = (
+                record["table"]
+                if record
+                else table_name_for(info.name, [*gpkg.tables(), META_TABLE])
+            )
             target = Target(gpkg=gpkg, table=table, schema=schema, info=info)
             tracking = await tracking_state(layer, info)
             if record is None or changes:
@@ -335,12 +339,3 @@ def _new_record(
         "synced_at": at,
         "syncs": syncs,
     }
-
-
-def _table_name(layer_name: str, taken: list[str]) -> str:
-    """A table name from the layer's name: letters, digits and underscores, not one of
-    GeoPackage's own prefixes."""
-    name = re.sub(r"\W+", "_", layer_name, flags=re.ASCII).strip("_").lower() or "layer"
-    if name[0].isdigit() or name.startswith(("gpkg_", "rtree_", "sqlite_", "archibald_")):
-        name = f"layer_{name}"
-    return name if name not in taken else f"{name}_{len(taken)}"
