@@ -4,17 +4,24 @@ The srs_id is the wkid itself (Esri's 102100, 102113 and 900913 are EPSG:3857, t
 ``latestWkid``). The definition is WKT 1, as the core table wants: from pyproj when it is
 installed (an EPSG code first, then an ESRI one), built in for 4326 and 3857 otherwise.
 Without pyproj any other wkid gets organization ``EPSG`` and the definition
-``undefined``; GDAL then resolves it from its own EPSG database by the organization's code.
+``undefined``; GDAL then resolves it from its own EPSG database by the organization's code
+(an Esri code only in recent GDAL: 3.6 does not, so one is logged as a warning). A wkid
+pyproj does not know either is logged too: GDAL reads that table without a CRS and warns
+on every open.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import NamedTuple
 
 __all__ = ["UNDEFINED_CARTESIAN", "UNDEFINED_GEOGRAPHIC", "SrsRow", "srs_id_of", "srs_row"]
 
+logger = logging.getLogger("archibald")
+
 UNDEFINED_CARTESIAN = -1
 UNDEFINED_GEOGRAPHIC = 0
+_LAST_EPSG_CODE = 32767  # EPSG's CRS codes end here; Esri's own start above (37001, 102001...)
 _WEB_MERCATOR_ALIASES = {102100, 102113, 900913}
 
 _WGS84 = (
@@ -73,6 +80,8 @@ def srs_row(srs_id: int) -> SrsRow:
     except ImportError:
         if srs_id == 3857:
             return SrsRow("WGS 84 / Pseudo-Mercator", 3857, "EPSG", 3857, _WEB_MERCATOR, "")
+        if srs_id > _LAST_EPSG_CODE:
+            _warn_undefined(srs_id, "install pyproj (archibald[geo]) and sync into a new file")
         return SrsRow(f"EPSG:{srs_id}", srs_id, "EPSG", srs_id, "undefined", "")
     for organization in ("EPSG", "ESRI"):
         try:
@@ -81,4 +90,14 @@ def srs_row(srs_id: int) -> SrsRow:
             continue
         definition = crs.to_wkt("WKT1_GDAL") or "undefined"
         return SrsRow(crs.name, srs_id, organization, srs_id, definition, "")
+    _warn_undefined(srs_id, "PROJ does not know it either: set the CRS in your GIS")
     return SrsRow(f"wkid {srs_id}", srs_id, "EPSG", srs_id, "undefined", "")
+
+
+def _warn_undefined(srs_id: int, fix: str) -> None:
+    logger.warning(
+        "the spatial reference wkid %s is written without a definition: GDAL may read "
+        "the table without a CRS and warn 'Unable to parse srs_id'; %s",
+        srs_id,
+        fix,
+    )

@@ -358,6 +358,34 @@ def test_gdal_knows_the_layers_crs(
     ]
 
 
+@pytest.mark.parametrize(
+    ("pyproj", "wkid", "warned"),
+    [(True, 999999, True), (False, 102003, True), (False, 2056, False), (True, 102003, False)],
+)
+def test_a_crs_written_without_a_definition_is_logged(
+    gpkg: GeoPackage,
+    pyproj: bool,
+    wkid: int,
+    warned: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A wkid neither pyproj nor GDAL's EPSG lookup can define (GDAL warns 'Unable to
+    parse srs_id' on every open) is logged when its table is made; a known one is not."""
+    if not pyproj:
+        monkeypatch.setitem(sys.modules, "pyproj", None)
+    gpkg.create_feature_table(
+        "t", fields=[], object_id_field="oid", geometry_type="esriGeometryPoint", wkid=wkid
+    )
+    (definition,) = gpkg._connection.execute(
+        "SELECT definition FROM gpkg_spatial_ref_sys WHERE srs_id = ?", (wkid,)
+    ).fetchone()
+    expected = [f"the spatial reference wkid {wkid} is written without a definition"]
+    logged = [r.getMessage().split(":")[0] for r in caplog.records if r.name == "archibald"]
+    assert expected * warned == logged
+    assert (definition == "undefined") == (warned or not pyproj)
+
+
 def test_misuse_is_refused_clearly(gpkg: GeoPackage) -> None:
     """Reserved or taken names, unknown tables and features without an id are refused."""
     make(gpkg, None)
