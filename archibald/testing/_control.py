@@ -12,6 +12,8 @@ import random
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+import anyio
+
 from ._changes import (
     ANONYMOUS_EDITOR,
     EDITOR_FIELDS,
@@ -34,16 +36,34 @@ _RESULT_KINDS: tuple[tuple[str, ChangeKind], ...] = (
 
 
 class EditingControls:
-    """Edits, schema changes and change-tracking cleanup (`FakeArcGIS` inherits these)."""
+    """The wall clock, edits, schema changes and change-tracking cleanup (`FakeArcGIS`
+    inherits these)."""
 
     services: dict[str, FakeService]
+    clock_skew_ms: int
     _rng: random.Random
+    _epoch_ms: int
+    _last_gen: int
+
+    # -- the wall clock ----------------------------------------------------------------
 
     def now_ms(self) -> int:
-        raise NotImplementedError  # pragma: no cover  (FakeArcGIS has it)
+        """The emulator's wall clock in epoch milliseconds, skew included: *epoch* plus
+        anyio's clock (virtual time under Trio's MockClock or `AutojumpEventLoop`, so
+        days pass at once) plus `clock_skew_ms`. Outside an event loop, *epoch*."""
+        return self._true_ms() + self.clock_skew_ms
+
+    def _true_ms(self) -> int:
+        try:
+            elapsed = anyio.current_time()
+        except anyio.NoEventLoopError:
+            elapsed = 0.0
+        return self._epoch_ms + int(elapsed * 1000)
 
     def _next_gen(self) -> int:
-        raise NotImplementedError  # pragma: no cover  (FakeArcGIS has it)
+        """A new change-tracking generation: the true wall clock in ms, always increasing."""
+        self._last_gen = max(self._true_ms(), self._last_gen + 1)
+        return self._last_gen
 
     # -- for tests ---------------------------------------------------------------------
 

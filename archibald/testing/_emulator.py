@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal
 
-import anyio
 import httpx
 
 from . import _adaptors
@@ -396,26 +395,6 @@ class FakeArcGIS(EditingControls):
         (``pip install 'archibald[server]'``). Runs under Trio and asyncio.
         """
         return _adaptors.serve(self)
-
-    # -- the wall clock ----------------------------------------------------------------
-
-    def now_ms(self) -> int:
-        """The emulator's wall clock in epoch milliseconds, skew included: *epoch* plus
-        anyio's clock (virtual time under Trio's MockClock or `AutojumpEventLoop`, so
-        days pass at once) plus `clock_skew_ms`. Outside an event loop, *epoch*."""
-        return self._true_ms() + self.clock_skew_ms
-
-    def _true_ms(self) -> int:
-        try:
-            elapsed = anyio.current_time()
-        except anyio.NoEventLoopError:
-            elapsed = 0.0
-        return self._epoch_ms + int(elapsed * 1000)
-
-    def _next_gen(self) -> int:
-        """A new change-tracking generation: the true wall clock in ms, always increasing."""
-        self._last_gen = max(self._true_ms(), self._last_gen + 1)
-        return self._last_gen
 
     # -- switches and counters ---------------------------------------------------------
 
