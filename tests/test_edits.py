@@ -400,3 +400,38 @@ async def test_upsert_follows_a_server_that_ignores_case(
             await layer.upsert([feature, {"attributes": {"NAME": name_of_3}}], key="NAME")
     assert [(0, 3)] == [(r.index, r.object_id) for r in results.updates]
     assert 7 == fake.layer("Parcels").row(3)["attributes"]["POPULATION"]
+
+
+class _BreakAfterApplyEdits:
+    """Applies each applyEdits, then loses the connection before the answer."""
+
+    def __init__(self, fake: FakeArcGIS) -> None:
+        self.inner = fake.transport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.url.path.endswith("applyEdits"):
+            raise httpx.ReadError("connection reset by peer", request=request)
+        return response
+
+
+async def test_an_unknown_upsert_names_the_callers_features_and_positions(
+    fake: FakeArcGIS,
+) -> None:
+    """An upsert whose outcome is unknown hands back the caller's own features, and its
+    results' indexes are positions in the caller's list, as a finished upsert's are."""
+    name_of_3 = fake.layer("Parcels").row(3)["attributes"]["NAME"]
+    features = [
+        {"attributes": {"NAME": name_of_3, "POPULATION": 42}},
+        {"attributes": {"NAME": "Brand New", "POPULATION": 5}},
+    ]
+    transport = httpx.MockTransport(_BreakAfterApplyEdits(fake).handle_async_request)
+    async with client_for(fake, transport) as client:
+        with pytest.raises(EditOutcomeUnknownError) as caught:
+            await FeatureLayer(client, "Parcels", 0).upsert(features, key="NAME")
+    error = caught.value
+    assert ([features[1]], [features[0]]) == (error.adds, error.updates)
+    assert ([1], [0]) == (
+        [r.index for r in error.results.adds],
+        [r.index for r in error.results.updates],
+    )

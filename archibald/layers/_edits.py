@@ -298,6 +298,19 @@ class UpsertPlan:
             ),
         )
 
+    def unknown(
+        self, error: EditOutcomeUnknownError, features: Sequence[Any]
+    ) -> EditOutcomeUnknownError:
+        """*error* as the caller sees it: the caller's own features (not the plan's
+        converted ones), the results indexed by position in the caller's list."""
+        results = self.renumber(error.results)
+        return EditOutcomeUnknownError(
+            str(error),
+            adds=[features[r.index] for r in results.adds if r.status == "unknown"],
+            updates=[features[r.index] for r in results.updates if r.status == "unknown"],
+            results=results,
+        )
+
 
 async def _existing_rows(
     values: Sequence[Any], key: str, oid: str, url: str, lookup: Lookup
