@@ -435,3 +435,39 @@ async def test_an_unknown_upsert_names_the_callers_features_and_positions(
         [r.index for r in error.results.adds],
         [r.index for r in error.results.updates],
     )
+
+
+async def test_an_answer_that_cannot_be_decoded_is_unknown(fake: FakeArcGIS) -> None:
+    """The server applied the batch and its answer's compression is corrupt: the edits
+    are of unknown outcome (not refused), and sent once."""
+    inner = fake.transport()
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        response = await inner.handle_async_request(request)
+        if request.url.path.endswith("applyEdits"):
+            return httpx.Response(
+                200, headers={"content-encoding": "gzip"}, content=b"not gzip at all"
+            )
+        return response
+
+    async with client_for(fake, httpx.MockTransport(handle)) as client:
+        with pytest.raises(EditOutcomeUnknownError) as caught:
+            await FeatureLayer(client, "Parcels", 0).add_features([point("A")])
+    assert ["unknown"] == [r.status for r in caught.value.results.adds]
+    assert 1 == fake.statistics().requests.get("applyEdits", 0)
+    assert 11 == len(fake.layer("Parcels"))
+
+
+async def test_a_redirect_loop_is_a_refusal_not_unknown(fake: FakeArcGIS) -> None:
+    """An applyEdits redirected in a loop never reached the service: it raises, rather
+    than leaving the caller to check the layer for edits that cannot be there."""
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("applyEdits"):
+            return httpx.Response(307, headers={"location": str(request.url)})
+        return await fake.transport().handle_async_request(request)
+
+    async with client_for(fake, httpx.MockTransport(handle)) as client:
+        with pytest.raises(ServiceError, match="redirects"):
+            await FeatureLayer(client, "Parcels", 0).add_features([point("A")])
+    assert 10 == len(fake.layer("Parcels"))
