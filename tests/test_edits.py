@@ -471,3 +471,46 @@ async def test_a_redirect_loop_is_a_refusal_not_unknown(fake: FakeArcGIS) -> Non
         with pytest.raises(ServiceError, match="redirects"):
             await FeatureLayer(client, "Parcels", 0).add_features([point("A")])
     assert 10 == len(fake.layer("Parcels"))
+
+
+class _HalveThenRefuse(httpx.AsyncBaseTransport):
+    """The emulator, but the first applyEdits is refused as too large (HTTP 413), and
+    the request numbered *refuse* (if any) with an ArcGIS error."""
+
+    def __init__(self, fake: FakeArcGIS, refuse: int | None = None) -> None:
+        self.inner, self.seen, self.refuse = fake.transport(), 0, refuse
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/applyEdits"):
+            self.seen += 1
+            if self.seen == 1:
+                return httpx.Response(413, text="<html>Request Entity Too Large</html>")
+            if self.seen == self.refuse:
+                error = {"code": 500, "message": "Unable to complete operation.", "details": []}
+                return httpx.Response(200, json={"error": error})
+        return await self.inner.handle_async_request(request)
+
+
+@pytest.mark.parametrize("rollback", [True, False])
+async def test_a_halved_batch_whose_second_half_is_refused_keeps_the_first(
+    fake: FakeArcGIS, rollback: bool
+) -> None:
+    """A batch cut in two after a 413: the first half applied, the second refused; the
+    results say so, rather than calling the applied half failed or raising."""
+    async with client_for(fake, _HalveThenRefuse(fake, refuse=3)) as client:
+        layer = FeatureLayer(client, "Parcels", 0)
+        results = await layer.apply_edits(
+            adds=[point("A"), point("B")], rollback_on_failure=rollback
+        )
+    assert ["applied", "failed"] == [r.status for r in results.adds]
+    assert 11 == len(fake.layer("Parcels"))
+
+
+async def test_with_rollback_a_halved_batch_stops_at_its_failed_half(fake: FakeArcGIS) -> None:
+    """With rollback, the first half of a halved batch rolled back: the second half is
+    not sent, as a batch after a rolled-back one is not."""
+    bad = {"attributes": {"POPULATION": "x"}}
+    async with client_for(fake, _HalveThenRefuse(fake)) as client:
+        results = await FeatureLayer(client, "Parcels", 0).add_features([bad, point("B")])
+    assert ["rolled_back", "not_sent"] == [r.status for r in results.adds]
+    assert 10 == len(fake.layer("Parcels"))
