@@ -98,10 +98,7 @@ def load(ctx: click.Context, /, file: str, layer_url: str, upsert_key: str | Non
                     )
                     progress.update(task, completed=tally.seen)
                     if fatal is not None:  # the rest of the input is not sent, but kept
-                        rest = await anyio.to_thread.run_sync(list, features)
-                        for feature in rest:
-                            failures.write(feature, "not_sent", None, f"not sent: {fatal}")
-                        tally.failed += len(rest)
+                        await _keep_rest(features, failures, tally, f"not sent: {fatal}")
                         raise Failure(f"{fatal}; {tally.line(failed_path)}", EXIT_ERROR)
 
     run_command(run)
@@ -133,7 +130,8 @@ class _Tally:
 
 class _Failures:
     """``<FILE>.failed.ndjson``, opened at the first failure (an earlier run's is
-    replaced then)."""
+    replaced then, and removed by a run without failures: reloaded, it would send its
+    features again)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -145,6 +143,8 @@ class _Failures:
     def __exit__(self, *exc: object) -> None:
         if self._file is not None:
             self._file.close()
+        else:
+            self.path.unlink(missing_ok=True)
 
     def write(self, feature: Any, status: str, code: int | None, description: str) -> None:
         if self._file is None:
@@ -190,6 +190,17 @@ async def _send(
         feature = features[result.index]
         failures.write(feature, result.status, result.error_code, result.error_description or "")
     return None
+
+
+async def _keep_rest(
+    features: Iterator[Any], failures: _Failures, tally: _Tally, description: str
+) -> None:
+    """Write the features not read yet as not sent, a chunk at a time as they are read
+    (the rest may be gigabytes)."""
+    while rest := await anyio.to_thread.run_sync(_take, features, 10_000):
+        for feature in rest:
+            failures.write(feature, "not_sent", None, description)
+        tally.failed += len(rest)
 
 
 def _problem(feature: Any, object_id_field: str) -> str | None:

@@ -111,3 +111,19 @@ async def test_load_without_permission_keeps_every_feature(
     failed = (tmp_path / "places.ndjson.failed.ndjson").read_text().splitlines()
     assert 5 == len(failed)
     assert 5 == len(fake.layer("City/Places"))
+
+
+async def test_a_clean_load_removes_an_earlier_runs_failures(
+    served: tuple[FakeArcGIS, str], tmp_path: Path
+) -> None:
+    """A load with no failures leaves no FILE.failed.ndjson: an earlier run's would be
+    reloaded by mistake, adding its features again."""
+    fake, origin = served
+    source = tmp_path / "places.ndjson"
+    source.write_text(json.dumps(feature("A")) + "\n")
+    stale = tmp_path / "places.ndjson.failed.ndjson"
+    stale.write_text(json.dumps(feature("Old")) + "\n")
+    done = await archibald("load", str(source), f"{origin}/{PATH}", origin=origin)
+    assert 0 == done.returncode, done.stderr.decode()
+    assert not stale.exists()
+    assert 6 == len(fake.layer("City/Places"))
