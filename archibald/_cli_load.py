@@ -19,8 +19,15 @@ from typing import IO, Any
 import anyio
 import click
 
-from ._cli_common import auth_for, auth_options, run_command, sign_in_from, split_layer_url
-from ._cli_output import EXIT_ERROR, EXIT_USAGE, Failure
+from ._cli_common import (
+    Interrupted,
+    auth_for,
+    auth_options,
+    run_command,
+    sign_in_from,
+    split_layer_url,
+)
+from ._cli_output import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, Failure
 from ._cli_output import progress as progress_display
 from ._client import ArchieClient
 from .exceptions import (
@@ -85,26 +92,24 @@ def load(ctx: click.Context, /, file: str, layer_url: str, upsert_key: str | Non
                     chunk = await anyio.to_thread.run_sync(_take, features, batch_size * 4)
                     if not chunk:
                         break
-                    sendable = []
-                    for feature in chunk:
-                        problem = _problem(feature, info.object_id_field)
-                        if problem is None:
-                            sendable.append(feature)
-                        else:
-                            failures.write(feature, "invalid", None, problem)
-                            tally.failed += 1
-                    fatal = await _send(
-                        layer, sendable, upsert_key, batch_size, rollback, failures, tally
-                    )
+                    sendable = _sendable(chunk, info.object_id_field, failures, tally)
+                    try:
+                        fatal = await _send(
+                            layer, sendable, upsert_key, batch_size, rollback, failures, tally
+                        )
+                    except anyio.get_cancelled_exc_class():  # Ctrl-C: keep what is left
+                        with anyio.CancelScope(shield=True):
+                            await _interrupted(sendable, features, failures, tally)
+                        raise
                     progress.update(task, completed=tally.seen)
                     if fatal is not None:  # the rest of the input is not sent, but kept
-                        rest = await anyio.to_thread.run_sync(list, features)
-                        for feature in rest:
-                            failures.write(feature, "not_sent", None, f"not sent: {fatal}")
-                        tally.failed += len(rest)
+                        await _keep_rest(features, failures, tally, f"not sent: {fatal}")
                         raise Failure(f"{fatal}; {tally.line(failed_path)}", EXIT_ERROR)
 
-    run_command(run)
+    try:
+        run_command(run)
+    except Interrupted:
+        raise Failure(f"interrupted: {tally.line(failed_path)}", EXIT_INTERRUPTED) from None
     elapsed = time.perf_counter() - started
     click.echo(f"{tally.line(failed_path)} in {elapsed:.1f} s", err=True)
     if tally.failed:
@@ -133,7 +138,8 @@ class _Tally:
 
 class _Failures:
     """``<FILE>.failed.ndjson``, opened at the first failure (an earlier run's is
-    replaced then)."""
+    replaced then, and removed by a run without failures: reloaded, it would send its
+    features again)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -145,6 +151,8 @@ class _Failures:
     def __exit__(self, *exc: object) -> None:
         if self._file is not None:
             self._file.close()
+        else:
+            self.path.unlink(missing_ok=True)
 
     def write(self, feature: Any, status: str, code: int | None, description: str) -> None:
         if self._file is None:
@@ -190,6 +198,49 @@ async def _send(
         feature = features[result.index]
         failures.write(feature, result.status, result.error_code, result.error_description or "")
     return None
+
+
+async def _interrupted(
+    in_flight: list[Any], features: Iterator[Any], failures: _Failures, tally: _Tally
+) -> None:
+    """Record a load cut short while *in_flight* was being sent: those features as of
+    unknown outcome (some batches may have been applied), the rest as not sent."""
+    for feature in in_flight:
+        failures.write(
+            feature,
+            "unknown",
+            None,
+            "the load was interrupted while this feature was being sent: it may have been "
+            "applied; check the layer, or reload with --upsert-key",
+        )
+    tally.failed += len(in_flight)
+    await _keep_rest(features, failures, tally, "not sent: the load was interrupted")
+
+
+async def _keep_rest(
+    features: Iterator[Any], failures: _Failures, tally: _Tally, description: str
+) -> None:
+    """Write the features not read yet as not sent, a chunk at a time as they are read
+    (the rest may be gigabytes)."""
+    while rest := await anyio.to_thread.run_sync(_take, features, 10_000):
+        for feature in rest:
+            failures.write(feature, "not_sent", None, description)
+        tally.failed += len(rest)
+
+
+def _sendable(
+    chunk: list[Any], object_id_field: str, failures: _Failures, tally: _Tally
+) -> list[Any]:
+    """The features of *chunk* that can be sent; the others are recorded as invalid."""
+    sendable = []
+    for feature in chunk:
+        problem = _problem(feature, object_id_field)
+        if problem is None:
+            sendable.append(feature)
+        else:
+            failures.write(feature, "invalid", None, problem)
+            tally.failed += 1
+    return sendable
 
 
 def _problem(feature: Any, object_id_field: str) -> str | None:

@@ -381,16 +381,22 @@ def may_have_applied(error: BaseException) -> bool:
     Not applied: the request never left (no connection), ArcGIS itself answered with an
     error envelope (it refused, and with rollback nothing was kept), or a server or
     proxy turned the request away before passing it on (429, 503 with ``Retry-After``,
-    and any 4xx such as 413). Perhaps applied: the connection broke or timed out after
-    the request was sent, a gateway gave up waiting (502, 504) or any other 5xx without
-    an envelope, and an answer cut short: the server may have done the work.
+    and any 4xx such as 413), or a redirect that was not followed. Perhaps applied: the
+    connection broke or timed out after the request was sent, a gateway gave up waiting
+    (502, 504) or any other 5xx without an envelope, and an answer cut short or that
+    cannot be read (a corrupt encoding, not a JSON object): the server may have done
+    the work.
     """
     if isinstance(error, NetworkError):
         return not isinstance(error.__cause__, _NEVER_SENT)
-    if not isinstance(error, ServiceError) or error.raw_response is None:
+    if not isinstance(error, ServiceError):
         return False
     response = error.raw_response
+    if response is None:  # an answer that could not be read (its encoding, its shape)
+        return True
     status = response.status_code
+    if 300 <= status < 400:  # redirected (in a loop, or nowhere usable): not applied
+        return False
     try:
         body = decode_json(response.content)
     except (ValueError, RecursionError):

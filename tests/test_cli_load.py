@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -111,3 +112,49 @@ async def test_load_without_permission_keeps_every_feature(
     failed = (tmp_path / "places.ndjson.failed.ndjson").read_text().splitlines()
     assert 5 == len(failed)
     assert 5 == len(fake.layer("City/Places"))
+
+
+async def test_a_clean_load_removes_an_earlier_runs_failures(
+    served: tuple[FakeArcGIS, str], tmp_path: Path
+) -> None:
+    """A load with no failures leaves no FILE.failed.ndjson: an earlier run's would be
+    reloaded by mistake, adding its features again."""
+    fake, origin = served
+    source = tmp_path / "places.ndjson"
+    source.write_text(json.dumps(feature("A")) + "\n")
+    stale = tmp_path / "places.ndjson.failed.ndjson"
+    stale.write_text(json.dumps(feature("Old")) + "\n")
+    done = await archibald("load", str(source), f"{origin}/{PATH}", origin=origin)
+    assert 0 == done.returncode, done.stderr.decode()
+    assert not stale.exists()
+    assert 6 == len(fake.layer("City/Places"))
+
+
+async def test_ctrl_c_mid_load_keeps_the_unsent_and_the_unknown(
+    served: tuple[FakeArcGIS, str], tmp_path: Path
+) -> None:
+    """Ctrl-C while a chunk is being sent: the failures file holds that chunk as unknown
+    and every feature not read yet as not sent, so nothing is lost for a reload."""
+    fake, origin = served
+    fake.faults.latency["applyEdits"] = 20.0
+    source = tmp_path / "places.ndjson"
+    source.write_text("".join(json.dumps(feature(f"N{i}")) + "\n" for i in range(10)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCGIS_")}
+    env.update(ARCGIS_USERNAME="alice", ARCGIS_PASSWORD="wonderland", ARCGIS_PORTAL_URL=origin)
+    args = ["load", str(source), f"{origin}/{PATH}", "--batch-size", "1"]
+    process = await anyio.open_process([sys.executable, "-m", "archibald", *args], env=env)
+    async with process:
+        with anyio.fail_after(30):
+            while fake.statistics().requests.get("applyEdits", 0) < 1:  # noqa: ASYNC110
+                await anyio.sleep(0.02)  # the emulator's counters, not an event
+            process.send_signal(signal.SIGINT)
+            code = await process.wait()
+            assert process.stderr is not None
+            stderr = b"".join([chunk async for chunk in process.stderr]).decode()
+    assert 130 == code
+    assert "interrupted: added 0, updated 0, failed 10 (see " in stderr
+    failed = (tmp_path / "places.ndjson.failed.ndjson").read_text().splitlines()
+    records = [json.loads(line) for line in failed]
+    assert [f"N{i}" for i in range(10)] == [r["properties"]["NAME"] for r in records]
+    statuses = [r["archibald_error"]["status"] for r in records]
+    assert ["unknown"] * 4 + ["not_sent"] * 6 == statuses

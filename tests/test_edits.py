@@ -400,3 +400,117 @@ async def test_upsert_follows_a_server_that_ignores_case(
             await layer.upsert([feature, {"attributes": {"NAME": name_of_3}}], key="NAME")
     assert [(0, 3)] == [(r.index, r.object_id) for r in results.updates]
     assert 7 == fake.layer("Parcels").row(3)["attributes"]["POPULATION"]
+
+
+class _BreakAfterApplyEdits:
+    """Applies each applyEdits, then loses the connection before the answer."""
+
+    def __init__(self, fake: FakeArcGIS) -> None:
+        self.inner = fake.transport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.url.path.endswith("applyEdits"):
+            raise httpx.ReadError("connection reset by peer", request=request)
+        return response
+
+
+async def test_an_unknown_upsert_names_the_callers_features_and_positions(
+    fake: FakeArcGIS,
+) -> None:
+    """An upsert whose outcome is unknown hands back the caller's own features, and its
+    results' indexes are positions in the caller's list, as a finished upsert's are."""
+    name_of_3 = fake.layer("Parcels").row(3)["attributes"]["NAME"]
+    features = [
+        {"attributes": {"NAME": name_of_3, "POPULATION": 42}},
+        {"attributes": {"NAME": "Brand New", "POPULATION": 5}},
+    ]
+    transport = httpx.MockTransport(_BreakAfterApplyEdits(fake).handle_async_request)
+    async with client_for(fake, transport) as client:
+        with pytest.raises(EditOutcomeUnknownError) as caught:
+            await FeatureLayer(client, "Parcels", 0).upsert(features, key="NAME")
+    error = caught.value
+    assert ([features[1]], [features[0]]) == (error.adds, error.updates)
+    assert ([1], [0]) == (
+        [r.index for r in error.results.adds],
+        [r.index for r in error.results.updates],
+    )
+
+
+async def test_an_answer_that_cannot_be_decoded_is_unknown(fake: FakeArcGIS) -> None:
+    """The server applied the batch and its answer's compression is corrupt: the edits
+    are of unknown outcome (not refused), and sent once."""
+    inner = fake.transport()
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        response = await inner.handle_async_request(request)
+        if request.url.path.endswith("applyEdits"):
+            return httpx.Response(
+                200, headers={"content-encoding": "gzip"}, content=b"not gzip at all"
+            )
+        return response
+
+    async with client_for(fake, httpx.MockTransport(handle)) as client:
+        with pytest.raises(EditOutcomeUnknownError) as caught:
+            await FeatureLayer(client, "Parcels", 0).add_features([point("A")])
+    assert ["unknown"] == [r.status for r in caught.value.results.adds]
+    assert 1 == fake.statistics().requests.get("applyEdits", 0)
+    assert 11 == len(fake.layer("Parcels"))
+
+
+async def test_a_redirect_loop_is_a_refusal_not_unknown(fake: FakeArcGIS) -> None:
+    """An applyEdits redirected in a loop never reached the service: it raises, rather
+    than leaving the caller to check the layer for edits that cannot be there."""
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("applyEdits"):
+            return httpx.Response(307, headers={"location": str(request.url)})
+        return await fake.transport().handle_async_request(request)
+
+    async with client_for(fake, httpx.MockTransport(handle)) as client:
+        with pytest.raises(ServiceError, match="redirects"):
+            await FeatureLayer(client, "Parcels", 0).add_features([point("A")])
+    assert 10 == len(fake.layer("Parcels"))
+
+
+class _HalveThenRefuse(httpx.AsyncBaseTransport):
+    """The emulator, but the first applyEdits is refused as too large (HTTP 413), and
+    the request numbered *refuse* (if any) with an ArcGIS error."""
+
+    def __init__(self, fake: FakeArcGIS, refuse: int | None = None) -> None:
+        self.inner, self.seen, self.refuse = fake.transport(), 0, refuse
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/applyEdits"):
+            self.seen += 1
+            if self.seen == 1:
+                return httpx.Response(413, text="<html>Request Entity Too Large</html>")
+            if self.seen == self.refuse:
+                error = {"code": 500, "message": "Unable to complete operation.", "details": []}
+                return httpx.Response(200, json={"error": error})
+        return await self.inner.handle_async_request(request)
+
+
+@pytest.mark.parametrize("rollback", [True, False])
+async def test_a_halved_batch_whose_second_half_is_refused_keeps_the_first(
+    fake: FakeArcGIS, rollback: bool
+) -> None:
+    """A batch cut in two after a 413: the first half applied, the second refused; the
+    results say so, rather than calling the applied half failed or raising."""
+    async with client_for(fake, _HalveThenRefuse(fake, refuse=3)) as client:
+        layer = FeatureLayer(client, "Parcels", 0)
+        results = await layer.apply_edits(
+            adds=[point("A"), point("B")], rollback_on_failure=rollback
+        )
+    assert ["applied", "failed"] == [r.status for r in results.adds]
+    assert 11 == len(fake.layer("Parcels"))
+
+
+async def test_with_rollback_a_halved_batch_stops_at_its_failed_half(fake: FakeArcGIS) -> None:
+    """With rollback, the first half of a halved batch rolled back: the second half is
+    not sent, as a batch after a rolled-back one is not."""
+    bad = {"attributes": {"POPULATION": "x"}}
+    async with client_for(fake, _HalveThenRefuse(fake)) as client:
+        results = await FeatureLayer(client, "Parcels", 0).add_features([bad, point("B")])
+    assert ["rolled_back", "not_sent"] == [r.status for r in results.adds]
+    assert 10 == len(fake.layer("Parcels"))

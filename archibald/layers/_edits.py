@@ -197,11 +197,27 @@ class Editor:
                 return whole_batch(batch, "unknown", str(exc))
             if isinstance(exc, ServiceError) and exc.code == 413:  # body too large
                 if len(batch.items) > 1:
-                    first, second = batch.halves()
-                    return [*await self._send(first), *await self._send(second)]
+                    return await self._halves(batch)
                 return whole_batch(batch, "failed", f"the server refused its size: {exc}", 413)
             raise
         return read_items(batch, body)
+
+    async def _halves(self, batch: Batch) -> list[EditResult]:
+        """*batch* sent in two halves, as two batches in turn are: with rollback, the
+        second is not sent once the first was not wholly applied; a refused second half
+        is reported beside an applied first, not raised."""
+        first, second = batch.halves()
+        done = await self._send(first)
+        if self._options.rollback_on_failure and not all(r.success for r in done):
+            reason = "not sent: the other half of its batch was not wholly applied"
+            return [*done, *whole_batch(second, "not_sent", reason)]
+        try:
+            rest = await self._send(second)
+        except ArchieError as exc:
+            if not _settled(done):
+                raise
+            rest = whole_batch(second, "failed", str(exc), _code(exc))
+        return [*done, *rest]
 
     async def _wait_for_job(self, status_url: str) -> dict[str, Any]:
         """Poll a background applyEdits job until it ends; its result's body."""
@@ -296,6 +312,19 @@ class UpsertPlan:
             updates=tuple(
                 attrs.evolve(r, index=self.update_positions[r.index]) for r in results.updates
             ),
+        )
+
+    def unknown(
+        self, error: EditOutcomeUnknownError, features: Sequence[Any]
+    ) -> EditOutcomeUnknownError:
+        """*error* as the caller sees it: the caller's own features (not the plan's
+        converted ones), the results indexed by position in the caller's list."""
+        results = self.renumber(error.results)
+        return EditOutcomeUnknownError(
+            str(error),
+            adds=[features[r.index] for r in results.adds if r.status == "unknown"],
+            updates=[features[r.index] for r in results.updates if r.status == "unknown"],
+            results=results,
         )
 
 

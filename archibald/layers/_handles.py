@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from .._urls import check_service_path
-from ..exceptions import InvalidParameterError
+from ..exceptions import EditOutcomeUnknownError, InvalidParameterError
 from ._attachments import AttachmentEditResult, AttachmentInfo, Attachments, Content
 from ._edit_results import EditResults
 from ._edits import EditOptions, Editor, check_capabilities, plan_upsert
@@ -260,6 +260,8 @@ class FeatureLayer(LayerBase):
             InvalidParameterError: *key* is not a field, a feature has no value for it,
                 two features share a value, or the layer has two rows with one value
                 (checked before anything is sent).
+            EditOutcomeUnknownError: Some edits were sent and no answer came back; the
+                error holds the features as given, and results indexed as above.
         """
         info = await self.info()
         check_capabilities(info, self._url, adds=features, updates=features)
@@ -271,7 +273,10 @@ class FeatureLayer(LayerBase):
         plan = await plan_upsert(
             features, key, info, self._url, lookup, options.get("spatial_reference")
         )
-        results = await self.apply_edits(adds=plan.adds, updates=plan.updates, **options)
+        try:
+            results = await self.apply_edits(adds=plan.adds, updates=plan.updates, **options)
+        except EditOutcomeUnknownError as exc:
+            raise plan.unknown(exc, features) from None
         return plan.renumber(results)
 
 
