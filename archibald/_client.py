@@ -41,6 +41,7 @@ from ._responses import (
     decode_id_list,
     decode_json,
     rejection_hint,
+    turned_away,
 )
 from ._secrets import is_secure_url, origin_of, redact_url
 from ._sending import (
@@ -447,7 +448,8 @@ class ArchieClient:
     async def _pause_before_retry(self, exchange: Exchange, transient: Transient) -> None:
         """Wait before sending *exchange* again, or raise its error if no retry is left."""
         exchange.failures += 1
-        if (exchange.safe or transient.never_sent) and exchange.failures < self._retry.attempts:
+        may_repeat = exchange.safe or transient.never_sent or turned_away(transient.error)
+        if may_repeat and exchange.failures < self._retry.attempts:
             delay = self._retry.delay(exchange.failures, transient.retry_after)
             if exchange.waited + delay <= self._retry.budget:
                 logger.info(

@@ -47,6 +47,7 @@ __all__ = [
     "decode_json",
     "is_transient",
     "may_have_applied",
+    "turned_away",
     "read_envelope",
     "rejection_hint",
     "retry_after",
@@ -403,6 +404,16 @@ def may_have_applied(error: BaseException) -> bool:
         body = None
     if isinstance(body, dict) and read_envelope(body) is not None:
         return False
-    if status == 429 or (status == 503 and retry_after(response) is not None):
+    if turned_away(error):
         return False
     return not 400 <= status < 500
+
+
+def turned_away(error: BaseException) -> bool:
+    """Whether *error* is a server or proxy asking to come back later (429, or 503 with
+    ``Retry-After``): the request was not passed on, so even a write may be sent again."""
+    response = error.raw_response if isinstance(error, ServiceError) else None
+    if response is None:
+        return False
+    status = response.status_code
+    return status == 429 or (status == 503 and retry_after(response) is not None)

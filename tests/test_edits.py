@@ -292,14 +292,26 @@ async def test_an_edit_that_never_connected_is_refused_not_unknown(fake: FakeArc
     assert 10 == len(fake.layer("Parcels"))
 
 
-async def test_too_many_requests_is_a_refusal(fake: FakeArcGIS) -> None:
-    """HTTP 429 means the server turned the request away: raised, not unknown."""
+async def test_too_many_requests_is_sent_again_after_the_wait(fake: FakeArcGIS) -> None:
+    """HTTP 429 means the server turned the request away: the write is sent again after
+    Retry-After, and applied once."""
     fake.faults.fail_next("applyEdits", status=429, retry_after=1.0)
+    async with client_for(fake) as client:
+        results = await FeatureLayer(client, "Parcels", 0).add_features([point("A")])
+    assert ["applied"] == [r.status for r in results.adds]
+    assert 2 == fake.statistics().requests["applyEdits"]
+    assert 11 == len(fake.layer("Parcels"))
+
+
+async def test_too_many_requests_to_the_end_is_a_refusal(fake: FakeArcGIS) -> None:
+    """HTTP 429 through every attempt: raised as a refusal, not unknown; nothing added."""
+    fake.faults.fail_next("applyEdits", status=429, retry_after=1.0, times=100)
     async with client_for(fake) as client:
         with pytest.raises(ServiceError) as caught:
             await FeatureLayer(client, "Parcels", 0).add_features([point("A")])
     assert not isinstance(caught.value, EditOutcomeUnknownError)
     assert 429 == caught.value.code
+    assert 10 == len(fake.layer("Parcels"))
 
 
 async def test_a_torn_answer_is_unknown(fake: FakeArcGIS) -> None:
