@@ -44,7 +44,7 @@ from . import _gpkg_geometry as geometry_blobs
 from . import _gpkg_schema as schema
 from . import _gpkg_srs
 from ._geojson import GeometryError
-from .exceptions import ConfigurationError, LifecycleError
+from .exceptions import ArchieClientError, ConfigurationError, LifecycleError
 from .layers._model import attribute
 
 __all__ = ["GeoPackage"]
@@ -61,6 +61,18 @@ def _batches(values: Iterable[int]) -> Iterator[tuple[int, ...]]:
     iterator = iter(values)
     while batch := tuple(itertools.islice(iterator, _CHUNK)):
         yield batch
+
+
+def _not_written(path: Path, exc: sqlite3.Error) -> ArchieClientError:
+    """What SQLite's refusal to write *path* means, and what to do."""
+    reason = str(exc)
+    if "locked" in reason or "busy" in reason:
+        hint = "another program is writing it (another sync?): wait for it, or use another file"
+    elif "full" in reason:
+        hint = "the disk is full: free some space and run again"
+    else:
+        hint = "nothing of this write was kept; the file is as it was before it"
+    return ArchieClientError(f"could not write {str(path)!r} ({reason}): {hint}")
 
 
 class GeoPackage:
@@ -176,15 +188,20 @@ class GeoPackage:
                 f"a transaction on {str(self._path)!r} is already open: "
                 "transactions do not nest; do all the writes in the outer one"
             )
-        self._connection.execute("BEGIN IMMEDIATE")
+        try:
+            self._connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _not_written(self._path, exc) from exc
         self._in_transaction = True
         try:
             yield
             self._connection.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             if self._connection.in_transaction:
                 self._connection.execute("ROLLBACK")
             self._tables.clear()  # the rolled-back DDL too
+            if isinstance(exc, sqlite3.Error):
+                raise _not_written(self._path, exc) from exc
             raise
         finally:
             self._in_transaction = False

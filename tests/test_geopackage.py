@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from archibald import _geopackage
 from archibald._geopackage import GeoPackage
-from archibald.exceptions import ConfigurationError, LifecycleError
+from archibald.exceptions import ArchieClientError, ConfigurationError, LifecycleError
 
 FIELDS = [
     {"name": "OBJECTID", "type": "esriFieldTypeOID", "alias": "OBJECTID"},
@@ -465,3 +465,13 @@ def test_any_sequence_of_upserts_and_deletes_matches_a_dict(
             if f["geometry"] is not None
         ]
         assert expected == indexed.fetchall()
+
+
+def test_a_file_another_program_is_writing_is_a_clear_error(tmp_path: Path) -> None:
+    """A second writer waits for SQLite's lock, then gets a typed error saying why."""
+    path = tmp_path / "locked.gpkg"
+    with GeoPackage.open(path) as first, GeoPackage.open(path) as second:
+        second._connection.execute("PRAGMA busy_timeout = 10")  # not SQLite's 5 s here
+        refused = pytest.raises(ArchieClientError, match="another program is writing it")
+        with first.transaction(), refused, second.transaction():
+            pass  # pragma: no cover
