@@ -196,3 +196,16 @@ async def test_a_shapefile_born_layer_with_a_fid_field_and_a_reserved_name(
     assert list(frame["Name"]) == [f"n{i}" for i in range(1, 41)]
     with csv_out.open(newline="") as handle:
         assert [row["Name"] for row in csv.DictReader(handle)] == [f"n{i}" for i in range(1, 41)]
+
+
+async def test_a_geopackage_needs_no_extra(origin: str, tmp_path: Path) -> None:
+    """With pyarrow, pyogrio and shapely missing, --format gpkg still writes every feature."""
+    out = tmp_path / "Zones.gpkg"
+    url = f"{origin}/arcgis/rest/services/Zones/FeatureServer/0"
+    blocked = "".join(f"sys.modules[{m!r}] = None; " for m in ("pyarrow", "pyogrio", "shapely"))
+    call = f"main(['dump', {url!r}, '-o', {str(out)!r}])"
+    script = f"import sys; {blocked}from archibald._cli import main; {call}"
+    with anyio.fail_after(60):
+        done = await anyio.run_process([sys.executable, "-c", script], check=False, env=clean_env())
+    assert done.returncode == 0, done.stderr
+    assert pyogrio.read_info(out)["features"] == 700

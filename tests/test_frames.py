@@ -134,12 +134,6 @@ async def test_a_table_has_no_geodataframe() -> None:
             "'http://127.0.0.1:9/arcgis/rest/services/X/FeatureServer/0', '-o', 'x.parquet'])",
             "--format geoparquet needs pyarrow: pip install 'archibald[arrow]'",
         ),
-        (
-            "pyogrio",
-            "from archibald._cli import main; main(['dump', "
-            "'http://127.0.0.1:9/arcgis/rest/services/X/FeatureServer/0', '-o', 'x.gpkg'])",
-            "--format gpkg needs pyogrio and pyarrow: pip install 'archibald[geo]'",
-        ),
     ],
 )
 def test_a_missing_extra_is_one_line_naming_what_to_install(
