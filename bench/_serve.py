@@ -55,6 +55,7 @@ class BenchFake(FakeArcGIS):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.token_times: list[float] = []  # time.time() as each token went out
+        self.edit_days = 0  # days of edits made by edit_some
 
     async def respond(self, request: Request) -> Response:
         if not request.path.startswith("/_bench/"):
@@ -83,7 +84,9 @@ class BenchFake(FakeArcGIS):
         return Response(200, json.dumps(body).encode(), {"content-type": "application/json"})
 
     def edit_some(self, name: str, fraction: float) -> None:
-        """Update, delete and add a fraction of the layer's features (a third each)."""
+        """Update, delete and add a fraction of the layer's features (a third each), as a
+        day of editing: each call's edits are dated a day after the last call's."""
+        self.edit_days += 1
         layer = self.layer(name)
         rng = random.Random(len(layer.object_ids))
         ids = layer.object_ids
@@ -95,6 +98,7 @@ class BenchFake(FakeArcGIS):
             updates=[{"attributes": {"OBJECTID": oid, "NAME": "edited"}} for oid in chosen[:each]],
             deletes=chosen[each:],
             adds=[{"attributes": {"NAME": "added"}, "geometry": template.get("geometry")}] * each,
+            at_ms=self.now_ms() + self.edit_days * 86_400_000,
         )
 
 

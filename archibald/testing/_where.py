@@ -210,11 +210,14 @@ class _Parser:
         negate = self.accept("keyword", "NOT")
         if self.accept("keyword", "IN"):
             self.take("op", "(")
-            options = [self.parse_value()]
-            while self.accept("op", ","):
+            literal = True
+            options: list[Expr] = []
+            while not options or self.accept("op", ","):
+                literal = literal and (self.peek() or ("", ""))[0] in ("number", "string")
                 options.append(self.parse_value())
             self.take("op", ")")
-            test = _in(left, options)
+            # A list of literals is a set: a long objectid IN (...) costs one lookup a row.
+            test = _in_set(left, {o({}) for o in options}) if literal else _in(left, options)
         elif self.accept("keyword", "BETWEEN"):
             low = self.parse_value()
             self.take("keyword", "AND")
@@ -315,6 +318,14 @@ def _in(left: Expr, options: list[Expr]) -> Expr:
         if value is None:
             return None
         return any(value == option(row) for option in options)
+
+    return evaluate
+
+
+def _in_set(left: Expr, options: set[object]) -> Expr:
+    def evaluate(row: Row) -> bool | None:
+        value = left(row)
+        return None if value is None else value in options
 
     return evaluate
 
