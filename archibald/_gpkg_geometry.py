@@ -15,6 +15,7 @@ that the R-tree triggers call read the envelope (or the point) and nothing else.
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from collections.abc import Mapping
@@ -257,6 +258,9 @@ def _esri_rings(polygon: list[list[list[float]]]) -> list[list[list[float]]]:
     return rings
 
 
+# The R-tree triggers ask ST_IsEmpty, ST_MinX, ST_MaxX, ST_MinY and ST_MaxY of each row
+# in turn: the blob is read once for the five.
+@functools.lru_cache(maxsize=64)
 def _envelope(blob: bytes | None) -> tuple[float, float, float, float] | None:
     """(minx, maxx, miny, maxy) of a blob, or None if it is empty or not a blob."""
     if blob is None:
