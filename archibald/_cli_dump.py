@@ -99,7 +99,10 @@ def dump(ctx: click.Context, /, layer_url: str, output: str | None, where: str, 
     except BaseException as exc:
         # Whatever stopped the dump, what was written is closed so that it parses.
         if writer.started or output or isinstance(exc, Interrupted):
-            writer.close()
+            try:
+                writer.close()
+            except Exception as closing:  # what stopped the dump is the error to report
+                click.echo(f"archibald: the output could not be finished: {closing}", err=True)
         where_they_are = output_to.settle(writer.count)
         if isinstance(exc, Interrupted):
             raise Failure(

@@ -159,10 +159,17 @@ class GeoPackageWriter:
         self.count += len(page)
 
     def close(self) -> None:
-        if self._gpkg is not None and not self.closed:
-            self._gpkg.update_extent(self._table)
-            self._gpkg.close()
+        """The table's extent, then the file closed (one file again, no ``-wal``), even
+        when the extent cannot be written; a table never created gets none."""
+        if self._gpkg is None or self.closed:
+            self.closed = True
+            return
         self.closed = True
+        try:
+            if self.started:
+                self._gpkg.update_extent(self._table)
+        finally:
+            self._gpkg.close()
 
 
 class CsvWriter:

@@ -18,7 +18,12 @@ __all__ = ["JobFailed", "wait_for_job"]
 # Statuses as servers spell them (ArcGIS Server's esriJob* and the feature service's words),
 # compared in lower case.
 _DONE = frozenset({"completed", "esrijobsucceeded", "succeeded", "success"})
-_FAILED = frozenset({"failed", "esrijobfailed", "cancelled", "esrijobcancelled", "timeout"})
+_FAILED = frozenset(
+    {
+        *("failed", "esrijobfailed", "cancelled", "esrijobcancelled", "timeout"),
+        *("esrijobtimedout", "esrijobdeleting", "esrijobdeleted"),  # ArcGIS Server's own
+    }
+)
 _FIRST_POLL = 0.5  # seconds before the first status poll; doubled up to _LAST_POLL
 _LAST_POLL = 30.0
 

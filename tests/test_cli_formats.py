@@ -209,3 +209,30 @@ async def test_a_geopackage_needs_no_extra(origin: str, tmp_path: Path) -> None:
         done = await anyio.run_process([sys.executable, "-c", script], check=False, env=clean_env())
     assert done.returncode == 0, done.stderr
     assert pyogrio.read_info(out)["features"] == 700
+
+
+async def test_a_geopackage_that_fails_mid_dump_is_kept_closed(origin: str, tmp_path: Path) -> None:
+    """A dump whose GeoPackage fails to write (a full disk) keeps the pages written before
+    in Zones.partial.gpkg, closed (no -wal), and leaves no temporary file behind."""
+    out = tmp_path / "Zones.gpkg"
+    url = f"{origin}/arcgis/rest/services/Zones/FeatureServer/0"
+    script = f"""
+from archibald import _geopackage
+from archibald._cli import main
+from archibald.exceptions import ArchieClientError
+upsert, calls = _geopackage.GeoPackage.upsert, []
+def full(self, *args, **kwargs):
+    raise ArchieClientError("could not write: database or disk is full")
+def failing_upsert(self, table, features):
+    calls.append(table)
+    return upsert(self, table, features) if len(calls) == 1 else full(self)
+_geopackage.GeoPackage.upsert = failing_upsert
+_geopackage.GeoPackage.update_extent = full
+main(['dump', {url!r}, '-o', {str(out)!r}, '--concurrency', '1'])
+"""
+    with anyio.fail_after(60):
+        done = await anyio.run_process([sys.executable, "-c", script], check=False, env=clean_env())
+    assert done.returncode != 0
+    assert b"disk is full" in done.stderr
+    assert ["Zones.partial.gpkg"] == sorted(os.listdir(tmp_path))
+    assert pyogrio.read_info(tmp_path / "Zones.partial.gpkg")["features"] == 200
