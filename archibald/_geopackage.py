@@ -44,7 +44,8 @@ from . import _gpkg_geometry as geometry_blobs
 from . import _gpkg_schema as schema
 from . import _gpkg_srs
 from ._geojson import GeometryError
-from .exceptions import ArchieClientError, ConfigurationError, LifecycleError
+from ._gpkg_errors import storage_error
+from .exceptions import ConfigurationError, LifecycleError
 from .layers._model import attribute
 
 __all__ = ["GeoPackage"]
@@ -61,18 +62,6 @@ def _batches(values: Iterable[int]) -> Iterator[tuple[int, ...]]:
     iterator = iter(values)
     while batch := tuple(itertools.islice(iterator, _CHUNK)):
         yield batch
-
-
-def _not_written(path: Path, exc: sqlite3.Error) -> ArchieClientError:
-    """What SQLite's refusal to write *path* means, and what to do."""
-    reason = str(exc)
-    if "locked" in reason or "busy" in reason:
-        hint = "another program is writing it (another sync?): wait for it, or use another file"
-    elif "full" in reason:
-        hint = "the disk is full: free some space and run again"
-    else:
-        hint = "nothing of this write was kept; the file is as it was before it"
-    return ArchieClientError(f"could not write {str(path)!r} ({reason}): {hint}")
 
 
 class GeoPackage:
@@ -116,8 +105,10 @@ class GeoPackage:
             # WAL: readers never see a half-written file, not even a read-only GDAL after a
             # crash (a rollback journal left hot would need a writer to roll it back first).
             connection.execute("PRAGMA journal_mode = WAL")
-        except BaseException:
+        except BaseException as exc:
             connection.close()
+            if isinstance(exc, sqlite3.OperationalError):
+                raise storage_error(path, exc, writing=new) from exc
             raise
         return gpkg
 
@@ -136,6 +127,8 @@ class GeoPackage:
         try:
             (app_id,) = self._connection.execute("PRAGMA application_id").fetchone()
             names = {row[0] for row in self._connection.execute("SELECT name FROM sqlite_master")}
+        except sqlite3.OperationalError as exc:  # locked, busy: the file may be fine
+            raise storage_error(self._path, exc, writing=False) from exc
         except sqlite3.DatabaseError as exc:
             raise ConfigurationError(
                 f"{str(self._path)!r} is not a GeoPackage (not an SQLite database: {exc}); {fix}"
@@ -191,7 +184,7 @@ class GeoPackage:
         try:
             self._connection.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise _not_written(self._path, exc) from exc
+            raise storage_error(self._path, exc) from exc
         self._in_transaction = True
         try:
             yield
@@ -201,7 +194,7 @@ class GeoPackage:
                 self._connection.execute("ROLLBACK")
             self._tables.clear()  # the rolled-back DDL too
             if isinstance(exc, sqlite3.Error):
-                raise _not_written(self._path, exc) from exc
+                raise storage_error(self._path, exc) from exc
             raise
         finally:
             self._in_transaction = False

@@ -475,3 +475,22 @@ def test_a_file_another_program_is_writing_is_a_clear_error(tmp_path: Path) -> N
         refused = pytest.raises(ArchieClientError, match="another program is writing it")
         with first.transaction(), refused, second.transaction():
             pass  # pragma: no cover
+
+
+def test_a_file_locked_by_another_program_is_not_called_damaged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening a GeoPackage another program holds locked: says so, not "not a GeoPackage"."""
+    path = tmp_path / "held.gpkg"
+    GeoPackage.open(path).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    connect = sqlite3.connect
+    monkeypatch.setattr(sqlite3, "connect", lambda *a, **k: connect(*a, **k, timeout=0.01))
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(ArchieClientError, match="another program is writing it"):
+            GeoPackage.open(path)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    GeoPackage.open(path).close()  # and it is a GeoPackage still
