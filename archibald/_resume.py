@@ -23,6 +23,7 @@ from typing import IO, Any
 
 from ._cli_output import EXIT_USAGE, Failure
 from .layers import LayerInfo
+from .layers._model import schema_changes
 
 __all__ = ["ResumableOutput"]
 
@@ -169,16 +170,8 @@ def _check_same(
 
 
 def _shape_changes(state: Mapping[str, Any], shape: Mapping[str, Any]) -> str:
-    before = dict(state.get("schema") or [])
-    now = dict(shape["schema"])
-    changes = [f"field {n} added" for n in now if n not in before]
-    changes += [f"field {n} removed" for n in before if n not in now]
-    changes += [
-        f"field {n} is now {now[n]}, was {before[n]}"
-        for n in now
-        if n in before and now[n] != before[n]
+    others = [
+        ("object-id field", state.get("id_field"), shape["id_field"]),
+        ("geometry type", state.get("geometry_type"), shape["geometry_type"]),
     ]
-    for key, label in (("id_field", "object-id field"), ("geometry_type", "geometry type")):
-        if state.get(key) != shape[key]:
-            changes.append(f"{label} is now {shape[key]}, was {state.get(key)}")
-    return "; ".join(changes)
+    return "; ".join(schema_changes(dict(state.get("schema") or []), dict(shape["schema"]), others))

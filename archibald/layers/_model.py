@@ -3,7 +3,7 @@ what a query answer says about its features."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -12,7 +12,7 @@ from .._geojson import GeoJSONConverter
 from .._validate import is_whole
 from ..exceptions import LayerCapabilityError
 
-__all__ = ["AnswerShape", "LayerInfo", "Page", "QueryResult", "attribute"]
+__all__ = ["AnswerShape", "LayerInfo", "Page", "QueryResult", "attribute", "schema_changes"]
 
 _OID_TYPE = "esriFieldTypeOID"
 _DEFAULT_MAX_RECORD_COUNT = 1000
@@ -25,6 +25,24 @@ def attribute(attributes: Mapping[str, Any], name: str) -> Any:
         return attributes[name]
     lowered = name.lower()
     return next((v for k, v in attributes.items() if k.lower() == lowered), None)
+
+
+def schema_changes(
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+    others: Iterable[tuple[str, Any, Any]] = (),
+) -> list[str]:
+    """How a layer's schema changed, in words: the fields (name -> type) added, removed
+    or of another type, and each of *others* (what, before, after) that differs."""
+    changes = [f"field {n} added" for n in after if n not in before]
+    changes += [f"field {n} removed" for n in before if n not in after]
+    changes += [
+        f"field {n} is now {after[n]}, was {before[n]}"
+        for n in after
+        if n in before and after[n] != before[n]
+    ]
+    changes += [f"{what} is now {new}, was {old}" for what, old, new in others if old != new]
+    return changes
 
 
 @attrs.frozen(kw_only=True)

@@ -24,6 +24,7 @@ from .._secrets import redact_url
 from .._validate import is_number
 from ..exceptions import ArchieError, ConfigurationError, InvalidParameterError
 from ..layers import FeatureLayer, LayerInfo, MapLayer
+from ..layers._model import schema_changes
 from ..layers._options import check_where
 from ._strategies import (
     STRATEGIES,
@@ -266,24 +267,20 @@ def _schema(info: LayerInfo) -> dict[str, Any]:
 
 def _schema_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """How the layer's schema changed, in words; empty when it did not."""
-    before = {f["name"]: f.get("type") for f in old["fields"]}
-    after = {f["name"]: f.get("type") for f in new["fields"]}
-    changes = [f"field {n} added" for n in after if n not in before]
-    changes += [f"field {n} removed" for n in before if n not in after]
-    changes += [
-        f"field {n} changed type from {before[n]} to {after[n]}"
-        for n in after
-        if n in before and before[n] != after[n]
+    others = [
+        (what, old.get(key), new.get(key))
+        for key, what in (
+            ("object_id_field", "object-id field"),
+            ("geometry_type", "geometry type"),
+            ("wkid", "spatial reference"),
+            ("has_z", "z values"),
+        )
     ]
-    for key, what in (
-        ("object_id_field", "object-id field"),
-        ("geometry_type", "geometry type"),
-        ("wkid", "spatial reference"),
-        ("has_z", "z values"),
-    ):
-        if old.get(key) != new.get(key):
-            changes.append(f"{what} changed from {old.get(key)} to {new.get(key)}")
-    return changes
+    return schema_changes(
+        {f["name"]: f.get("type") for f in old["fields"]},
+        {f["name"]: f.get("type") for f in new["fields"]},
+        others,
+    )
 
 
 def _checked_record(record: Any, url: str, where: str) -> dict[str, Any] | None:

@@ -385,16 +385,19 @@ async def _reconcile(layer: Layer, where: str, target: Target) -> None:
 # -- reading features ------------------------------------------------------------------------
 
 
-async def _crawl(layer: Layer, where: str, target: Target) -> None:
-    """Every feature matching *where*, exactly once, into *target*."""
+async def _crawl(layer: Layer, where: str, target: Target) -> set[int]:
+    """Every feature matching *where*, exactly once, into *target*; their ids."""
     has_geometry = target.schema["geometry_type"] is not None
     pages = layer.pages(
         where, out_sr=target.schema["wkid"] if has_geometry else None,
         return_geometry=has_geometry,
     )  # fmt: skip
+    seen: set[int] = set()
     async with pages:
         async for page in pages:
             target.write(page.features)
+            seen.update(page.object_ids)
+    return seen
 
 
 async def _fetch(layer: Layer, where: str, target: Target, object_ids: set[int]) -> set[int]:
@@ -402,18 +405,11 @@ async def _fetch(layer: Layer, where: str, target: Target, object_ids: set[int])
     field = target.schema["object_id_field"]
     seen: set[int] = set()
     ordered = sorted(object_ids)
-    has_geometry = target.schema["geometry_type"] is not None
     for start in range(0, len(ordered), _IDS_PER_QUERY):
         chunk = ordered[start : start + _IDS_PER_QUERY]
-        clause = and_clause(where, f"{field} IN ({','.join(map(str, chunk))})")
-        pages = layer.pages(
-            clause, out_sr=target.schema["wkid"] if has_geometry else None,
-            return_geometry=has_geometry,
-        )  # fmt: skip
-        async with pages:
-            async for page in pages:
-                target.write(page.features)
-                seen.update(page.object_ids)
+        seen |= await _crawl(
+            layer, and_clause(where, f"{field} IN ({','.join(map(str, chunk))})"), target
+        )
     return seen
 
 
