@@ -36,6 +36,7 @@ from ._client import ArchieClient
 from .auth import UserTokenAuth
 from .config import TokenPolicy
 from .layers import FeatureLayer, Page
+from .layers._model import wkid_of
 
 # -- commands ------------------------------------------------------------------------------
 
@@ -84,8 +85,7 @@ def info(ctx: click.Context, /, url: str, **auth_options: Any) -> None:
                 click.echo(
                     f"paging       {'supported' if meta.supports_pagination else 'not supported'}"
                 )
-                sr = meta.spatial_reference or {}
-                click.echo(f"spatial ref  {sr.get('latestWkid') or sr.get('wkid') or 'unknown'}")
+                click.echo(f"spatial ref  {wkid_of(meta.spatial_reference) or 'unknown'}")
                 click.echo("fields")
                 for field in meta.fields:
                     kind = str(field.get("type", "")).removeprefix("esriFieldType")

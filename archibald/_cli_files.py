@@ -18,7 +18,7 @@ from ._geojson import GeoJSONConverter
 from ._geopackage import GeoPackage
 from ._gpkg_schema import table_name_for
 from .layers import FeatureLayer, LayerInfo, MapLayer, Page
-from .layers._model import attribute
+from .layers._model import attribute, wkid_of
 from .layers._options import fields_param
 
 __all__ = ["BINARY_FORMATS", "CsvWriter", "GeoPackageWriter", "GeoParquetWriter", "format_of"]
@@ -139,8 +139,6 @@ class GeoPackageWriter:
         names = fields_param(out_fields, info, layer.url)
         chosen = {n.lower() for n in names.split(",")}
         fields = [f for f in info.fields if names == "*" or f["name"].lower() in chosen]
-        sr = info.spatial_reference or {}
-        wkid = out_sr or sr.get("latestWkid") or sr.get("wkid")
         self._gpkg = GeoPackage.open(self._path)
         self._table = table_name_for(info.name, self._gpkg.tables())
         self._gpkg.create_feature_table(
@@ -148,7 +146,7 @@ class GeoPackageWriter:
             fields=fields,
             object_id_field=info.object_id_field,
             geometry_type=info.geometry_type,
-            wkid=wkid if isinstance(wkid, int) else None,
+            wkid=wkid_of(info.spatial_reference, out_sr),
         )
         self.started = True
 

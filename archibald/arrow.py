@@ -30,6 +30,7 @@ import orjson
 from ._geojson import GeometryError, esri_geometry_to_geojson
 from ._validate import is_whole
 from .exceptions import ServiceError
+from .layers._model import wkid_of
 from .layers._options import fields_param
 
 try:
@@ -194,14 +195,6 @@ def _columns(info: LayerInfo, out_fields: str | Iterable[str], url: str) -> list
 # -- geometry -------------------------------------------------------------------------------
 
 
-def _wkid(spatial_reference: Mapping[str, Any] | None, out_sr: int | None) -> int | None:
-    if out_sr is not None:
-        return out_sr
-    sr = spatial_reference or {}
-    code = sr.get("latestWkid") or sr.get("wkid")
-    return code if is_whole(code, 1) else None
-
-
 def _projjson(wkid: int | None, wkt: str | None) -> dict[str, Any] | None:
     """The PROJJSON of a coordinate reference system (pyproj's), or None: unknown."""
     try:
@@ -246,7 +239,7 @@ def geo_metadata(info: LayerInfo, out_sr: int | None) -> dict[str, Any]:
     if has_z:  # a position without z stays 2D: both are listed
         types = sorted([*types, *(f"{t} Z" for t in types)])
     column: dict[str, Any] = {"encoding": "WKB", "geometry_types": types}
-    wkid = _wkid(info.spatial_reference, out_sr)
+    wkid = wkid_of(info.spatial_reference, out_sr)
     if wkid != _WGS84:  # absent means OGC:CRS84: Esri's 4326 in x (longitude), y order
         wkt = (info.spatial_reference or {}).get("wkt") if out_sr is None else None
         column["crs"] = _projjson(wkid, wkt if isinstance(wkt, str) else None)

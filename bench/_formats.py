@@ -3,33 +3,18 @@ CSV, each in its own process, with its time, peak memory and file size."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from _harness import CONCURRENCY, HERE, PAGE, PROBLEMS, Report, server
+from _harness import CONCURRENCY, PAGE, PROBLEMS, Report, WorkloadFailed, run_workload, server
 
 FORMATS = (("ndjson", ".ndjson"), ("geoparquet", ".parquet"), ("gpkg", ".gpkg"), ("csv", ".csv"))
 
 
 def _dump(url: str, output: Path, fmt: str) -> dict[str, float]:
     params = {"url": url, "output": str(output), "format": fmt}
-    done = subprocess.run(
-        [sys.executable, str(HERE / "workloads" / "dump_formats.py"), json.dumps(params)],
-        capture_output=True,
-        text=True,
-        cwd=HERE / "workloads",
-        timeout=900,
-        check=False,
-    )
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    if done.returncode or not lines:
-        why = (done.stderr.strip().splitlines() or ["no output"])[-1][:200]
-        raise RuntimeError(why)
-    result: dict[str, float] = json.loads(lines[-1].removeprefix("RESULT "))
-    return result
+    return run_workload(sys.executable, "dump_formats.py", params, timeout=900)
 
 
 def bench_formats(report: Report, features: int, latency: float) -> None:
@@ -50,7 +35,7 @@ def bench_formats(report: Report, features: int, latency: float) -> None:
         for fmt, suffix in FORMATS:
             try:
                 result = _dump(url, Path(folder) / f"out{suffix}", fmt)
-            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            except WorkloadFailed as exc:
                 PROBLEMS.append(f"dump to {fmt} failed: {exc}")
                 rows.append([fmt, "failed", "", "", "", ""])
                 continue

@@ -214,6 +214,29 @@ def ours(client: Client) -> bool:
 WORKLOAD_TIMEOUT = 900.0  # seconds; shorter in a quick run
 
 
+def run_workload(
+    python: str, script: str, params: dict[str, Any], timeout: float | None = None
+) -> dict[str, Any]:
+    """Run the workload *script* (in bench/workloads) with *python* and *params*; the
+    result it printed, or `WorkloadFailed` saying why there is none."""
+    timeout = WORKLOAD_TIMEOUT if timeout is None else timeout
+    try:
+        done = subprocess.run(
+            [python, str(WORKLOADS / script), json.dumps(params)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=WORKLOADS,
+        )
+    except subprocess.TimeoutExpired:
+        raise WorkloadFailed(f"timed out after {timeout:.0f} s") from None
+    for line in done.stdout.splitlines():
+        if line.startswith("RESULT "):
+            result: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
+            return result
+    raise WorkloadFailed((done.stderr.strip().splitlines() or ["(no output)"])[-1][:200])
+
+
 def run(client: Client, params: dict[str, Any]) -> dict[str, Any]:
     """Run *client*'s workload with *params*; its result, or `WorkloadFailed`."""
     assert client.python is not None
@@ -221,26 +244,14 @@ def run(client: Client, params: dict[str, Any]) -> dict[str, Any]:
     if client.backend:
         params["backend"] = client.backend
     try:
-        done = subprocess.run(
-            [client.python, str(WORKLOADS / client.script), json.dumps(params)],
-            capture_output=True,
-            text=True,
-            timeout=WORKLOAD_TIMEOUT,
-            cwd=WORKLOADS,
-        )
-    except subprocess.TimeoutExpired:
-        why = f"timed out after {WORKLOAD_TIMEOUT:.0f} s"
-    else:
-        for line in done.stdout.splitlines():
-            if line.startswith("RESULT "):
-                result: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
-                if ours(client) and result.get("complete") is False:
-                    PROBLEMS.append(f"{client.label} lost or repeated features: {result}")
-                return result
-        why = (done.stderr.strip().splitlines() or ["(no output)"])[-1][:200]
-    if ours(client):
-        PROBLEMS.append(f"{client.label} failed: {why}")
-    raise WorkloadFailed(why)
+        result = run_workload(client.python, client.script, params)
+    except WorkloadFailed as exc:
+        if ours(client):
+            PROBLEMS.append(f"{client.label} failed: {exc}")
+        raise
+    if ours(client) and result.get("complete") is False:
+        PROBLEMS.append(f"{client.label} lost or repeated features: {result}")
+    return result
 
 
 def common_params(origin: str) -> dict[str, Any]:

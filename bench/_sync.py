@@ -3,12 +3,10 @@ re-downloading the whole layer (``archibald dump`` to a GeoPackage) in the same 
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 import tempfile
 
-from _harness import HERE, PAGE, PROBLEMS, Report, server
+from _harness import PAGE, PROBLEMS, Report, WorkloadFailed, run_workload, server
 
 FRACTION = 0.01  # the share of the layer a day's editing touches
 
@@ -35,22 +33,14 @@ def bench_sync(report: Report, features: int, latency: float) -> None:
             "folder": folder,
             "fraction": FRACTION,
         }
-        done = subprocess.run(
-            [sys.executable, str(HERE / "workloads" / "sync_strategies.py"), json.dumps(params)],
-            capture_output=True,
-            text=True,
-            cwd=HERE / "workloads",
-            timeout=1800,
-            check=False,
-        )
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    if done.returncode or not lines:
-        why = (done.stderr.strip().splitlines() or ["no output"])[-1][:200]
-        PROBLEMS.append(f"the sync benchmark failed: {why}")
-        report.line(f"(failed: {why})")
-        report.line()
-        return
-    rows = json.loads(lines[-1].removeprefix("RESULT "))["rows"]
+        try:
+            result = run_workload(sys.executable, "sync_strategies.py", params, timeout=1800)
+        except WorkloadFailed as exc:
+            PROBLEMS.append(f"the sync benchmark failed: {exc}")
+            report.line(f"(failed: {exc})")
+            report.line()
+            return
+    rows = result["rows"]
     baseline = rows["dump"]["seconds"]
     names = {
         "dump": "re-download (`dump`, baseline)",

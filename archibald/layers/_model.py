@@ -12,7 +12,15 @@ from .._geojson import GeoJSONConverter
 from .._validate import is_whole
 from ..exceptions import LayerCapabilityError
 
-__all__ = ["AnswerShape", "LayerInfo", "Page", "QueryResult", "attribute", "schema_changes"]
+__all__ = [
+    "AnswerShape",
+    "LayerInfo",
+    "Page",
+    "QueryResult",
+    "attribute",
+    "schema_changes",
+    "wkid_of",
+]
 
 _OID_TYPE = "esriFieldTypeOID"
 _DEFAULT_MAX_RECORD_COUNT = 1000
@@ -25,6 +33,16 @@ def attribute(attributes: Mapping[str, Any], name: str) -> Any:
         return attributes[name]
     lowered = name.lower()
     return next((v for k, v in attributes.items() if k.lower() == lowered), None)
+
+
+def wkid_of(spatial_reference: Mapping[str, Any] | None, out_sr: int | None = None) -> int | None:
+    """The wkid geometries come in: *out_sr* if one was asked for, else the spatial
+    reference's ``latestWkid``, then its ``wkid``; None for one given as WKT alone."""
+    if out_sr is not None:
+        return out_sr
+    sr = spatial_reference or {}
+    code = sr.get("latestWkid") or sr.get("wkid")
+    return code if is_whole(code, 1) else None
 
 
 def schema_changes(

@@ -24,7 +24,7 @@ from .._secrets import redact_url
 from .._validate import is_number
 from ..exceptions import ArchieError, ConfigurationError, InvalidParameterError
 from ..layers import FeatureLayer, LayerInfo, MapLayer
-from ..layers._model import schema_changes
+from ..layers._model import schema_changes, wkid_of
 from ..layers._options import check_where
 from ._strategies import (
     STRATEGIES,
@@ -251,10 +251,8 @@ class LayerMirror:
 
 def _schema(info: LayerInfo) -> dict[str, Any]:
     """What a copy's table is made from: fields, object-id field, geometry, CRS."""
-    sr = info.spatial_reference or {}
-    wkid = sr.get("latestWkid") or sr.get("wkid")
-    if not isinstance(wkid, int):  # a layer described by WKT alone: copied in WGS84
-        wkid = _WGS84
+    # a layer described by WKT alone is copied in WGS84
+    wkid = wkid_of(info.spatial_reference) or _WGS84
     return {
         "fields": [dict(f) for f in info.fields],
         "object_id_field": info.object_id_field,

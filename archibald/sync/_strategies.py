@@ -370,7 +370,9 @@ async def _reconcile(layer: Layer, where: str, target: Target) -> None:
     parts = await layer.partitions(where, size=_RANGE_SIZE)
     first = parts[0].first_id if parts else 1
     last = parts[-1].last_id if parts else 0
-    target.delete([oid for oid in gpkg.object_ids(table) if not first <= oid <= last])
+    target.delete(
+        [*gpkg.object_ids(table, last=first - 1), *gpkg.object_ids(table, first=last + 1)]
+    )
     for part in parts:
         local = set(gpkg.object_ids(table, part.first_id, part.last_id))
         if len(local) == part.count:
